@@ -1,0 +1,242 @@
+"""The warehouse tables, declared once: the writer validates against them and `connect()`
+builds its views from them.
+
+Layout (chosen by measuring the dashboard's queries, see warehouse/README.md):
+- offline tables are hive-partitioned by ``run_id``: one run or a pair of runs reads only
+  its own directories, and a run is replaced by swapping its files;
+- online tables are hive-partitioned by ``date`` (UTC day of the trace): a date window reads
+  only its days;
+- ``runs`` and ``human_labels`` are small and unpartitioned.
+
+Every offline row carries ``write_id``. The ``runs`` row is written last and is the commit:
+the views show cases, scores and retrievals only for the ``write_id`` of a committed run,
+so a run whose writer died half way is never visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+KINDS = ("binary", "ordinal", "continuous")
+FEEDBACK_KINDS = ("thumbs", "rating", "edit", "comment")
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+STRATA = pa.map_(pa.string(), pa.string())
+TAGS = pa.list_(pa.string())
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    required: bool = False
+    doc: str = ""
+
+    def field(self) -> pa.Field:
+        return pa.field(self.name, self.type, nullable=not self.required)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    partition: str | None  # hive partition column, stored in the path not in the file
+    key: tuple[str, ...]  # unique within one write
+    doc: str = ""
+
+    @property
+    def schema(self) -> pa.Schema:
+        """Schema of the Parquet files (the partition column lives in the path)."""
+        return pa.schema([c.field() for c in self.columns if c.name != self.partition])
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def _c(name: str, type_: pa.DataType, required: bool = False, doc: str = "") -> Column:
+    return Column(name, type_, required, doc)
+
+
+_S, _F, _I, _B = pa.string(), pa.float64(), pa.int64(), pa.bool_()
+
+_SCORE_COLUMNS = (
+    _c("metric", _S, True, "metric name, e.g. correctness"),
+    _c("value", _F, False, "the score; null = could not score"),
+    _c("kind", _S, True, "binary | ordinal | continuous"),
+    _c("passed", _B, False, "pass flag; null when the metric has no threshold or is unscored"),
+    _c("scorer", _S, False, "scorer name"),
+    _c("scorer_version", _S, False, "scorer name + version + arguments hash"),
+    _c("rationale", _S, False, "judge's reason"),
+)
+
+RUNS = Table(
+    "runs",
+    (
+        _c("run_id", _S, True),
+        _c("write_id", _S, True, "which write of this run is current"),
+        _c("committed_at", TIMESTAMP, True),
+        _c("name", _S, True),
+        _c("dataset", _S, True),
+        _c("dataset_version", _S, False, "content hash of the cases used"),
+        _c("model", _S),
+        _c("prompt_version", _S),
+        _c("judge_version", _S),
+        _c("git_sha", _S),
+        _c("release", _S, False, "release this run qualified, if any"),
+        _c("started_at", TIMESTAMP, True),
+        _c("tags", TAGS),
+        _c("source", _S, False, "who wrote it: evaluate, import:jsonl, demo …"),
+        _c("approved", _B, True, "a release baseline"),
+    ),
+    partition=None,
+    key=("run_id",),
+)
+
+CASES = Table(
+    "cases",
+    (
+        _c("run_id", _S, True),
+        _c("write_id", _S, True),
+        _c("case_id", _S, True),
+        _c("strata", STRATA, False, "any keys: query_type, difficulty, edge_case, segment …"),
+        _c("tags", TAGS, False, "critical, safety …"),
+        _c("input", _S),
+        _c("output", _S),
+        _c("expected", _S),
+        _c("latency_ms", _F),
+        _c("tokens_in", _I),
+        _c("tokens_out", _I),
+        _c("cost_usd", _F),
+        _c("error", _S),
+    ),
+    partition="run_id",
+    key=("case_id",),
+)
+
+SCORES = Table(
+    "scores",
+    (_c("run_id", _S, True), _c("write_id", _S, True), _c("case_id", _S, True), *_SCORE_COLUMNS),
+    partition="run_id",
+    key=("case_id", "metric"),
+)
+
+RETRIEVALS = Table(
+    "retrievals",
+    (
+        _c("run_id", _S, True),
+        _c("write_id", _S, True),
+        _c("case_id", _S, True),
+        _c("doc_id", _S, True),
+        _c("rank", _I, True, "1 = top"),
+        _c("relevant", _B),
+        _c("cited", _B),
+    ),
+    partition="run_id",
+    key=("case_id", "rank"),
+)
+
+ONLINE_TRACES = Table(
+    "online_traces",
+    (
+        _c("trace_id", _S, True),
+        _c("timestamp", TIMESTAMP, True),
+        _c("date", pa.date32(), True),
+        _c("release", _S),
+        _c("variant", _S, False, "control, canary …"),
+        _c("strata", STRATA),
+        _c("input", _S),
+        _c("output", _S),
+        _c("latency_ms", _F),
+        _c("tokens_in", _I),
+        _c("tokens_out", _I),
+        _c("cost_usd", _F),
+        _c("error", _S),
+        _c("refusal", _B),
+        _c("tool_error", _B),
+    ),
+    partition="date",
+    key=("trace_id",),
+)
+
+ONLINE_SCORES = Table(
+    "online_scores",
+    (
+        _c("trace_id", _S, True),
+        _c("timestamp", TIMESTAMP, True),
+        _c("date", pa.date32(), True),
+        *_SCORE_COLUMNS,
+    ),
+    partition="date",
+    key=("trace_id", "metric"),
+)
+
+ONLINE_RETRIEVALS = Table(
+    "online_retrievals",
+    (
+        _c("trace_id", _S, True),
+        _c("timestamp", TIMESTAMP, True),
+        _c("date", pa.date32(), True),
+        _c("doc_id", _S, True),
+        _c("rank", _I, True),
+        _c("relevant", _B),
+        _c("cited", _B),
+    ),
+    partition="date",
+    key=("trace_id", "rank"),
+)
+
+FEEDBACK = Table(
+    "feedback",
+    (
+        _c("trace_id", _S, True),
+        _c("timestamp", TIMESTAMP, True),
+        _c("date", pa.date32(), True),
+        _c("kind", _S, True, "thumbs | rating | edit | comment"),
+        _c("value", _F, False, "thumbs: 1 up / 0 down; rating: 1–5"),
+        _c("comment", _S),
+        _c("user_id", _S),
+    ),
+    partition="date",
+    key=(),
+)
+
+HUMAN_LABELS = Table(
+    "human_labels",
+    (
+        _c("trace_id", _S, False, "an online trace, or"),
+        _c("run_id", _S, False, "an offline run …"),
+        _c("case_id", _S, False, "… and case"),
+        _c("metric", _S, True),
+        _c("value", _F, True),
+        _c("labeler", _S, True),
+        _c("labeled_at", TIMESTAMP, True),
+        _c("note", _S),
+    ),
+    partition=None,
+    key=(),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        RUNS,
+        CASES,
+        SCORES,
+        RETRIEVALS,
+        ONLINE_TRACES,
+        ONLINE_SCORES,
+        ONLINE_RETRIEVALS,
+        FEEDBACK,
+        HUMAN_LABELS,
+    )
+}
+OFFLINE_DATA = ("cases", "scores", "retrievals")  # visible only once their run is committed

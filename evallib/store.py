@@ -1,0 +1,123 @@
+"""Where the warehouse lives: a local directory or any fsspec URL (``s3://bucket/prefix``).
+
+A part file becomes visible whole or not at all. Locally it is written under a temporary
+name that no reader's glob matches, flushed, then renamed. On object stores a PUT is already
+atomic (the object appears when the upload completes), so it is written in place.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import Table
+
+DEFAULT_ROOT = "warehouse"
+TMP_PREFIX = "_tmp-"
+TMP_SUFFIX = ".inprogress"
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> str:
+    """``--warehouse``, else env ``EVALLIB_WAREHOUSE``, else ``./warehouse``."""
+    value = root if root not in (None, "") else os.environ.get("EVALLIB_WAREHOUSE") or DEFAULT_ROOT
+    value = os.fspath(value)
+    if "://" in value:
+        return value.rstrip("/")
+    return str(Path(value).expanduser().resolve())
+
+
+class Store:
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = resolve_root(root)
+        self.fs, self.base = fsspec.core.url_to_fs(self.root)
+        self.is_local = "://" not in self.root
+
+    def url(self, *parts: str) -> str:
+        """Path or URL that DuckDB reads (after ``register_filesystem`` for remote roots)."""
+        return "/".join([self.root, *parts])
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.base.rstrip("/"), *parts])
+
+    def table_dir(self, table: Table, partition_value: str | None = None) -> str:
+        parts = [table.name]
+        if table.partition and partition_value is not None:
+            parts.append(f"{table.partition}={partition_value}")
+        return self._path(*parts)
+
+    def glob_pattern(self, table: Table) -> str:
+        middle = [f"{table.partition}=*"] if table.partition else []
+        return self.url(table.name, *middle, "part-*.parquet")
+
+    def has_files(self, table: Table) -> bool:
+        top = self._path(table.name)
+        if self.is_local:
+            if not os.path.isdir(top):
+                return False
+            dirs = [top]
+            if table.partition:
+                dirs = [e.path for e in os.scandir(top) if e.is_dir()]
+            return any(_has_part(d) for d in dirs)
+        pattern = "/".join([top, *([f"{table.partition}=*"] if table.partition else []),
+                            "part-*.parquet"])
+        return bool(self.fs.glob(pattern))
+
+    def list_parts(self, table: Table, partition_value: str | None = None) -> list[str]:
+        d = self.table_dir(table, partition_value)
+        if self.is_local:
+            if not os.path.isdir(d):
+                return []
+            return sorted(e.path for e in os.scandir(d)
+                          if e.name.startswith("part-") and e.name.endswith(".parquet"))
+        return sorted(self.fs.glob(d + "/part-*.parquet"))
+
+    def write_part(self, table: Table, data: pa.Table, partition_value: str | None = None) -> str:
+        """Write one new part file atomically; returns its path."""
+        d = self.table_dir(table, partition_value)
+        name = f"part-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}.parquet"
+        final = f"{d}/{name}"
+        data = data.cast(table.schema) if data.schema != table.schema else data
+        if not self.is_local:
+            with self.fs.open(final, "wb") as f:
+                pq.write_table(data, f, compression="zstd")
+            return final
+        os.makedirs(d, exist_ok=True)
+        tmp = f"{d}/{TMP_PREFIX}{uuid.uuid4().hex}.parquet{TMP_SUFFIX}"
+        try:
+            with open(tmp, "wb") as f:
+                pq.write_table(data, f, compression="zstd")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return final
+
+    def remove(self, paths: list[str]) -> None:
+        for p in paths:
+            if self.is_local:
+                if os.path.exists(p):
+                    os.remove(p)
+            elif self.fs.exists(p):
+                self.fs.rm(p)
+
+    def walk_files(self) -> list[str]:
+        """Every file under the root (for `evallib check`)."""
+        if self.is_local:
+            if not os.path.isdir(self.base):
+                return []
+            return sorted(str(p) for p in Path(self.base).rglob("*") if p.is_file())
+        return sorted(self.fs.find(self.base))
+
+
+def _has_part(directory: str) -> bool:
+    with os.scandir(directory) as it:
+        return any(e.name.startswith("part-") and e.name.endswith(".parquet") for e in it)

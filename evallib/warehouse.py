@@ -1,0 +1,234 @@
+"""Recording results: the one writer every eval job, sampler and importer goes through."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import schema as S
+from .errors import DataError, RunExistsError
+from .store import Store
+from .validate import Rows, to_arrow
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_RUN_FIELDS = [c.name for c in S.RUNS.columns if c.name not in ("write_id", "committed_at")]
+
+
+class Warehouse:
+    """A warehouse root (local path or fsspec URL) to record into and read from.
+
+    >>> wh = Warehouse("warehouse")
+    >>> run_id = wh.record_run({"name": "nightly", "dataset": "support"}, cases, scores)
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.store = Store(root)
+
+    @property
+    def root(self) -> str:
+        return self.store.root
+
+    def connect(self):
+        from .db import connect
+
+        return connect(self.store)
+
+    def runs(self) -> pl.DataFrame:
+        with self.connect() as con:
+            return con.sql("SELECT * FROM runs ORDER BY started_at").pl()
+
+    def run_exists(self, run_id: str) -> bool:
+        if not self.store.has_files(S.RUNS):
+            return False
+        with self.connect() as con:
+            rows = con.sql("SELECT count(*) FROM runs WHERE run_id = $id",
+                           params={"id": run_id}).fetchall()
+        return rows[0][0] > 0
+
+    # --- offline -------------------------------------------------------------------------
+
+    def record_run(self, run: Mapping[str, Any], cases: Rows, scores: Rows = None,
+                   retrievals: Rows = None, *, replace: bool = False,
+                   sources: Mapping[str, str] | None = None) -> str:
+        """Record one run: metadata, its cases, their scores and retrievals. Returns run_id.
+
+        All or nothing: every table is validated before anything is written, and the run
+        becomes visible only when its ``runs`` row (written last) lands.
+        """
+        sources = dict(sources or {})
+        meta = self._run_row(run, source=sources.get("run", "run"))
+        run_id = meta["run_id"]
+        if not replace and self.run_exists(run_id):
+            raise RunExistsError(f"run {run_id!r} is already in the warehouse at {self.root}; "
+                                 "pass replace=True (CLI: --replace) to overwrite it")
+        write_id = uuid.uuid4().hex
+        fill = {"run_id": run_id, "write_id": write_id}
+        tables = {
+            "cases": to_arrow(S.CASES, cases, source=sources.get("cases", "cases"), fill=fill),
+            "scores": to_arrow(S.SCORES, scores, source=sources.get("scores", "scores"),
+                               fill=fill),
+            "retrievals": to_arrow(S.RETRIEVALS, retrievals,
+                                   source=sources.get("retrievals", "retrievals"), fill=fill),
+        }
+        if tables["cases"].num_rows == 0:
+            raise DataError("a run needs at least one case", source=sources.get("cases", "cases"))
+        known = tables["cases"]["case_id"]
+        for name in ("scores", "retrievals"):
+            t = tables[name]
+            missing = pc.invert(pc.is_in(t["case_id"], known))
+            i = pc.index(missing, True).as_py()
+            if i >= 0:
+                raise DataError(f"case_id {t['case_id'][i].as_py()!r} is not among the run's cases",
+                                source=sources.get(name, name), row=i, field="case_id")
+        if meta.get("dataset_version") is None:
+            meta["dataset_version"] = dataset_version(tables["cases"])
+        meta.update(write_id=write_id, committed_at=datetime.now(UTC))
+        runs_row = to_arrow(S.RUNS, [meta], source=sources.get("run", "run"))
+
+        previous = {n: self.store.list_parts(S.TABLES[n], run_id) for n in S.OFFLINE_DATA}
+        sort_keys = {"cases": ["case_id"], "scores": ["metric", "case_id"],
+                     "retrievals": ["case_id", "rank"]}
+        for name, t in tables.items():
+            if t.num_rows:
+                t = t.sort_by([(k, "ascending") for k in sort_keys[name]])
+                self.store.write_part(S.TABLES[name], t.drop(["run_id"]), run_id)
+        self.store.write_part(S.RUNS, runs_row)  # the commit
+        # Earlier writes of this run (replaced, or orphaned by a crash) are invisible now.
+        self.store.remove([p for paths in previous.values() for p in paths])
+        return run_id
+
+    def _run_row(self, run: Mapping[str, Any], source: str) -> dict[str, Any]:
+        if not isinstance(run, Mapping):
+            raise DataError("run metadata must be a mapping", source=source)
+        for key in run:
+            if key not in _RUN_FIELDS:
+                raise DataError(f"unknown field; expected some of: {', '.join(_RUN_FIELDS)}",
+                                source=source, field=key)
+        row = {k: run.get(k) for k in _RUN_FIELDS}
+        for key in ("name", "dataset"):
+            if not isinstance(row[key], str) or not row[key].strip():
+                raise DataError("is required (a non-empty string)", source=source, field=key)
+        row["started_at"] = _timestamp(row["started_at"] or datetime.now(UTC), source,
+                                       "started_at")
+        row["approved"] = bool(row["approved"])
+        row["source"] = row["source"] or "api"
+        if row["run_id"] is None:
+            row["run_id"] = new_run_id(row["name"], row["started_at"])
+        if not isinstance(row["run_id"], str) or not RUN_ID.match(row["run_id"]):
+            raise DataError(f"{row['run_id']!r} is not a valid run_id (letters, digits, "
+                            "'.', '_', '-'; at most 128)", source=source, field="run_id")
+        return row
+
+    # --- online --------------------------------------------------------------------------
+
+    def record_online(self, traces: Rows = None, scores: Rows = None, feedback: Rows = None,
+                      retrievals: Rows = None, *,
+                      sources: Mapping[str, str] | None = None) -> dict[str, int]:
+        """Record a batch of sampled production traffic, split into daily partitions.
+
+        Every table is validated before any is written. Each part file is atomic; a batch
+        is not (scores and feedback may arrive in later batches than their traces).
+        """
+        sources = dict(sources or {})
+        batch = {
+            "online_traces": (S.ONLINE_TRACES, traces),
+            "online_scores": (S.ONLINE_SCORES, scores),
+            "online_retrievals": (S.ONLINE_RETRIEVALS, retrievals),
+            "feedback": (S.FEEDBACK, feedback),
+        }
+        tables = {}
+        for name, (table, rows) in batch.items():
+            src = sources.get(name, name)
+            t = to_arrow(table, _with_date(table, rows), source=src)
+            tables[name] = t
+        counts = {}
+        for name, t in tables.items():
+            counts[name] = t.num_rows
+            if not t.num_rows:
+                continue
+            table = S.TABLES[name]
+            order = [("metric", "ascending")] if "metric" in t.column_names else []
+            t = t.sort_by([*order, ("timestamp", "ascending")])
+            for day in pc.unique(t["date"]).to_pylist():
+                part = t.filter(pc.equal(t["date"], day)).drop(["date"])
+                self.store.write_part(table, part, day.isoformat())
+        return counts
+
+    def record_human_labels(self, labels: Rows, *, source: str = "human_labels") -> int:
+        t = to_arrow(S.HUMAN_LABELS, labels, source=source)
+        subject = pc.or_(pc.is_valid(t["trace_id"]),
+                         pc.and_(pc.is_valid(t["run_id"]), pc.is_valid(t["case_id"])))
+        i = pc.index(pc.invert(subject), True).as_py()
+        if i >= 0:
+            raise DataError("a label needs trace_id, or run_id and case_id", source=source,
+                            row=i, field="trace_id")
+        if t.num_rows:
+            self.store.write_part(S.HUMAN_LABELS, t)
+        return t.num_rows
+
+
+def _with_date(table: S.Table, rows: Rows) -> Rows:
+    """Fill the ``date`` partition from ``timestamp`` (UTC day) when the caller left it out."""
+    if rows is None:
+        return None
+    if hasattr(rows, "to_arrow") and not isinstance(rows, pa.Table):
+        rows = rows.to_arrow()
+    if isinstance(rows, pa.Table):
+        if "date" in rows.column_names or "timestamp" not in rows.column_names:
+            return rows
+        ts = rows["timestamp"]
+        if pa.types.is_timestamp(ts.type) and ts.type.tz is None:
+            ts = ts.cast(pa.timestamp("us", tz="UTC"))
+        if not pa.types.is_timestamp(ts.type):
+            return rows  # to_arrow names the bad value
+        return rows.append_column("date", pc.cast(pc.cast(ts, pa.timestamp("us", tz="UTC")),
+                                                  pa.date32()))
+    out = []
+    for i, row in enumerate(rows):
+        if isinstance(row, Mapping) and "date" not in row and row.get("timestamp") is not None:
+            row = dict(row)
+            row["timestamp"] = _timestamp(row["timestamp"], table.name, "timestamp", i)
+            row["date"] = row["timestamp"].date()
+        out.append(row)
+    return out
+
+
+def _timestamp(value: Any, source: str, field: str, row: int | None = None) -> datetime:
+    """Timestamps are stored in UTC; naive ones are taken as UTC."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise DataError(f"{value!r} is not an ISO 8601 timestamp", source=source,
+                            row=row, field=field) from None
+    if not isinstance(value, datetime):
+        raise DataError(f"{value!r} is not a timestamp", source=source, row=row, field=field)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def new_run_id(name: str, started_at: datetime) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower()[:40] or "run"
+    return f"{slug}-{started_at:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def dataset_version(cases: pa.Table) -> str:
+    """Content hash of the cases a run used: same cases, same version, whatever their order."""
+    cols = cases.select(["case_id", "input", "expected", "strata", "tags"]).sort_by("case_id")
+    h = hashlib.sha256()
+    for row in cols.to_pylist():
+        row["strata"] = sorted(row["strata"] or [])
+        h.update(json.dumps(row, sort_keys=True, default=str).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:12]
