@@ -8,6 +8,7 @@ the error path walks rows one by one, to name the offending one.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -72,7 +73,26 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _iso(value: Any) -> Any:
+    """ISO 8601 text → datetime; naive timestamps are taken as UTC."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value  # refused below, with its row
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
 def _array(name: str, values: list[Any], type_: pa.DataType, source: str) -> pa.Array:
+    if pa.types.is_timestamp(type_):
+        values = [_iso(v) for v in values]
+    if pa.types.is_integer(type_):
+        for i, v in enumerate(values):
+            if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+                raise DataError(f"{v!r} is not a valid integer", source=source, row=i,
+                                field=name)
     if pa.types.is_map(type_):
         values = [None if v is None else
                   ([(str(k), None if x is None else str(x)) for k, x in v.items()]
@@ -189,5 +209,5 @@ def _unique(table: Table, data: pa.Table, source: str) -> None:
             mask = m if mask is None else pc.and_(mask, m)
         rows = pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()
         what = ", ".join(f"{k}={first[k]!r}" for k in key)
-        raise DataError(f"duplicate {what} (also at row {rows[0]})",
-                        source=source, row=rows[1], field=key[-1])
+        raise DataError(f"duplicate {what}", source=source, row=rows[1], field=key[-1],
+                        first_row=rows[0])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import uuid
@@ -225,10 +224,11 @@ def new_run_id(name: str, started_at: datetime) -> str:
 
 def dataset_version(cases: pa.Table) -> str:
     """Content hash of the cases a run used: same cases, same version, whatever their order."""
-    cols = cases.select(["case_id", "input", "expected", "strata", "tags"]).sort_by("case_id")
+    names = ["case_id", "input", "expected", "strata", "tags"]
+    cols = cases.select(names).sort_by("case_id")
     h = hashlib.sha256()
-    for row in cols.to_pylist():
-        row["strata"] = sorted(row["strata"] or [])
-        h.update(json.dumps(row, sort_keys=True, default=str).encode())
-        h.update(b"\n")
+    for case_id, input_, expected, strata, tags in zip(
+        *(cols[n].to_pylist() for n in names), strict=True
+    ):
+        h.update(repr((case_id, input_, expected, sorted(strata or []), tags)).encode())
     return h.hexdigest()[:12]

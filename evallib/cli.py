@@ -1,0 +1,213 @@
+"""`evallib …`: exit 0 ok, 1 a gate or check failed, 2 bad usage or bad data (no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import EvallibError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _warehouse_option(p: argparse.ArgumentParser, default: Any) -> None:
+    p.add_argument("--warehouse", metavar="PATH", default=default,
+                   help="warehouse root: a path or fsspec URL (default: $EVALLIB_WAREHOUSE, "
+                        "else ./warehouse)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evallib", description=__doc__)
+    _warehouse_option(parser, None)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        _warehouse_option(p, argparse.SUPPRESS)  # also accepted after the command
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("demo", _demo, "write a realistic demo warehouse")
+    p.add_argument("--days", type=int, default=180)
+    p.add_argument("--online-per-day", type=int, default=1000)
+    p.add_argument("--cases", type=int, default=400, help="golden-set size")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--force", action="store_true", help="replace a warehouse that has data")
+
+    p = command("dashboard", _dashboard, "serve the dashboard on 127.0.0.1")
+    p.add_argument("--port", type=int, default=8501)
+
+    p = command("runs", _runs, "list the runs")
+    p.add_argument("--json", action="store_true")
+
+    p = command("check", _check, "validate the warehouse: remove dead temp files, "
+                "quarantine unreadable ones")
+    p.add_argument("--tmp-age", type=float, default=3600.0, metavar="SECONDS",
+                   help="remove temp and uncommitted files older than this (default 3600)")
+    p.add_argument("--json", action="store_true")
+
+    imp = command("import", _no_format, "bring results from other tools into the warehouse")
+    formats = imp.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    p = formats.add_parser("jsonl", help="one JSON object per line",
+                           description="import a JSONL file; prints the run id")
+    _warehouse_option(p, argparse.SUPPRESS)
+    p.set_defaults(handler=_import_jsonl)
+    p.add_argument("path", metavar="FILE")
+    p.add_argument("--kind", choices=("offline", "online"), default="offline")
+    p.add_argument("--run-name", help="run name (required for offline)")
+    p.add_argument("--run-id", help="default: generated from the name and time")
+    p.add_argument("--model")
+    p.add_argument("--dataset", help="default: the file name without extension")
+    p.add_argument("--prompt-version")
+    p.add_argument("--judge-version")
+    p.add_argument("--git-sha")
+    p.add_argument("--started-at", help="ISO 8601; default: now")
+    p.add_argument("--replace", action="store_true", help="overwrite a run with the same id")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except EvallibError as e:
+        print(f"evallib {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _no_format(args: argparse.Namespace) -> int:  # argparse requires FORMAT first
+    return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    for name in ("days", "online_per_day", "cases"):
+        if getattr(args, name) < 1:
+            raise EvallibError(f"--{name.replace('_', '-')} must be at least 1")
+    from .demo import build_demo
+
+    summary = build_demo(args.warehouse, days=args.days, online_per_day=args.online_per_day,
+                         cases=args.cases, seed=args.seed, force=args.force)
+    print(summary.describe() if hasattr(summary, "describe") else summary)
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from .store import resolve_root
+
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    if not app.exists():
+        raise EvallibError(f"cannot find the dashboard entry {app} (run from a source checkout)")
+    env = {**os.environ, "EVALLIB_WAREHOUSE": resolve_root(args.warehouse)}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app),
+           "--server.address", "127.0.0.1", "--server.port", str(args.port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    print(f"Eval Flywheel on http://127.0.0.1:{args.port}  (warehouse {env['EVALLIB_WAREHOUSE']})",
+          file=sys.stderr)
+    return subprocess.call(cmd, env=env, cwd=app.parent)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from .db import connect
+
+    cols = ["run_id", "name", "model", "dataset", "dataset_version", "started_at", "n_cases",
+            "source", "approved"]
+    with connect(args.warehouse) as con:
+        df = con.sql(
+            "SELECT r.run_id, r.name, r.model, r.dataset, r.dataset_version, r.started_at, "
+            "coalesce(c.n, 0) AS n_cases, r.source, r.approved FROM runs r "
+            "LEFT JOIN (SELECT run_id, count(*) AS n FROM cases GROUP BY run_id) c "
+            "USING (run_id) ORDER BY r.started_at, r.run_id"
+        ).pl()
+    rows = df.select(cols).to_dicts()
+    if args.json:
+        print(json.dumps(rows, default=_json_default, indent=2))
+        return 0
+    if not rows:
+        print("no runs (evallib demo, or evallib import jsonl FILE --run-name NAME)",
+              file=sys.stderr)
+        return 0
+    _print_table(rows, cols)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .maintenance import check
+
+    report = check(args.warehouse, tmp_age=args.tmp_age)
+    if args.json:
+        print(json.dumps({"healthy": report.healthy, "files": report.files,
+                          "removed_temp": report.removed_temp,
+                          "removed_orphans": report.removed_orphans,
+                          "quarantined": [{"path": p, "why": w} for p, w in report.quarantined]},
+                         indent=2))
+    else:
+        print(f"{report.files} part files checked")
+        for p in report.removed_temp:
+            print(f"removed dead temp file {p}")
+        for p in report.removed_orphans:
+            print(f"removed uncommitted part file {p}")
+        for p, why in report.quarantined:
+            print(f"quarantined {p}: {why}")
+        print("healthy" if report.healthy else "problems found: see quarantined files")
+    return 0 if report.healthy else 1
+
+
+def _import_jsonl(args: argparse.Namespace) -> int:
+    from .importers.jsonl import import_jsonl
+    from .warehouse import Warehouse
+
+    run = None
+    if args.kind == "offline":
+        if not args.run_name:
+            raise EvallibError("--run-name is required for an offline import")
+        run = {"name": args.run_name, "dataset": args.dataset or Path(args.path).stem,
+               "model": args.model, "prompt_version": args.prompt_version,
+               "judge_version": args.judge_version, "git_sha": args.git_sha,
+               "source": "import:jsonl", "run_id": args.run_id,
+               "started_at": args.started_at}
+        run = {k: v for k, v in run.items() if v is not None}
+    result = import_jsonl(args.path, Warehouse(args.warehouse), kind=args.kind, run=run,
+                          replace=args.replace)
+    if args.kind == "offline":
+        print(result["run_id"])
+        print(f"imported {result['cases']} cases", file=sys.stderr)
+    else:
+        print(", ".join(f"{v} {k}" for k, v in result.items()))
+    return 0
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    raise TypeError(type(v).__name__)
+
+
+def _print_table(rows: list[dict[str, Any]], cols: list[str]) -> None:
+    def fmt(v: Any) -> str:
+        if isinstance(v, datetime):
+            return v.strftime("%Y-%m-%d %H:%M")
+        if isinstance(v, bool):
+            return "yes" if v else ""
+        return "" if v is None else str(v)
+
+    cells = [[fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
