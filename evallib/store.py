@@ -80,7 +80,8 @@ class Store:
     def write_part(self, table: Table, data: pa.Table, partition_value: str | None = None) -> str:
         """Write one new part file atomically; returns its path."""
         d = self.table_dir(table, partition_value)
-        name = f"part-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:12]}.parquet"
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        name = f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
         final = f"{d}/{name}"
         data = data.cast(table.schema) if data.schema != table.schema else data
         if not self.is_local:

@@ -8,10 +8,11 @@ the error path walks rows one by one, to name the offending one.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -131,8 +132,7 @@ def _from_arrow(table: Table, data: pa.Table, source: str, fill: Mapping[str, An
     arrays = []
     for col in table.columns:
         if col.name in fill:
-            arrays.append(pa.array([fill[col.name]] * n, type=col.type) if n else
-                          pa.array([], type=col.type))
+            arrays.append(pa.repeat(pa.scalar(fill[col.name], col.type), n))
             continue
         if col.name not in data.column_names:
             arrays.append(pa.nulls(n, type=col.type))
@@ -199,15 +199,12 @@ def check(table: Table, data: pa.Table, source: str) -> None:
 
 def _unique(table: Table, data: pa.Table, source: str) -> None:
     key = list(table.key)
-    counts = data.select(key).group_by(key).aggregate([([], "count_all")])
-    dup = counts.filter(pc.greater(counts["count_all"], 1))
-    if dup.num_rows:
-        first = dup.slice(0, 1).to_pylist()[0]
-        mask = None
-        for k in key:
-            m = pc.equal(data[k], first[k])
-            mask = m if mask is None else pc.and_(mask, m)
-        rows = pc.indices_nonzero(pc.fill_null(mask, False)).to_pylist()
-        what = ", ".join(f"{k}={first[k]!r}" for k in key)
-        raise DataError(f"duplicate {what}", source=source, row=rows[1], field=key[-1],
-                        first_row=rows[0])
+    dup = pl.from_arrow(data.select(key)).is_duplicated()  # polars: multi-threaded hashing
+    if not dup.any():
+        return
+    rows = dup.arg_true().to_list()
+    first = data.slice(rows[0], 1).select(key).to_pylist()[0]
+    same = [i for i in rows if data.slice(i, 1).select(key).to_pylist()[0] == first]
+    what = ", ".join(f"{k}={first[k]!r}" for k in key)
+    raise DataError(f"duplicate {what}", source=source, row=same[1], field=key[-1],
+                    first_row=same[0])

@@ -1,0 +1,237 @@
+"""Benchmarks against DESIGN.md's budgets, on the large demo warehouse.
+
+    make bench                       # builds bench/warehouse once (a few minutes), then measures
+    .venv/bin/python bench/run.py --days 30 --online-per-day 2000 --cases 400   # a quick look
+
+Writes bench/RESULTS.md. Figures are wall-clock on whatever machine runs this; they are
+reported, never asserted in unit tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from evallib import Warehouse, connect, queries  # noqa: E402
+from evallib.db import tables_present  # noqa: E402
+
+BUDGET = {"query_p95_ms": 150, "page_warm_s": 1.0, "write_rows_s": 2_000_000,
+          "memory_gb": 1.5}
+
+
+def timed(fn: Callable[[], object], repeat: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    fn()
+    cold = time.perf_counter() - t0
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    samples.sort()
+    p95 = samples[min(len(samples) - 1, int(round(0.95 * (len(samples) - 1))))]
+    return {"cold_ms": cold * 1e3, "p50_ms": statistics.median(samples) * 1e3,
+            "p95_ms": p95 * 1e3}
+
+
+def build(root: Path, args: argparse.Namespace) -> dict[str, object]:
+    if tables_present(str(root)) and not args.rebuild:
+        return {"built": False}
+    t0 = time.perf_counter()  # in a child process, so its memory is not counted below
+    subprocess.run([sys.executable, "-m", "evallib.cli", "demo", "--warehouse", str(root),
+                    "--days", str(args.days), "--online-per-day", str(args.online_per_day),
+                    "--cases", str(args.cases), "--force"], check=True)
+    return {"built": True, "seconds": time.perf_counter() - t0}
+
+
+def row_counts(root: Path) -> dict[str, int]:
+    con = connect(str(root))
+    names = ["runs", "cases", "scores", "retrievals", "online_traces", "online_scores",
+             "online_retrievals", "feedback", "human_labels"]
+    return {n: con.sql(f"SELECT count(*) FROM {n}").fetchall()[0][0] for n in names}
+
+
+def write_throughput(tmp: Path, n_cases: int = 200_000, n_metrics: int = 10) -> dict[str, float]:
+    """One record_run of n_cases × n_metrics score rows, validated and written."""
+    rng = np.random.default_rng(1)
+    ids = pa.array([f"case-{i:07d}" for i in range(n_cases)])
+    cases = pa.table({"case_id": ids,
+                      "latency_ms": rng.lognormal(6.5, 0.4, n_cases)})
+    metric_names = np.array([f"metric_{j}" for j in range(n_metrics)])
+    scores = pa.table({
+        "case_id": pa.chunked_array([ids] * n_metrics),
+        "metric": pa.array(np.repeat(metric_names, n_cases)),
+        "value": rng.random(n_cases * n_metrics),
+        "kind": pa.repeat(pa.scalar("continuous"), n_cases * n_metrics),
+    })
+    rates = []
+    for i in range(3):
+        shutil.rmtree(tmp, ignore_errors=True)
+        t0 = time.perf_counter()
+        Warehouse(str(tmp)).record_run({"name": f"bench-{i}", "dataset": "bench"}, cases, scores)
+        rates.append(scores.num_rows / (time.perf_counter() - t0))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"rows": scores.num_rows, "rows_per_s_median": statistics.median(rates)}
+
+
+def query_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]:
+    con = connect(str(root))
+    runs = queries.runs_overview(con)
+    dataset = runs["dataset"][0]
+    pair = runs["run_id"].head(2).to_list()
+    rng = queries.online_date_range(con).row(0, named=True)
+    last = rng["last_day"]
+    start90 = last - timedelta(days=89) if last else None
+    key = queries.strata_keys(con, dataset)["key"][0]
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("runs_overview (Runs page)", lambda: queries.runs_overview(con.cursor())),
+        ("run_metric_summary, every run (Runs page)",
+         lambda: queries.run_metric_summary(con.cursor())),
+        ("run_metric_summary, a pair of runs",
+         lambda: queries.run_metric_summary(con.cursor(), pair)),
+        ("offline_trend (Trends)",
+         lambda: queries.offline_trend(con.cursor(), dataset, "correctness")),
+        (f"offline_trend by {key} (Trends)",
+         lambda: queries.offline_trend(con.cursor(), dataset, "correctness", key)),
+    ]
+    if last:
+        cases += [
+            ("online_daily, 90 days (Trends)",
+             lambda: queries.online_daily(con.cursor(), "correctness", start90, last)),
+            (f"online_daily by {key}, 90 days (Trends)",
+             lambda: queries.online_daily(con.cursor(), "correctness", start90, last, key)),
+            ("online_daily, whole range",
+             lambda: queries.online_daily(con.cursor(), "correctness", rng["first_day"], last)),
+        ]
+    return [(name, timed(fn, repeat)) for name, fn in cases]
+
+
+def partitioning(root: Path, scratch: Path, repeat: int) -> list[tuple[str, dict[str, float]]]:
+    """The same questions against the chosen layout and against unpartitioned copies."""
+    con = connect(str(root))
+    scratch.mkdir(parents=True, exist_ok=True)
+    flat_scores, flat_online = scratch / "scores.parquet", scratch / "online_scores.parquet"
+    if not flat_scores.exists():
+        con.execute(f"COPY (SELECT * FROM scores) TO '{flat_scores}' (FORMAT parquet)")
+        con.execute(f"COPY (SELECT * FROM online_scores) TO '{flat_online}' (FORMAT parquet)")
+    run = queries.runs_overview(con)["run_id"][0]
+    last = queries.online_date_range(con)["last_day"][0]
+    one_run = "SELECT metric, avg(value) FROM {} WHERE run_id = $r GROUP BY metric"
+    window = ("SELECT date, avg(value) FROM {} WHERE metric = 'correctness' "
+              "AND date BETWEEN $a AND $b GROUP BY date")
+    a, b = last - timedelta(days=6), last
+    out = []
+    for label, table, sql, params in [
+        ("one run, run_id partitions", "scores", one_run, {"r": run}),
+        ("one run, one unpartitioned file", f"read_parquet('{flat_scores}')", one_run,
+         {"r": run}),
+        ("7-day window, date partitions", "online_scores", window, {"a": a, "b": b}),
+        ("7-day window, one unpartitioned file", f"read_parquet('{flat_online}')", window,
+         {"a": a, "b": b}),
+    ]:
+        q = sql.format(table)
+        out.append((label, timed(lambda q=q, p=params: con.cursor().sql(q, params=p).fetchall(),
+                                 repeat)))
+    return out
+
+
+def page_renders(root: Path) -> list[tuple[str, float, float]]:
+    """AppTest runs each page twice in this process: cold, then warm (Streamlit caches hot)."""
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["EVALLIB_WAREHOUSE"] = str(root)
+    os.chdir(HERE.parent)
+    out = []
+    for page in ("pages/runs.py", "pages/trends.py"):
+        at = AppTest.from_file("app.py", default_timeout=300)
+        at.switch_page(page) if page != "pages/runs.py" else None
+        t0 = time.perf_counter()
+        at.run()
+        cold = time.perf_counter() - t0
+        assert not at.exception, at.exception
+        t0 = time.perf_counter()
+        at.run()
+        warm = time.perf_counter() - t0
+        out.append((page, cold, warm))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--root", default=str(HERE / "warehouse"))
+    p.add_argument("--days", type=int, default=365)
+    p.add_argument("--online-per-day", type=int, default=40_000)
+    p.add_argument("--cases", type=int, default=5_000)
+    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--rebuild", action="store_true")
+    p.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    args = p.parse_args()
+    root = Path(args.root)
+
+    built = build(root, args)
+    counts = row_counts(root)
+    q = query_timings(root, args.repeat)
+    pages = page_renders(root)
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # before the rest
+    parts = partitioning(root, HERE / "tmp-flat", args.repeat)
+    write = write_throughput(HERE / "tmp-write")
+    shutil.rmtree(HERE / "tmp-flat", ignore_errors=True)
+
+    ok = lambda good: "✅" if good else "❌"  # noqa: E731
+    online_rows = sum(counts[t] for t in ("online_traces", "online_scores",
+                                          "online_retrievals", "feedback"))
+    lines = [
+        "# Benchmark results", "",
+        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.machine()}. Command: `make bench` "
+        f"(`bench/run.py --days {args.days} --online-per-day {args.online_per_day} "
+        f"--cases {args.cases}`), {args.repeat} timed repeats after one cold run.", "",
+        "## Warehouse", "",
+        f"Offline score rows: **{counts['scores']:,}**; online rows (traces + scores + "
+        f"retrievals + feedback): **{online_rows:,}**.", "",
+        "| table | rows |", "|---|---:|",
+        *[f"| {k} | {v:,} |" for k, v in counts.items()], "",
+        (f"Demo build: **{built['seconds']:.0f} s**." if built.get("built")
+         else "Demo build: warehouse reused (run with `--rebuild` to time the build)."), "",
+        "## Writes", "",
+        f"`Warehouse.record_run` of {write['rows']:,} score rows (validation + Parquet): "
+        f"**{write['rows_per_s_median'] / 1e6:.2f} M rows/s** "
+        f"(budget ≥ {BUDGET['write_rows_s'] / 1e6:.0f} M/s) "
+        f"{ok(write['rows_per_s_median'] >= BUDGET['write_rows_s'])}", "",
+        "## Interactive queries (budget p95 ≤ 150 ms)", "",
+        "| query | cold ms | p50 ms | p95 ms | |", "|---|---:|---:|---:|---|",
+        *[f"| {n} | {t['cold_ms']:.0f} | {t['p50_ms']:.0f} | {t['p95_ms']:.0f} | "
+          f"{ok(t['p95_ms'] <= BUDGET['query_p95_ms'])} |" for n, t in q], "",
+        "## Partitioning (why run_id / date)", "",
+        "| question, layout | cold ms | p50 ms | p95 ms |", "|---|---:|---:|---:|",
+        *[f"| {n} | {t['cold_ms']:.0f} | {t['p50_ms']:.0f} | {t['p95_ms']:.0f} |"
+          for n, t in parts], "",
+        "## Pages (AppTest, in process; budget warm ≤ 1 s)", "",
+        "| page | cold s | warm s | |", "|---|---:|---:|---|",
+        *[f"| {n} | {c:.2f} | {w:.2f} | {ok(w <= BUDGET['page_warm_s'])} |"
+          for n, c, w in pages], "",
+        f"Peak memory of this process (warehouse queries + pages): **{rss_gb:.2f} GB** "
+        f"(budget ≤ {BUDGET['memory_gb']} GB) {ok(rss_gb <= BUDGET['memory_gb'])}", "",
+    ]
+    Path(args.out).write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
