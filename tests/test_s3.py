@@ -1,0 +1,92 @@
+"""A warehouse on S3 (a moto server on 127.0.0.1): write, read, import, check."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from evallib import Warehouse, connect
+from evallib.cli import main
+
+pytest.importorskip("s3fs")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    port = _free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def bucket(s3_endpoint, monkeypatch, request):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem()
+    name = f"evals-{request.node.name.replace('_', '-')[:40]}"
+    fs.mkdir(name)
+    return f"s3://{name}/team"
+
+
+def test_record_and_read_back_on_s3(bucket, capsys):
+    wh = Warehouse(bucket)
+    run_id = wh.record_run({"name": "nightly", "dataset": "support"},
+                           [{"case_id": "a", "strata": {"query_type": "billing"}},
+                            {"case_id": "b", "strata": {"query_type": "account"}}],
+                           [{"case_id": "a", "metric": "correctness", "value": 1,
+                             "kind": "binary"}])
+    wh.record_online(traces=[{"trace_id": "t1", "timestamp": "2026-11-01T10:00:00Z"}],
+                     feedback=[{"trace_id": "t1", "timestamp": "2026-11-01T10:01:00Z",
+                                "kind": "thumbs", "value": 1}])
+    con = connect(bucket)
+    assert con.sql("SELECT c.strata['query_type'], s.value FROM scores s "
+                   "JOIN cases c USING (run_id, case_id)").fetchall() == [("billing", 1.0)]
+    assert con.sql("SELECT count(*) FROM feedback").fetchall() == [(1,)]
+    assert main(["runs", "--json", "--warehouse", bucket]) == 0
+    assert [r["run_id"] for r in json.loads(capsys.readouterr().out)] == [run_id]
+    assert main(["check", "--warehouse", bucket]) == 0
+
+
+def test_bad_import_leaves_the_bucket_unchanged(bucket, tmp_path, capsys):
+    good = tmp_path / "g.jsonl"
+    good.write_text('{"case_id": "a", "scores": {"m": true}}\n')
+    assert main(["import", "jsonl", str(good), "--run-name", "x", "--warehouse", bucket]) == 0
+    import s3fs
+
+    before = sorted(s3fs.S3FileSystem().find(bucket))
+    bad = tmp_path / "b.jsonl"
+    bad.write_text('{"case_id": "a"}\n{"case_id": "b", "cost_usd": -1}\n')
+    assert main(["import", "jsonl", str(bad), "--run-name", "y", "--warehouse", bucket]) == 2
+    assert "b.jsonl:2, field 'cost_usd'" in capsys.readouterr().err
+    assert sorted(s3fs.S3FileSystem().find(bucket)) == before
