@@ -1,0 +1,13 @@
+"""Eval Flywheel dashboard: page config, shared sidebar filters, navigation. Pages do the rest."""
+
+import streamlit as st
+
+from pages._common import sidebar
+
+st.set_page_config(page_title="Eval Flywheel", page_icon="🎡", layout="wide")
+page = st.navigation([
+    st.Page("pages/runs.py", title="Runs", icon="🏁", default=True),
+    st.Page("pages/trends.py", title="Trends", icon="📈"),
+])
+sidebar()
+page.run()

@@ -1,0 +1,169 @@
+"""The dashboard's questions, one function each, answered by DuckDB as polars frames.
+
+Every function takes a connection from `evallib.connect()` (or a cursor of it) first. SQL
+text is constant: user choices (dataset, metric, stratum key, dates, run ids) are always
+bound parameters, so a stratum key such as ``x'] OR 1=1 --`` is just a key nobody has.
+Strata are a ``MAP(VARCHAR, VARCHAR)``; ``strata[$key]`` is the case's value for that key
+(NULL when the case has no such key).
+
+Frames that summarise scores carry ``kind, n, mean, sd`` so `evallib.stats.with_intervals`
+can add their 95% intervals; ``n`` counts scored values only (null = could not score).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import duckdb
+import polars as pl
+
+__all__ = [
+    "datasets",
+    "metrics",
+    "offline_trend",
+    "online_daily",
+    "online_date_range",
+    "online_metrics",
+    "online_releases",
+    "online_strata_keys",
+    "run_metric_summary",
+    "runs_overview",
+    "strata_keys",
+]
+
+Connection = duckdb.DuckDBPyConnection
+
+
+def _frame(con: Connection, sql: str, **params: Any) -> pl.DataFrame:
+    """The one execute path: constant SQL, named parameters."""
+    return con.sql(sql, params=params or None).pl()
+
+
+def datasets(con: Connection) -> pl.DataFrame:
+    """Datasets with runs, the most recently run first."""
+    return _frame(con, """
+        SELECT dataset, count(*) AS n_runs, max(started_at) AS last_run
+        FROM runs GROUP BY dataset ORDER BY last_run DESC, dataset""")
+
+
+def runs_overview(con: Connection, dataset: str | None = None) -> pl.DataFrame:
+    """Every run (of one dataset, if given), newest first, with its number of cases."""
+    return _frame(con, """
+        SELECT r.run_id, r.name, r.model, r.dataset, r.dataset_version, r.prompt_version,
+               r.judge_version, r.git_sha, r.release, r.started_at,
+               coalesce(c.n_cases, 0) AS n_cases, r.source, r.approved
+        FROM runs r
+        LEFT JOIN (SELECT run_id, count(*) AS n_cases FROM cases GROUP BY run_id) c
+               USING (run_id)
+        WHERE $dataset IS NULL OR r.dataset = $dataset
+        ORDER BY r.started_at DESC, r.run_id""", dataset=dataset)
+
+
+def run_metric_summary(con: Connection, run_ids: Sequence[str] | None = None) -> pl.DataFrame:
+    """Per run (all, or those listed) × metric: kind, n scored, n unscored, mean, sd, and
+    n_passed (rows passed; null when the metric carries no pass flag at all)."""
+    return _frame(con, """
+        SELECT run_id, metric, any_value(kind) AS kind, count(value) AS n,
+               count(*) - count(value) AS n_unscored, avg(value) AS mean,
+               stddev_samp(value) AS sd, count_if(passed)::BIGINT AS n_passed
+        FROM scores
+        WHERE $ids IS NULL OR list_contains($ids, run_id)
+        GROUP BY run_id, metric ORDER BY run_id, metric""",
+                  ids=None if run_ids is None else list(run_ids))
+
+
+def metrics(con: Connection, dataset: str | None = None) -> pl.DataFrame:
+    """Offline metrics (of one dataset, if given) with their kind and how many runs have them."""
+    return _frame(con, """
+        SELECT s.metric, any_value(s.kind) AS kind, count(DISTINCT s.run_id) AS n_runs
+        FROM scores s JOIN runs r USING (run_id)
+        WHERE $dataset IS NULL OR r.dataset = $dataset
+        GROUP BY s.metric ORDER BY s.metric""", dataset=dataset)
+
+
+def online_metrics(con: Connection) -> pl.DataFrame:
+    """Metrics scored on production traces, with their kind."""
+    return _frame(con, """
+        SELECT metric, any_value(kind) AS kind, count(*) AS n_scores
+        FROM online_scores GROUP BY metric ORDER BY metric""")
+
+
+def strata_keys(con: Connection, dataset: str | None = None) -> pl.DataFrame:
+    """Stratum keys of the golden cases (of one dataset, if given) and how many values each has."""
+    return _frame(con, """
+        SELECT e.key AS key, count(DISTINCT e.value) AS n_values
+        FROM (SELECT unnest(map_entries(c.strata)) AS e
+              FROM cases c JOIN runs r USING (run_id)
+              WHERE $dataset IS NULL OR r.dataset = $dataset)
+        GROUP BY e.key ORDER BY e.key""", dataset=dataset)
+
+
+def online_strata_keys(con: Connection) -> pl.DataFrame:
+    """Stratum keys of production traces and how many values each has."""
+    return _frame(con, """
+        SELECT e.key AS key, count(DISTINCT e.value) AS n_values
+        FROM (SELECT unnest(map_entries(strata)) AS e FROM online_traces)
+        GROUP BY e.key ORDER BY e.key""")
+
+
+def offline_trend(con: Connection, dataset: str, metric: str,
+                  stratum_key: str | None = None) -> pl.DataFrame:
+    """One row per run of ``dataset`` (× value of ``stratum_key``, column ``stratum``):
+    started_at, run_id, name, release, approved, kind, n, mean, sd of ``metric``."""
+    if stratum_key is None:
+        return _frame(con, """
+            SELECT r.started_at, r.run_id, r.name, r.release, r.approved,
+                   any_value(s.kind) AS kind, count(s.value) AS n, avg(s.value) AS mean,
+                   stddev_samp(s.value) AS sd
+            FROM scores s JOIN runs r USING (run_id)
+            WHERE r.dataset = $dataset AND s.metric = $metric
+            GROUP BY ALL ORDER BY r.started_at, r.run_id""", dataset=dataset, metric=metric)
+    return _frame(con, """
+        SELECT r.started_at, r.run_id, r.name, r.release, r.approved,
+               c.strata[$key] AS stratum, any_value(s.kind) AS kind, count(s.value) AS n,
+               avg(s.value) AS mean, stddev_samp(s.value) AS sd
+        FROM scores s JOIN runs r USING (run_id)
+        JOIN cases c ON c.run_id = s.run_id AND c.case_id = s.case_id
+        WHERE r.dataset = $dataset AND s.metric = $metric
+        GROUP BY ALL ORDER BY r.started_at, r.run_id, stratum NULLS LAST""",
+                  dataset=dataset, metric=metric, key=stratum_key)
+
+
+def online_daily(con: Connection, metric: str, start: date, end: date,
+                 stratum_key: str | None = None) -> pl.DataFrame:
+    """Per UTC day in [start, end] (× value of ``stratum_key``, column ``stratum``):
+    kind, n, mean, sd of ``metric`` on sampled production traces.
+
+    The split joins each score to its trace within the same window of days, so only those
+    partitions are read; a score whose trace falls outside the window is left out."""
+    if stratum_key is None:
+        return _frame(con, """
+            SELECT date AS day, any_value(kind) AS kind, count(value) AS n,
+                   avg(value) AS mean, stddev_samp(value) AS sd
+            FROM online_scores
+            WHERE metric = $metric AND date BETWEEN $start AND $end
+            GROUP BY day ORDER BY day""", metric=metric, start=start, end=end)
+    return _frame(con, """
+        SELECT s.date AS day, t.strata[$key] AS stratum, any_value(s.kind) AS kind,
+               count(s.value) AS n, avg(s.value) AS mean, stddev_samp(s.value) AS sd
+        FROM online_scores s
+        JOIN online_traces t ON t.trace_id = s.trace_id AND t.date BETWEEN $start AND $end
+        WHERE s.metric = $metric AND s.date BETWEEN $start AND $end
+        GROUP BY ALL ORDER BY day, stratum NULLS LAST""",
+                  metric=metric, start=start, end=end, key=stratum_key)
+
+
+def online_date_range(con: Connection) -> pl.DataFrame:
+    """First and last day with production traces (one row; nulls when there are none)."""
+    return _frame(con, "SELECT min(date) AS first_day, max(date) AS last_day FROM online_traces")
+
+
+def online_releases(con: Connection, start: date, end: date) -> pl.DataFrame:
+    """Releases serving traffic in [start, end], with the day each was first seen."""
+    return _frame(con, """
+        SELECT release, min(date) AS first_day, max(date) AS last_day, count(*) AS n_traces
+        FROM online_traces
+        WHERE release IS NOT NULL AND date BETWEEN $start AND $end
+        GROUP BY release ORDER BY first_day, release""", start=start, end=end)

@@ -1,0 +1,168 @@
+"""Dashboard plumbing shared by app.py and the pages: the cached connection, cached query
+results, the shared sidebar filters and the get-started message. Streamlit lives here, never
+in evallib."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import duckdb
+import polars as pl
+import streamlit as st
+
+from evallib import connect, queries, resolve_root, stats
+from evallib.db import tables_present
+
+TTL_SECONDS = 60  # new runs and traces show up within a minute (or on "Refresh")
+MAX_ENTRIES = 256
+_SUMMARY_COLUMNS = {"kind", "n", "mean", "sd"}
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Which warehouse this rerun reads, and which of its tables hold data."""
+
+    root: str
+    present: frozenset[str]
+
+    @property
+    def has_offline(self) -> bool:
+        return "runs" in self.present
+
+    @property
+    def has_online(self) -> bool:
+        return "online_scores" in self.present
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.has_offline or self.has_online)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The shared sidebar filters: dataset for offline pages, a day window for online ones."""
+
+    dataset: str | None = None
+    start: date | None = None
+    end: date | None = None
+
+
+def leave_pages_directory_mode() -> None:
+    """Call first in every page. Streamlit runs ``pages/*.py`` directly (multipage "v1",
+    the folder listed in the sidebar, app.py skipped) until some run calls st.navigation,
+    so a fresh server whose first request is a page link (``/trends?stratum=…``) would
+    render that page without the frame. Turn that mode off and rerun through app.py.
+    Streamlit 1.67 has no public switch for this; the flag is its own."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def warehouse() -> Warehouse:
+    """Resolved on every rerun: cheap (a directory listing), and a warehouse that gains a
+    table gets a fresh connection."""
+    root = resolve_root()
+    return Warehouse(root, tables_present(root))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _connection(root: str, present: frozenset[str]) -> duckdb.DuckDBPyConnection:
+    """One read-only (views only) DuckDB connection per warehouse state, shared by sessions;
+    every query runs on its own cursor."""
+    return connect(root)
+
+
+@st.cache_data(ttl=TTL_SECONDS, max_entries=MAX_ENTRIES, show_spinner=False)
+def _query(root: str, present: frozenset[str], name: str, args: tuple[Any, ...]
+           ) -> pl.DataFrame:
+    with _connection(root, present).cursor() as cur:
+        df = getattr(queries, name)(cur, *args)
+    if set(df.columns) >= _SUMMARY_COLUMNS:
+        df = stats.with_intervals(df)
+    return df
+
+
+def query(name: str, *args: Any) -> pl.DataFrame:
+    """Cached ``evallib.queries.<name>(con, *args)``; summaries come with 95% ``ci_low`` /
+    ``ci_high``. Results are shared by sessions: treat them as read-only."""
+    if name not in queries.__all__:
+        raise ValueError(f"unknown query {name!r}")
+    wh = warehouse()
+    return _query(wh.root, wh.present, name, tuple(args))
+
+
+def sidebar() -> Filters:
+    """Warehouse in use, shared filters bound to the URL (so a link reproduces the view)."""
+    wh = warehouse()
+    sb = st.sidebar
+    sb.caption("Warehouse")
+    sb.code(wh.root, language=None, wrap_lines=True)
+    dataset = start = end = None
+    if wh.has_offline:
+        names = query("datasets")["dataset"].to_list()
+        dataset = sb.selectbox("Dataset (offline)", names, key="dataset", bind="query-params",
+                               help="Golden dataset shown on Runs and offline Trends.")
+    if wh.has_online:
+        first, last = query("online_date_range").row(0)
+        if first is not None:
+            picked = sb.date_input("Days (online)", (first, last), min_value=first,
+                                   max_value=last, key="days", bind="query-params",
+                                   help="UTC days of production traffic shown on Trends.")
+            start, end = _date_window(picked, first, last)
+    if sb.button("🔄 Refresh data", help=f"Results are cached for {TTL_SECONDS} s."):
+        _query.clear()
+    filters = Filters(dataset, start, end)
+    st.session_state["_filters"] = filters
+    return filters
+
+
+def _date_window(picked: Any, first: date, last: date) -> tuple[date, date]:
+    """While a range is half-picked the widget returns one date: show that single day."""
+    days = list(picked) if isinstance(picked, list | tuple) else [picked]
+    days = [d for d in days if d is not None] or [first, last]
+    return min(days), max(days)
+
+
+def url_choice(options: list[str], param: str, default: str | None) -> str | None:
+    """The option the URL names in ``param`` if it is one of ``options``, else ``default``."""
+    wanted = st.query_params.get(param)
+    return wanted if wanted in options else default
+
+
+def filters() -> Filters:
+    """The filters the sidebar set in this rerun."""
+    return st.session_state.get("_filters", Filters())
+
+
+def get_started(root: str, missing: str = "data") -> None:
+    """What to do when the warehouse has nothing to show yet."""
+    st.info(f"The warehouse at `{root}` has no {missing} yet.", icon="🌱")
+    st.markdown(
+        """
+### Get data in
+
+- **Demo** — `make run` builds the demo warehouse (a RAG support assistant: months of runs,
+  releases and production traffic) and starts this dashboard. Or run `evallib demo`, then
+  press **Refresh data** in the sidebar.
+- **Import** another tool's results — `evallib import jsonl FILE --run-name NAME`
+  (also `inspect`, `promptfoo`, `otel`).
+- **Record from Python** —
+
+```python
+from evallib import Warehouse
+
+Warehouse("warehouse").record_run(
+    {"name": "nightly", "dataset": "support-golden", "model": "my-model"},
+    cases=[{"case_id": "c1", "strata": {"query_type": "billing"}, "input": "…"}],
+    scores=[{"case_id": "c1", "metric": "correctness", "value": 1.0, "kind": "binary"}],
+)
+```
+
+- **Another warehouse** — set `EVALLIB_WAREHOUSE=PATH` (a directory or `s3://…`) before
+  starting the dashboard.
+"""
+    )

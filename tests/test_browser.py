@@ -1,0 +1,189 @@
+"""The dashboard in a real browser: a Streamlit server on 127.0.0.1 and headless Chromium.
+
+Skipped when /usr/bin/chromium is missing, unless EVALLIB_REQUIRE_BROWSER=1. Never downloads
+a browser. EVALLIB_SCREENSHOT=PATH keeps a full-page screenshot of the Trends page.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+APP_DIR = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 60_000
+VIEWPORT = {"width": 1400, "height": 900}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not become healthy at {url}")
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("EVALLIB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing and EVALLIB_REQUIRE_BROWSER=1")
+        pytest.skip(f"{CHROMIUM} is missing")
+    return CHROMIUM
+
+
+@contextmanager
+def _serve(root: str, log_dir: Path) -> Iterator[str]:
+    """``streamlit run app.py`` over the warehouse at ``root``; yields its base URL and always
+    stops the server."""
+    port = _free_port()
+    env = {**os.environ, "EVALLIB_WAREHOUSE": root}
+    with (log_dir / f"streamlit-{port}.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py",
+             "--server.address", "127.0.0.1", "--server.port", str(port),
+             "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],
+            cwd=APP_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_healthy(url, proc)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(demo_root: str, chromium_path: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _serve(demo_root, tmp_path_factory.mktemp("streamlit")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser_page(chromium_path: str) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT)
+            page.set_default_timeout(TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+def _load(page, url: str) -> None:  # noqa: ANN001 - playwright Page
+    """Open ``url`` and wait until the script has run and nothing is left spinning."""
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    page.wait_for_selector('[data-testid="stMainBlockContainer"]')
+
+
+def _assert_no_exception(page) -> None:  # noqa: ANN001
+    errors = page.locator('[data-testid="stException"]')
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def _full_page_screenshot(page, path: str) -> None:  # noqa: ANN001
+    """Streamlit scrolls inside its main container, so grow the viewport to fit it first."""
+    height = page.evaluate(
+        "() => Math.max(document.body.scrollHeight, ...Array.from(document.querySelectorAll("
+        "'[data-testid=\"stMain\"], [data-testid=\"stMainBlockContainer\"]'),"
+        " e => e.scrollHeight))")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(height, 900), 4000)})
+    page.wait_for_timeout(800)  # let plotly redraw at the new size
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=path, full_page=True)
+    page.set_viewport_size(VIEWPORT)
+
+
+def test_runs_page_lists_runs_and_the_pair(server: str, browser_page, tmp_path: Path) -> None:
+    page = browser_page
+    _load(page, f"{server}/")
+    page.get_by_text("Two runs side by side").wait_for()
+    page.locator('[data-testid="stDataFrame"]').first.wait_for()
+    page.locator('[data-testid="stMetric"]').nth(2).wait_for()  # cards stream in
+    _assert_no_exception(page)
+    # The chosen pair is in the URL, for the Compare page and for sharing.
+    page.wait_for_function("location.search.includes('candidate=')")
+    assert "baseline=" in page.url
+    _full_page_screenshot(page, str(tmp_path / "runs.png"))
+
+
+def test_trends_page_draws_offline_and_online(server: str, browser_page) -> None:
+    page = browser_page
+    _load(page, f"{server}/trends")
+    charts = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot')
+    charts.first.locator(".scatterlayer .trace").first.wait_for()
+    page.get_by_role("tab", name="Online").click()
+    online = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').nth(1)
+    online.wait_for(state="visible")
+    # A chart drawn in a hidden tab must still fill the tab once it is shown.
+    page.wait_for_function(
+        "() => { const c = document.querySelectorAll('.js-plotly-plot')[1];"
+        " return c && c.getBoundingClientRect().width > 600; }")
+    online.locator(".barlayer .trace").first.wait_for()  # the daily sample count
+    _assert_no_exception(page)
+
+
+def test_link_reproduces_a_split(server: str, browser_page, tmp_path: Path) -> None:
+    """The documented screenshot: the candidate's billing regression that the mean hides."""
+    page = browser_page
+    _load(page, f"{server}/trends?stratum=query_type")
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.locator(".legendtext", has_text="billing").first.wait_for()
+    _assert_no_exception(page)
+    chart.locator(".legendtext").nth(2).wait_for()  # a line per query type, plus the key
+    out = os.environ.get("EVALLIB_SCREENSHOT") or str(tmp_path / "trends.png")
+    _full_page_screenshot(page, out)
+    assert Path(out).stat().st_size > 10_000
+
+
+def test_a_link_is_the_first_request_of_a_fresh_server(demo_root: str, browser_page,
+                                                       tmp_path: Path) -> None:
+    """Streamlit would run pages/trends.py alone (no frame, folder listed as pages) when a
+    new server's first request is a page link; the page must come up inside app.py."""
+    page = browser_page
+    with _serve(demo_root, tmp_path) as url:
+        _load(page, f"{url}/trends?metric=faithfulness")
+        page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for()
+        _assert_no_exception(page)
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        assert nav.get_by_text("Runs").count() == 1
+        assert nav.get_by_text("common").count() == 0  # not the pages folder listing
+        assert page.get_by_text("Warehouse").count() >= 1  # the frame's sidebar
+        assert "faithfulness" in page.locator('[data-testid="stPlotlyChart"]').first \
+            .locator(".ytitle").first.text_content()
