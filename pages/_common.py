@@ -148,8 +148,7 @@ def get_started(root: str, missing: str = "data") -> None:
 - **Demo** — `make run` builds the demo warehouse (a RAG support assistant: months of runs,
   releases and production traffic) and starts this dashboard. Or run `evallib demo`, then
   press **Refresh data** in the sidebar.
-- **Import** another tool's results — `evallib import jsonl FILE --run-name NAME`
-  (also `inspect`, `promptfoo`, `otel`).
+- **Import** another tool's results — `evallib import jsonl FILE --run-name NAME`.
 - **Record from Python** —
 
 ```python
