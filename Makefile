@@ -24,7 +24,7 @@ run: demo
 	$(VENV)/bin/evallib dashboard --warehouse '$(WAREHOUSE)' --port $(PORT)
 
 test: $(STAMP)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -67,7 +67,7 @@ def row_counts(root: Path) -> dict[str, int]:
     return {n: con.sql(f"SELECT count(*) FROM {n}").fetchall()[0][0] for n in names}
 
 
-def write_throughput(tmp: Path, n_cases: int = 200_000, n_metrics: int = 10) -> dict[str, float]:
+def write_throughput(tmp: Path, n_cases: int = 50_000, n_metrics: int = 40) -> dict[str, float]:
     """One record_run of n_cases × n_metrics score rows, validated and written."""
     rng = np.random.default_rng(1)
     ids = pa.array([f"case-{i:07d}" for i in range(n_cases)])

@@ -999,8 +999,7 @@ def _write_offline(wh: Warehouse, seed: int, plans: list[_RunPlan], releases: li
             "tags": [*plan.tags, f"retriever:{RETRIEVERS[plan.config.retriever][0]}"],
             "source": "demo", "approved": plan.approved,
         }
-        # replace=True skips the per-run existence check: the root was verified empty.
-        wh.record_run(meta, *tables, replace=True)
+        wh.record_run(meta, *tables)
         for name, t in zip(("cases", "scores", "retrievals"), tables, strict=True):
             result.rows[name] = result.rows.get(name, 0) + t.num_rows
         if plan is baseline:

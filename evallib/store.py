@@ -84,15 +84,16 @@ class Store:
         name = f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
         final = f"{d}/{name}"
         data = data.cast(table.schema) if data.schema != table.schema else data
+        options = {"compression": "zstd", "use_dictionary": _dictionary_columns(table)}
         if not self.is_local:
             with self.fs.open(final, "wb") as f:
-                pq.write_table(data, f, compression="zstd")
+                pq.write_table(data, f, **options)
             return final
         os.makedirs(d, exist_ok=True)
         tmp = f"{d}/{TMP_PREFIX}{uuid.uuid4().hex}.parquet{TMP_SUFFIX}"
         try:
             with open(tmp, "wb") as f:
-                pq.write_table(data, f, compression="zstd")
+                pq.write_table(data, f, **options)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
@@ -117,6 +118,12 @@ class Store:
                 return []
             return sorted(str(p) for p in Path(self.base).rglob("*") if p.is_file())
         return sorted(self.fs.find(self.base))
+
+
+def _dictionary_columns(table: Table) -> list[str]:
+    """Text columns repeat (ids, metric names, versions); numbers mostly do not."""
+    return [f.name for f in table.schema if not pa.types.is_floating(f.type)
+            and not pa.types.is_integer(f.type) and not pa.types.is_timestamp(f.type)]
 
 
 def _has_part(directory: str) -> bool:

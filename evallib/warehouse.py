@@ -47,7 +47,8 @@ class Warehouse:
             return con.sql("SELECT * FROM runs ORDER BY started_at").pl()
 
     def run_exists(self, run_id: str) -> bool:
-        if not self.store.has_files(S.RUNS):
+        # A committed run has at least one case file: no such file, no run (and no query).
+        if not self.store.list_parts(S.CASES, run_id) or not self.store.has_files(S.RUNS):
             return False
         with self.connect() as con:
             rows = con.sql("SELECT count(*) FROM runs WHERE run_id = $id",
@@ -95,11 +96,8 @@ class Warehouse:
         runs_row = to_arrow(S.RUNS, [meta], source=sources.get("run", "run"))
 
         previous = {n: self.store.list_parts(S.TABLES[n], run_id) for n in S.OFFLINE_DATA}
-        sort_keys = {"cases": ["case_id"], "scores": ["metric", "case_id"],
-                     "retrievals": ["case_id", "rank"]}
         for name, t in tables.items():
             if t.num_rows:
-                t = t.sort_by([(k, "ascending") for k in sort_keys[name]])
                 self.store.write_part(S.TABLES[name], t.drop(["run_id"]), run_id)
         self.store.write_part(S.RUNS, runs_row)  # the commit
         # Earlier writes of this run (replaced, or orphaned by a crash) are invisible now.
@@ -156,8 +154,6 @@ class Warehouse:
             if not t.num_rows:
                 continue
             table = S.TABLES[name]
-            order = [("metric", "ascending")] if "metric" in t.column_names else []
-            t = t.sort_by([*order, ("timestamp", "ascending")])
             for day in pc.unique(t["date"]).to_pylist():
                 part = t.filter(pc.equal(t["date"], day)).drop(["date"])
                 self.store.write_part(table, part, day.isoformat())
