@@ -159,8 +159,9 @@ def page_renders(root: Path) -> list[tuple[str, float, float]]:
     os.chdir(HERE.parent)
     out = []
     for page in ("pages/runs.py", "pages/trends.py"):
-        at = AppTest.from_file("app.py", default_timeout=300)
-        at.switch_page(page) if page != "pages/runs.py" else None
+        at = AppTest.from_file(str(HERE.parent / "app.py"), default_timeout=300)
+        if page != "pages/runs.py":
+            at.switch_page(page)
         t0 = time.perf_counter()
         at.run()
         cold = time.perf_counter() - t0
