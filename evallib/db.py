@@ -35,27 +35,42 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _source(store: Store, table: S.Table) -> str:
-    """SQL for the table's rows: its Parquet files, or an empty relation of its columns."""
-    cols = [c for c in table.columns if c.name != table.partition]
-    if not store.has_files(table):
+def _read(paths: str | list[str], table: S.Table) -> str:
+    """SQL for the rows of these part files (a list, or one glob), or an empty relation of
+    the table's columns."""
+    if not paths:
+        cols = [c for c in table.columns if c.name != table.partition]
         part = [table.column(table.partition)] if table.partition else []
         typed = ", ".join(f"CAST(NULL AS {duck_type(c.type)}) AS {c.name}" for c in cols + part)
         return f"SELECT {typed} WHERE false"
-    opts = ""
+    files = _sql_str(paths) if isinstance(paths, str) else \
+        "[" + ", ".join(_sql_str(p) for p in paths) + "]"
     if table.partition:
         ptype = duck_type(table.column(table.partition).type)
-        opts = f", hive_partitioning = true, hive_types = {{'{table.partition}': '{ptype}'}}"
+        opts = f"hive_partitioning = true, hive_types = {{'{table.partition}': '{ptype}'}}"
     else:
-        opts = ", hive_partitioning = false"
-    return f"SELECT * FROM read_parquet({_sql_str(store.glob_pattern(table))}{opts})"
+        opts = "hive_partitioning = false"
+    return f"SELECT * FROM read_parquet({files}, {opts})"
+
+
+def _write_id(path: str) -> str:
+    """``part-<stamp>-<write_id>.parquet`` → write_id."""
+    return path.rsplit("/", 1)[-1].rsplit("-", 1)[-1].removesuffix(".parquet")
 
 
 def connect(root: str | os.PathLike[str] | Store | None = None, *,
             threads: int | None = None, memory_limit: str | None = None
             ) -> duckdb.DuckDBPyConnection:
-    """Views: runs (latest committed write per run), cases, scores, retrievals (of committed
-    runs only), online_traces, online_scores, online_retrievals, feedback, human_labels."""
+    """Views over the warehouse:
+
+    - ``runs``: the latest committed write of every run, as of this call (a snapshot: a run
+      committed later shows up in a new connection);
+    - ``cases``, ``scores``, ``retrievals``: the files of those writes only, listed once
+      here, so no query re-globs the partitions or joins against ``runs`` to hide
+      uncommitted files;
+    - ``online_traces``, ``online_scores``, ``online_retrievals``, ``feedback``,
+      ``human_labels``: live globs over their partitions.
+    """
     store = root if isinstance(root, Store) else Store(root)
     config: dict[str, str | int] = {}
     if threads:
@@ -67,20 +82,30 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
     if not store.is_local:
         con.register_filesystem(store.fs)
     for table in S.TABLES.values():
-        view = f"_all_{table.name}" if table.name == "runs" or table.name in S.OFFLINE_DATA \
-            else table.name
-        con.execute(f"CREATE VIEW {view} AS {_source(store, table)}")
+        glob = store.glob_pattern(table) if store.has_files(table) else []
+        offline = table.name == "runs" or table.name in S.OFFLINE_DATA
+        con.execute(f"CREATE VIEW {'_all_' if offline else ''}{table.name} AS "
+                    f"{_read(glob, table)}")
     con.execute(
-        "CREATE VIEW runs AS SELECT * EXCLUDE (write_id, committed_at), write_id, committed_at "
+        "CREATE TABLE runs AS SELECT * EXCLUDE (write_id, committed_at), write_id, committed_at "
         "FROM _all_runs QUALIFY row_number() OVER (PARTITION BY run_id "
         "ORDER BY committed_at DESC) = 1"
     )
+    committed = {w for (w,) in con.sql("SELECT write_id FROM runs").fetchall()}
     for name in S.OFFLINE_DATA:
-        con.execute(
-            f"CREATE VIEW {name} AS SELECT t.* EXCLUDE (write_id) FROM _all_{name} t "
-            "SEMI JOIN runs r ON t.run_id = r.run_id AND t.write_id = r.write_id"
-        )
+        table = S.TABLES[name]
+        files = [p for p in store.all_parts(table) if _write_id(p) in committed]
+        con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (write_id) FROM "
+                    f"({_read(files, table)})")
     return con
+
+
+def snapshot_key(root: str | os.PathLike[str] | Store | None = None) -> tuple:
+    """Changes when a table gains data or a run is committed: a cheap key for caching a
+    connection (one directory listing of ``runs/``)."""
+    store = root if isinstance(root, Store) else Store(root)
+    runs = store.list_parts(S.RUNS)
+    return (tables_present(store), len(runs), runs[-1] if runs else "")
 
 
 def tables_present(root: str | os.PathLike[str] | Store | None = None) -> frozenset[str]:

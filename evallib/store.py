@@ -68,6 +68,26 @@ class Store:
                             "part-*.parquet"])
         return bool(self.fs.glob(pattern))
 
+    def all_parts(self, table: Table) -> list[str]:
+        """Every part file of a table, across its partitions (one listing, no glob in SQL)."""
+        top = self._path(table.name)
+        if not self.is_local:
+            pattern = "/".join([top, *([f"{table.partition}=*"] if table.partition else []),
+                                "part-*.parquet"])
+            return sorted(self.url_of(p) for p in self.fs.glob(pattern))
+        if not os.path.isdir(top):
+            return []
+        dirs = [e.path for e in os.scandir(top) if e.is_dir()] if table.partition else [top]
+        return sorted(e.path for d in dirs for e in os.scandir(d)
+                      if e.name.startswith("part-") and e.name.endswith(".parquet"))
+
+    def url_of(self, fs_path: str) -> str:
+        """A path the filesystem listed, as the URL DuckDB reads."""
+        if self.is_local:
+            return fs_path
+        protocol = self.root.split("://", 1)[0]
+        return f"{protocol}://{fs_path}"
+
     def list_parts(self, table: Table, partition_value: str | None = None) -> list[str]:
         d = self.table_dir(table, partition_value)
         if self.is_local:
@@ -77,11 +97,13 @@ class Store:
                           if e.name.startswith("part-") and e.name.endswith(".parquet"))
         return sorted(self.fs.glob(d + "/part-*.parquet"))
 
-    def write_part(self, table: Table, data: pa.Table, partition_value: str | None = None) -> str:
-        """Write one new part file atomically; returns its path."""
+    def write_part(self, table: Table, data: pa.Table, partition_value: str | None = None,
+                   write_id: str | None = None) -> str:
+        """Write one new part file atomically; returns its path. Offline files carry their
+        run's ``write_id`` in the name, so readers pick committed files without opening any."""
         d = self.table_dir(table, partition_value)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        name = f"part-{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+        name = f"part-{stamp}-{write_id or uuid.uuid4().hex[:12]}.parquet"
         final = f"{d}/{name}"
         data = data.cast(table.schema) if data.schema != table.schema else data
         options = {"compression": "zstd", "use_dictionary": _dictionary_columns(table)}

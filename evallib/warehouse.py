@@ -98,8 +98,8 @@ class Warehouse:
         previous = {n: self.store.list_parts(S.TABLES[n], run_id) for n in S.OFFLINE_DATA}
         for name, t in tables.items():
             if t.num_rows:
-                self.store.write_part(S.TABLES[name], t.drop(["run_id"]), run_id)
-        self.store.write_part(S.RUNS, runs_row)  # the commit
+                self.store.write_part(S.TABLES[name], t.drop(["run_id"]), run_id, write_id)
+        self.store.write_part(S.RUNS, runs_row, write_id=write_id)  # the commit
         # Earlier writes of this run (replaced, or orphaned by a crash) are invisible now.
         self.store.remove([p for paths in previous.values() for p in paths])
         return run_id

@@ -13,7 +13,7 @@ import polars as pl
 import streamlit as st
 
 from evallib import connect, queries, resolve_root, stats
-from evallib.db import tables_present
+from evallib.db import snapshot_key
 
 TTL_SECONDS = 60  # new runs and traces show up within a minute (or on "Refresh")
 MAX_ENTRIES = 256
@@ -26,6 +26,7 @@ class Warehouse:
 
     root: str
     present: frozenset[str]
+    snapshot: tuple = ()  # changes when a table gains data or a run is committed
 
     @property
     def has_offline(self) -> bool:
@@ -63,23 +64,24 @@ def leave_pages_directory_mode() -> None:
 
 
 def warehouse() -> Warehouse:
-    """Resolved on every rerun: cheap (a directory listing), and a warehouse that gains a
-    table gets a fresh connection."""
+    """Resolved on every rerun: cheap (directory listings), and a warehouse that gains a
+    table or a committed run gets a fresh connection."""
     root = resolve_root()
-    return Warehouse(root, tables_present(root))
+    key = snapshot_key(root)
+    return Warehouse(root, key[0], key)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _connection(root: str, present: frozenset[str]) -> duckdb.DuckDBPyConnection:
+def _connection(root: str, snapshot: tuple) -> duckdb.DuckDBPyConnection:
     """One read-only (views only) DuckDB connection per warehouse state, shared by sessions;
     every query runs on its own cursor."""
     return connect(root)
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=MAX_ENTRIES, show_spinner=False)
-def _query(root: str, present: frozenset[str], name: str, args: tuple[Any, ...]
+def _query(root: str, snapshot: tuple, name: str, args: tuple[Any, ...]
            ) -> pl.DataFrame:
-    with _connection(root, present).cursor() as cur:
+    with _connection(root, snapshot).cursor() as cur:
         df = getattr(queries, name)(cur, *args)
     if set(df.columns) >= _SUMMARY_COLUMNS:
         df = stats.with_intervals(df)
@@ -92,7 +94,7 @@ def query(name: str, *args: Any) -> pl.DataFrame:
     if name not in queries.__all__:
         raise ValueError(f"unknown query {name!r}")
     wh = warehouse()
-    return _query(wh.root, wh.present, name, tuple(args))
+    return _query(wh.root, wh.snapshot, name, tuple(args))
 
 
 def sidebar() -> Filters:

@@ -189,3 +189,13 @@ def test_large_batch_validates_vectorised(tmp_path):
     Warehouse(tmp_path).record_run(RUN, cases, scores)
     assert connect(tmp_path).sql("SELECT count(*), sum(value) FROM scores").fetchall() == \
         [(n, n / 2)]
+
+
+def test_a_connection_is_a_snapshot_of_committed_runs(tmp_path):
+    wh = Warehouse(tmp_path)
+    wh.record_run({**RUN, "run_id": "r1"}, _cases(), _scores())
+    before = connect(tmp_path)
+    wh.record_run({**RUN, "run_id": "r2"}, _cases(), _scores())
+    assert before.sql("SELECT count(DISTINCT run_id) FROM scores").fetchall() == [(1,)]
+    assert connect(tmp_path).sql("SELECT count(DISTINCT run_id) FROM scores").fetchall() == \
+        [(2,)]
