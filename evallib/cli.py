@@ -119,17 +119,13 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from . import queries
     from .db import connect
 
     cols = ["run_id", "name", "model", "dataset", "dataset_version", "started_at", "n_cases",
             "source", "approved"]
     with connect(args.warehouse) as con:
-        df = con.sql(
-            "SELECT r.run_id, r.name, r.model, r.dataset, r.dataset_version, r.started_at, "
-            "coalesce(c.n, 0) AS n_cases, r.source, r.approved FROM runs r "
-            "LEFT JOIN (SELECT run_id, count(*) AS n FROM cases GROUP BY run_id) c "
-            "USING (run_id) ORDER BY r.started_at, r.run_id"
-        ).pl()
+        df = queries.runs_overview(con).reverse()  # oldest first, like a log
     rows = df.select(cols).to_dicts()
     if args.json:
         print(json.dumps(rows, default=_json_default, indent=2))

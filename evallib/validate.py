@@ -74,8 +74,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _iso(value: Any) -> Any:
-    """ISO 8601 text → datetime; naive timestamps are taken as UTC."""
+def as_utc(value: Any) -> Any:
+    """ISO 8601 text → datetime; naive timestamps are taken as UTC. Anything else is
+    returned as is, for the caller to refuse with its row."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -88,7 +89,7 @@ def _iso(value: Any) -> Any:
 
 def _array(name: str, values: list[Any], type_: pa.DataType, source: str) -> pa.Array:
     if pa.types.is_timestamp(type_):
-        values = [_iso(v) for v in values]
+        values = [as_utc(v) for v in values]
     if pa.types.is_integer(type_):
         for i, v in enumerate(values):
             if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
@@ -117,7 +118,7 @@ def _type_name(type_: pa.DataType) -> str:
     if pa.types.is_list(type_):
         return "list of strings"
     if pa.types.is_timestamp(type_):
-        return "timestamp"
+        return "ISO 8601 timestamp"
     return {"string": "string", "double": "number", "int64": "integer", "bool": "boolean",
             "date32[day]": "date"}.get(str(type_), str(type_))
 

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from . import schema as S
 from .errors import DataError, RunExistsError
 from .store import Store
-from .validate import Rows, to_arrow
+from .validate import Rows, as_utc, to_arrow
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _RUN_FIELDS = [c.name for c in S.RUNS.columns if c.name not in ("write_id", "committed_at")]
@@ -115,8 +115,10 @@ class Warehouse:
         for key in ("name", "dataset"):
             if not isinstance(row[key], str) or not row[key].strip():
                 raise DataError("is required (a non-empty string)", source=source, field=key)
-        row["started_at"] = _timestamp(row["started_at"] or datetime.now(UTC), source,
-                                       "started_at")
+        row["started_at"] = as_utc(row["started_at"] or datetime.now(UTC))
+        if not isinstance(row["started_at"], datetime):
+            raise DataError(f"{row['started_at']!r} is not an ISO 8601 timestamp",
+                            source=source, field="started_at")
         row["approved"] = bool(row["approved"])
         row["source"] = row["source"] or "api"
         if row["run_id"] is None:
@@ -146,7 +148,7 @@ class Warehouse:
         tables = {}
         for name, (table, rows) in batch.items():
             src = sources.get(name, name)
-            t = to_arrow(table, _with_date(table, rows), source=src)
+            t = to_arrow(table, _with_date(rows), source=src)
             tables[name] = t
         counts = {}
         for name, t in tables.items():
@@ -172,7 +174,7 @@ class Warehouse:
         return t.num_rows
 
 
-def _with_date(table: S.Table, rows: Rows) -> Rows:
+def _with_date(rows: Rows) -> Rows:
     """Fill the ``date`` partition from ``timestamp`` (UTC day) when the caller left it out."""
     if rows is None:
         return None
@@ -189,28 +191,14 @@ def _with_date(table: S.Table, rows: Rows) -> Rows:
         return rows.append_column("date", pc.cast(pc.cast(ts, pa.timestamp("us", tz="UTC")),
                                                   pa.date32()))
     out = []
-    for i, row in enumerate(rows):
+    for row in rows:
         if isinstance(row, Mapping) and "date" not in row and row.get("timestamp") is not None:
             row = dict(row)
-            row["timestamp"] = _timestamp(row["timestamp"], table.name, "timestamp", i)
-            row["date"] = row["timestamp"].date()
+            row["timestamp"] = as_utc(row["timestamp"])
+            if isinstance(row["timestamp"], datetime):  # else to_arrow refuses it, by row
+                row["date"] = row["timestamp"].astimezone(UTC).date()
         out.append(row)
     return out
-
-
-def _timestamp(value: Any, source: str, field: str, row: int | None = None) -> datetime:
-    """Timestamps are stored in UTC; naive ones are taken as UTC."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise DataError(f"{value!r} is not an ISO 8601 timestamp", source=source,
-                            row=row, field=field) from None
-    if not isinstance(value, datetime):
-        raise DataError(f"{value!r} is not a timestamp", source=source, row=row, field=field)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def new_run_id(name: str, started_at: datetime) -> str:
