@@ -19,17 +19,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from evallib import Warehouse, connect, queries  # noqa: E402
 from evallib.db import tables_present  # noqa: E402
+from evallib.schema import ONLINE_SCORES, SCORES  # noqa: E402
+from evallib.store import Store  # noqa: E402
 
 BUDGET = {"query_p95_ms": 150, "page_warm_s": 1.0, "write_rows_s": 2_000_000,
           "memory_gb": 1.5}
@@ -122,32 +125,63 @@ def query_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]
     return [(name, timed(fn, repeat)) for name, fn in cases]
 
 
+def _flatten(files: list[str], column: str, out: Path) -> str:
+    """The same part files with the partition value moved into the file: no directories."""
+    out.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(files):
+        value = f.split(f"{column}=")[1].split("/")[0]
+        t = pq.read_table(f)
+        if column == "date":
+            col = pa.array([date.fromisoformat(value)] * t.num_rows, pa.date32())
+        else:
+            col = pa.array([value] * t.num_rows)
+        pq.write_table(t.append_column(column, col), out / f"part-{i:05d}.parquet",
+                       compression="zstd")
+    return str(out / "part-*.parquet")
+
+
 def partitioning(root: Path, scratch: Path, repeat: int) -> list[tuple[str, dict[str, float]]]:
-    """The same questions against the chosen layout and against unpartitioned copies."""
+    """The dashboard's three kinds of question (one run, a pair, a date window) against the
+    chosen layout, against the same part files unpartitioned (one flat directory), and
+    against one fully compacted file."""
     con = connect(str(root))
+    store = Store(str(root))
     scratch.mkdir(parents=True, exist_ok=True)
-    flat_scores, flat_online = scratch / "scores.parquet", scratch / "online_scores.parquet"
-    if not flat_scores.exists():
-        con.execute(f"COPY (SELECT * FROM scores) TO '{flat_scores}' (FORMAT parquet)")
-        con.execute(f"COPY (SELECT * FROM online_scores) TO '{flat_online}' (FORMAT parquet)")
-    run = queries.runs_overview(con)["run_id"][0]
+    flat = {"scores": scratch / "scores", "online_scores": scratch / "online_scores"}
+    one = {k: scratch / f"{k}.parquet" for k in flat}
+    if not one["scores"].exists():
+        _flatten(store.all_parts(SCORES), "run_id", flat["scores"])
+        _flatten(store.all_parts(ONLINE_SCORES), "date", flat["online_scores"])
+        for k in flat:
+            con.execute(f"COPY (SELECT * FROM {k}) TO '{one[k]}' (FORMAT parquet)")
+    runs = queries.runs_overview(con)["run_id"].to_list()
     last = queries.online_date_range(con)["last_day"][0]
     one_run = "SELECT metric, avg(value) FROM {} WHERE run_id = $r GROUP BY metric"
+    pair = ("SELECT run_id, metric, avg(value) FROM {} WHERE run_id = $a OR run_id = $b "
+            "GROUP BY ALL")
     window = ("SELECT date, avg(value) FROM {} WHERE metric = 'correctness' "
               "AND date BETWEEN $a AND $b GROUP BY date")
-    a, b = last - timedelta(days=6), last
+    days = {"a": last - timedelta(days=6), "b": last}
+    layouts = {
+        "scores": [("run_id partitions (chosen)", "scores"),
+                   ("same files, no partitions", f"read_parquet('{flat['scores']}/*.parquet')"),
+                   ("one compacted file", f"read_parquet('{one['scores']}')")],
+        "online_scores": [("date partitions (chosen)", "online_scores"),
+                          ("same files, no partitions",
+                           f"read_parquet('{flat['online_scores']}/*.parquet')"),
+                          ("one compacted file", f"read_parquet('{one['online_scores']}')")],
+    }
     out = []
-    for label, table, sql, params in [
-        ("one run, run_id partitions", "scores", one_run, {"r": run}),
-        ("one run, one unpartitioned file", f"read_parquet('{flat_scores}')", one_run,
-         {"r": run}),
-        ("7-day window, date partitions", "online_scores", window, {"a": a, "b": b}),
-        ("7-day window, one unpartitioned file", f"read_parquet('{flat_online}')", window,
-         {"a": a, "b": b}),
+    for question, table, sql, params in [
+        ("one run", "scores", one_run, {"r": runs[0]}),
+        ("a pair of runs", "scores", pair, {"a": runs[0], "b": runs[-1]}),
+        ("7-day window", "online_scores", window, days),
     ]:
-        q = sql.format(table)
-        out.append((label, timed(lambda q=q, p=params: con.cursor().sql(q, params=p).fetchall(),
-                                 repeat)))
+        for label, source in layouts[table]:
+            q = sql.format(source)
+            out.append((f"{question}: {label}",
+                        timed(lambda q=q, p=params: con.cursor().sql(q, params=p).fetchall(),
+                              repeat)))
     return out
 
 
@@ -219,7 +253,7 @@ def main() -> None:
         "| query | cold ms | p50 ms | p95 ms | |", "|---|---:|---:|---:|---|",
         *[f"| {n} | {t['cold_ms']:.0f} | {t['p50_ms']:.0f} | {t['p95_ms']:.0f} | "
           f"{ok(t['p95_ms'] <= BUDGET['query_p95_ms'])} |" for n, t in q], "",
-        "## Partitioning (why run_id / date)", "",
+        "## Partitioning: the same questions on three layouts", "",
         "| question, layout | cold ms | p50 ms | p95 ms |", "|---|---:|---:|---:|",
         *[f"| {n} | {t['cold_ms']:.0f} | {t['p50_ms']:.0f} | {t['p95_ms']:.0f} |"
           for n, t in parts], "",
