@@ -99,7 +99,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     summary = build_demo(args.warehouse, days=args.days, online_per_day=args.online_per_day,
                          cases=args.cases, seed=args.seed, force=args.force)
-    print(summary.describe() if hasattr(summary, "describe") else summary)
+    print(summary.describe())
     return 0
 
 

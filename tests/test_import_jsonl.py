@@ -91,6 +91,7 @@ BAD = [
     ('{"case_id": "c3", "retreived": []}', "line 3", "retreived", "unknown field"),
     ('{"case_id": "c1"}', "line 3", "case_id", "duplicate case_id='c1' (first on line 1)"),
     ('{"input": "no id"}', "line 3", "case_id", "required"),
+    ('{"case_id": "c3", "feedback": {"thumbs": true}}', "line 3", "feedback", "--kind online"),
     ('{"case_id": "c3", "strata": ["billing"]}', "line 3", "strata", "object"),
     ('{"case_id": "c3", "scores": {"x": NaN}}', "line 3", "", "not valid JSON"),
     ("[1, 2]", "line 3", "", "expected a JSON object"),

@@ -140,6 +140,10 @@ def _common(obj: dict) -> dict[str, Any]:
 
 
 def _offline_line(obj: dict, n: int, where: str, out: _Rows) -> None:
+    for key in ("trace_id", "feedback"):
+        if key in obj:
+            raise DataError("belongs to production traces: import them with --kind online",
+                            source=where, field=key)
     _unknown(obj, OFFLINE_FIELDS, where)
     case_id = _id(obj, "case_id", where)
     row = _common(obj)
