@@ -25,6 +25,14 @@ def _with_cell(summary: pl.DataFrame) -> pl.DataFrame:
     return summary.with_columns(pl.Series("cell", cells, dtype=pl.String))
 
 
+def metric_order(summary: pl.DataFrame) -> list[str]:
+    """Pass rates first (the headline of an eval), then graded scales, then the rest."""
+    rank = {"binary": 0, "ordinal": 1, "continuous": 2}
+    kinds = summary.select("metric", "kind").unique()
+    return sorted(kinds["metric"].to_list(),
+                  key=lambda m: (rank.get(kinds.filter(pl.col("metric") == m)["kind"][0], 3), m))
+
+
 def runs_table(runs: pl.DataFrame, summary: pl.DataFrame,
                metrics: list[str] | None = None) -> pl.DataFrame:
     """One row per run (in ``runs`` order): who it is, each metric (all, or those listed) as
@@ -32,7 +40,7 @@ def runs_table(runs: pl.DataFrame, summary: pl.DataFrame,
     are what the table is read for."""
     if metrics is not None:
         summary = summary.filter(pl.col("metric").is_in(metrics))
-    metric_names = sorted(summary["metric"].unique().to_list())
+    metric_names = metric_order(summary)
     cells = (_with_cell(summary).pivot("metric", index="run_id", values="cell")
              if summary.height else pl.DataFrame(schema={"run_id": pl.String}))
     table = runs.with_columns(

@@ -25,7 +25,7 @@ if not wh.has_offline:
 
 runs = query("runs_overview", f.dataset)
 summary = query("run_metric_summary", tuple(runs["run_id"].to_list()))
-all_metrics = sorted(summary["metric"].unique().to_list())
+all_metrics = tables.metric_order(summary)
 with st.expander(f"Metric columns ({len(all_metrics)})"):
     shown = st.multiselect("Metrics", all_metrics, default=all_metrics, key="metrics",
                            bind="query-params", label_visibility="collapsed")
