@@ -36,6 +36,19 @@ __all__ = [
 Connection = duckdb.DuckDBPyConnection
 
 
+# Splitting by a stratum without a join: each score row carries its case's (or trace's)
+# strata as canonical JSON text, which Parquet dictionary-encodes (a golden set has a few
+# hundred distinct strata). Aggregate per distinct strata first, then pool those few groups
+# per value of the chosen key: the key is read from a few hundred strings, not millions.
+_MOMENTS = """any_value(s.kind) AS kind, count(s.value) AS n, sum(s.value) AS sx,
+           sum(s.value * s.value) AS sxx"""
+_STRATUM = "CAST(g.strata_json::JSON AS MAP(VARCHAR, VARCHAR))[$key]"
+_POOLED = """any_value(g.kind) AS kind, sum(g.n)::BIGINT AS n,
+           sum(g.sx) / sum(g.n) AS mean,
+           CASE WHEN sum(g.n) > 1 THEN sqrt(greatest(sum(g.sxx) - sum(g.sx) * sum(g.sx)
+                / sum(g.n), 0) / (sum(g.n) - 1)) END AS sd"""
+
+
 def _frame(con: Connection, sql: str, **params: Any) -> pl.DataFrame:
     """The one execute path: constant SQL, named parameters."""
     return con.sql(sql, params=params or None).pl()
@@ -120,13 +133,14 @@ def offline_trend(con: Connection, dataset: str, metric: str,
             FROM scores s JOIN runs r USING (run_id)
             WHERE r.dataset = $dataset AND s.metric = $metric
             GROUP BY ALL ORDER BY r.started_at, r.run_id""", dataset=dataset, metric=metric)
-    return _frame(con, """
+    return _frame(con, f"""
+        WITH g AS (SELECT s.run_id, s.strata_json, {_MOMENTS} FROM scores s
+                   WHERE s.metric = $metric
+                     AND s.run_id IN (SELECT run_id FROM runs WHERE dataset = $dataset)
+                   GROUP BY s.run_id, s.strata_json)
         SELECT r.started_at, r.run_id, r.name, r.release, r.approved,
-               c.strata[$key] AS stratum, any_value(s.kind) AS kind, count(s.value) AS n,
-               avg(s.value) AS mean, stddev_samp(s.value) AS sd
-        FROM scores s JOIN runs r USING (run_id)
-        JOIN cases c ON c.run_id = s.run_id AND c.case_id = s.case_id
-        WHERE r.dataset = $dataset AND s.metric = $metric
+               {_STRATUM} AS stratum, {_POOLED}
+        FROM g JOIN runs r USING (run_id)
         GROUP BY ALL ORDER BY r.started_at, r.run_id, stratum NULLS LAST""",
                   dataset=dataset, metric=metric, key=stratum_key)
 
@@ -134,10 +148,7 @@ def offline_trend(con: Connection, dataset: str, metric: str,
 def online_daily(con: Connection, metric: str, start: date, end: date,
                  stratum_key: str | None = None) -> pl.DataFrame:
     """Per UTC day in [start, end] (× value of ``stratum_key``, column ``stratum``):
-    kind, n, mean, sd of ``metric`` on sampled production traces.
-
-    The split joins each score to its trace within the same window of days, so only those
-    partitions are read; a score whose trace falls outside the window is left out."""
+    kind, n, mean, sd of ``metric`` on sampled production traces."""
     if stratum_key is None:
         return _frame(con, """
             SELECT date AS day, any_value(kind) AS kind, count(value) AS n,
@@ -145,13 +156,12 @@ def online_daily(con: Connection, metric: str, start: date, end: date,
             FROM online_scores
             WHERE metric = $metric AND date BETWEEN $start AND $end
             GROUP BY day ORDER BY day""", metric=metric, start=start, end=end)
-    return _frame(con, """
-        SELECT s.date AS day, t.strata[$key] AS stratum, any_value(s.kind) AS kind,
-               count(s.value) AS n, avg(s.value) AS mean, stddev_samp(s.value) AS sd
-        FROM online_scores s
-        JOIN online_traces t ON t.trace_id = s.trace_id AND t.date BETWEEN $start AND $end
-        WHERE s.metric = $metric AND s.date BETWEEN $start AND $end
-        GROUP BY ALL ORDER BY day, stratum NULLS LAST""",
+    return _frame(con, f"""
+        WITH g AS (SELECT s.date, s.strata_json, {_MOMENTS} FROM online_scores s
+                   WHERE s.metric = $metric AND s.date BETWEEN $start AND $end
+                   GROUP BY s.date, s.strata_json)
+        SELECT g.date AS day, {_STRATUM} AS stratum, {_POOLED}
+        FROM g GROUP BY ALL ORDER BY day, stratum NULLS LAST""",
                   metric=metric, start=start, end=end, key=stratum_key)
 
 

@@ -76,6 +76,8 @@ _SCORE_COLUMNS = (
     _c("scorer", _S, False, "scorer name"),
     _c("scorer_version", _S, False, "scorer name + version + arguments hash"),
     _c("rationale", _S, False, "judge's reason"),
+    _c("strata_json", _S, False, "the case's or trace's strata as canonical JSON, copied on "
+       "write so slices group without a join (filled by the writer)"),
 )
 
 RUNS = Table(

@@ -90,6 +90,7 @@ class Warehouse:
             if i >= 0:
                 raise DataError(f"case_id {t['case_id'][i].as_py()!r} is not among the run's cases",
                                 source=sources.get(name, name), row=i, field="case_id")
+        tables["scores"] = _with_strata(tables["scores"], "case_id", tables["cases"])
         if meta.get("dataset_version") is None:
             meta["dataset_version"] = dataset_version(tables["cases"])
         meta.update(write_id=write_id, committed_at=datetime.now(UTC))
@@ -150,6 +151,8 @@ class Warehouse:
             src = sources.get(name, name)
             t = to_arrow(table, _with_date(rows), source=src)
             tables[name] = t
+        tables["online_scores"] = self._online_strata(tables["online_scores"],
+                                                      tables["online_traces"])
         counts = {}
         for name, t in tables.items():
             counts[name] = t.num_rows
@@ -160,6 +163,26 @@ class Warehouse:
                 part = t.filter(pc.equal(t["date"], day)).drop(["date"])
                 self.store.write_part(table, part, day.isoformat())
         return counts
+
+    def _online_strata(self, scores: pa.Table, traces: pa.Table) -> pa.Table:
+        """Copy each score's trace strata into it: from the batch, else from the warehouse
+        (scores often arrive after their traces, e.g. from an asynchronous judge)."""
+        if not scores.num_rows:
+            return scores
+        known = traces.select(["trace_id", "strata"])
+        missing = pc.invert(pc.is_in(scores["trace_id"], known["trace_id"]))
+        if pc.any(missing).as_py() and self.store.has_files(S.ONLINE_TRACES):
+            wanted = pc.unique(pc.filter(scores["trace_id"], missing))
+            days = pc.filter(scores["date"], missing)
+            lo, hi = pc.min(days).as_py(), pc.max(days).as_py()
+            with self.connect() as con:  # a trace precedes its scores: look back a week
+                earlier = con.sql(
+                    "SELECT trace_id, strata FROM online_traces WHERE date BETWEEN "
+                    "$lo - INTERVAL 7 DAY AND $hi AND list_contains($ids, trace_id)",
+                    params={"lo": lo, "hi": hi, "ids": wanted.to_pylist()},
+                ).to_arrow_table()
+            known = pa.concat_tables([known, earlier.cast(known.schema)])
+        return _with_strata(scores, "trace_id", known)
 
     def record_human_labels(self, labels: Rows, *, source: str = "human_labels") -> int:
         t = to_arrow(S.HUMAN_LABELS, labels, source=source)
@@ -199,6 +222,21 @@ def _with_date(rows: Rows) -> Rows:
                 row["date"] = row["timestamp"].astimezone(UTC).date()
         out.append(row)
     return out
+
+
+def _with_strata(scores: pa.Table, key: str, owners: pa.Table) -> pa.Table:
+    """Fill ``strata_json`` of each score from its case (or trace) in ``owners``."""
+    import duckdb
+
+    if not scores.num_rows:
+        return scores
+    owners = owners.select([key, "strata"])
+    canonical = duckdb.connect().sql(  # sorted keys, so one stratum is one string
+        "SELECT to_json(map_from_entries(list_sort(map_entries(strata))))::VARCHAR AS j "
+        "FROM owners").to_arrow_table()["j"]
+    at = pc.index_in(scores[key], value_set=owners[key])
+    i = scores.column_names.index("strata_json")
+    return scores.set_column(i, "strata_json", pc.take(canonical, at))
 
 
 def new_run_id(name: str, started_at: datetime) -> str:
