@@ -189,6 +189,8 @@ def check(table: Table, data: pa.Table, source: str) -> None:
             if pa.types.is_floating(data.schema.field(name).type):
                 _refuse(pc.is_inf(data[name]), "{value!r} is not a finite number",
                         data, name, source)
+    if "strata" in names and data.num_rows:
+        _check_strata(data, source)
     if "rank" in names:
         _refuse(pc.less(data["rank"], 1), "rank starts at 1, got {value!r}", data, "rank", source)
     for name in ("case_id", "trace_id", "run_id", "doc_id"):
@@ -196,6 +198,27 @@ def check(table: Table, data: pa.Table, source: str) -> None:
             _refuse(pc.equal(data[name], ""), "must not be empty", data, name, source)
     if table.key and data.num_rows:
         _unique(table, data, source)
+
+
+def _check_strata(data: pa.Table, source: str) -> None:
+    """Keys and values are labels: no ASCII separator characters (the writer uses them)."""
+    for chunk_start, chunk in _chunks(data["strata"]):
+        for part in (chunk.keys, chunk.items):
+            bad = pc.match_substring_regex(part, "[\x1e\x1f]")
+            i = _first(bad)
+            if i >= 0:
+                offsets = chunk.offsets.to_numpy()
+                row = chunk_start + int((offsets <= i).sum()) - 1
+                raise DataError(f"{part[i].as_py()!r}: control characters \\x1e and \\x1f "
+                                "are not allowed in strata", source=source, row=row,
+                                field="strata")
+
+
+def _chunks(col: pa.ChunkedArray):
+    start = 0
+    for chunk in col.chunks:
+        yield start, chunk
+        start += len(chunk)
 
 
 def _unique(table: Table, data: pa.Table, source: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import uuid
@@ -226,17 +227,27 @@ def _with_date(rows: Rows) -> Rows:
 
 def _with_strata(scores: pa.Table, key: str, owners: pa.Table) -> pa.Table:
     """Fill ``strata_json`` of each score from its case (or trace) in ``owners``."""
-    import duckdb
-
     if not scores.num_rows:
         return scores
-    owners = owners.select([key, "strata"])
-    canonical = duckdb.connect().sql(  # sorted keys, so one stratum is one string
-        "SELECT to_json(map_from_entries(list_sort(map_entries(strata))))::VARCHAR AS j "
-        "FROM owners").to_arrow_table()["j"]
+    canonical = pa.chunked_array([_strata_json(c) for c in owners["strata"].chunks],
+                                 type=pa.string())
     at = pc.index_in(scores[key], value_set=owners[key])
     i = scores.column_names.index("strata_json")
     return scores.set_column(i, "strata_json", pc.take(canonical, at))
+
+
+def _strata_json(strata: pa.MapArray) -> pa.Array:
+    """Each map as JSON with sorted keys (one stratum, one string). Vectorised: a batch has
+    thousands of rows but only hundreds of distinct strata, so only those are encoded."""
+    pairs = pc.binary_join_element_wise(strata.keys, strata.items, "\x1f")
+    flat = pc.binary_join(pa.ListArray.from_arrays(strata.offsets, pairs,
+                                                   mask=strata.is_null()), "\x1e")
+    distinct = pc.unique(flat)
+    encoded = pa.array([None if s is None else json.dumps(
+        dict(sorted(p.split("\x1f", 1) for p in s.split("\x1e"))) if s else {},
+        separators=(",", ":"), ensure_ascii=False) for s in distinct.to_pylist()],
+        type=pa.string())
+    return pc.take(encoded, pc.index_in(flat, value_set=distinct))
 
 
 def new_run_id(name: str, started_at: datetime) -> str:

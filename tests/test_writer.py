@@ -199,3 +199,26 @@ def test_a_connection_is_a_snapshot_of_committed_runs(tmp_path):
     assert before.sql("SELECT count(DISTINCT run_id) FROM scores").fetchall() == [(1,)]
     assert connect(tmp_path).sql("SELECT count(DISTINCT run_id) FROM scores").fetchall() == \
         [(2,)]
+
+
+def test_scores_carry_their_strata_in_one_canonical_form(tmp_path):
+    wh = Warehouse(tmp_path)
+    wh.record_run(RUN, [{"case_id": "a", "strata": {"q": "billing", "d": "hard"}},
+                        {"case_id": "b", "strata": {"d": "hard", "q": "billing"}},
+                        {"case_id": "c"}],
+                  [{"case_id": k, "metric": "m", "value": 1, "kind": "binary"} for k in "abc"])
+    wh.record_online(traces=[{"trace_id": "t", "timestamp": "2026-11-01T10:00:00Z",
+                              "strata": {"segment": "pro"}}])
+    wh.record_online(scores=[{"trace_id": "t", "timestamp": "2026-11-02T09:00:00Z",
+                              "metric": "m", "value": 1, "kind": "binary"}])  # a day later
+    con = connect(tmp_path)
+    assert con.sql("SELECT case_id, strata_json FROM scores ORDER BY 1").fetchall() == [
+        ("a", '{"d":"hard","q":"billing"}'), ("b", '{"d":"hard","q":"billing"}'), ("c", None)]
+    assert con.sql("SELECT strata_json FROM online_scores").fetchall() == [('{"segment":"pro"}',)]
+
+
+def test_separator_characters_in_strata_are_refused(tmp_path):
+    with pytest.raises(DataError) as err:
+        Warehouse(tmp_path).record_run(RUN, [{"case_id": "a", "strata": {"q": "x"}},
+                                             {"case_id": "b", "strata": {"q\x1f": "y"}}])
+    assert (err.value.row, err.value.field) == (1, "strata")
