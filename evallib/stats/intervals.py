@@ -1,14 +1,8 @@
-"""Statistics over the summaries `evallib.queries` returns. Never touches the warehouse.
+"""Intervals for one run's means, as the dashboard shows them next to each metric.
 
-The arithmetic is scipy's and statsmodels'; this module only picks the right method per
-metric kind and keeps "cannot be estimated" as null rather than a made-up number.
-
-Intervals: a binary metric's pass rate gets a Wilson score interval (well behaved near 0 and
-1 and for small n, unlike the normal approximation); ordinal and continuous metrics get a
-Student t interval for the mean.
-
-scipy and statsmodels are imported where they are used: together they take seconds to load,
-and importing evallib should not.
+A binary metric's pass rate gets a Wilson score interval (well behaved near 0 and 1 and for
+small n, unlike the normal approximation); ordinal and continuous metrics get a Student t
+interval for the mean. "Cannot be estimated" stays NaN (null in frames), never a made-up number.
 """
 
 from __future__ import annotations
