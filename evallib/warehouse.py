@@ -8,12 +8,13 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from . import schema as S
 from .errors import DataError, RunExistsError
@@ -172,17 +173,20 @@ class Warehouse:
             return scores
         known = traces.select(["trace_id", "strata"])
         missing = pc.invert(pc.is_in(scores["trace_id"], known["trace_id"]))
-        if pc.any(missing).as_py() and self.store.has_files(S.ONLINE_TRACES):
+        if pc.any(missing).as_py():
             wanted = pc.unique(pc.filter(scores["trace_id"], missing))
             days = pc.filter(scores["date"], missing)
-            lo, hi = pc.min(days).as_py(), pc.max(days).as_py()
-            with self.connect() as con:  # a trace precedes its scores: look back a week
-                earlier = con.sql(
-                    "SELECT trace_id, strata FROM online_traces WHERE date BETWEEN "
-                    "$lo - INTERVAL 7 DAY AND $hi AND list_contains($ids, trace_id)",
-                    params={"lo": lo, "hi": hi, "ids": wanted.to_pylist()},
-                ).to_arrow_table()
-            known = pa.concat_tables([known, earlier.cast(known.schema)])
+            hi = pc.max(days).as_py()
+            lo = pc.min(days).as_py() - timedelta(days=7)  # a trace precedes its scores
+            files = [f for d in range((hi - lo).days + 1)
+                     for f in self.store.list_parts(S.ONLINE_TRACES, str(lo + timedelta(d)))]
+            if files:  # only those days' files: no connection over the whole warehouse
+                earlier = pq.read_table(
+                    files, columns=["trace_id", "strata"],
+                    filters=pc.is_in(pc.field("trace_id"), wanted),
+                    filesystem=None if self.store.is_local else self.store.fs,
+                )
+                known = pa.concat_tables([known, earlier.cast(known.schema)])
         return _with_strata(scores, "trace_id", known)
 
     def record_human_labels(self, labels: Rows, *, source: str = "human_labels") -> int:

@@ -66,10 +66,14 @@ def test_record_and_read_back_on_s3(bucket, capsys):
                             {"case_id": "b", "strata": {"query_type": "account"}}],
                            [{"case_id": "a", "metric": "correctness", "value": 1,
                              "kind": "binary"}])
-    wh.record_online(traces=[{"trace_id": "t1", "timestamp": "2026-11-01T10:00:00Z"}],
+    wh.record_online(traces=[{"trace_id": "t1", "timestamp": "2026-11-01T10:00:00Z",
+                              "strata": {"segment": "pro"}}],
                      feedback=[{"trace_id": "t1", "timestamp": "2026-11-01T10:01:00Z",
                                 "kind": "thumbs", "value": 1}])
+    wh.record_online(scores=[{"trace_id": "t1", "timestamp": "2026-11-03T10:00:00Z",
+                              "metric": "m", "value": 1, "kind": "binary"}])  # judged later
     con = connect(bucket)
+    assert con.sql("SELECT strata_json FROM online_scores").fetchall() == [('{"segment":"pro"}',)]
     assert con.sql("SELECT c.strata['query_type'], s.value FROM scores s "
                    "JOIN cases c USING (run_id, case_id)").fetchall() == [("billing", 1.0)]
     assert con.sql("SELECT count(*) FROM feedback").fetchall() == [(1,)]
