@@ -47,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("runs", _runs, "list the runs")
     p.add_argument("--json", action="store_true")
 
+    p = command("compare", _compare, "paired run-vs-baseline comparison, overall and per slice")
+    p.add_argument("candidate", metavar="CANDIDATE")
+    p.add_argument("baseline", metavar="BASELINE")
+    p.add_argument("--by", action="append", default=[], metavar="KEY[,KEY]",
+                   help="slice by these stratum keys, crossed; repeat for more slicings")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="significance level, after Benjamini-Hochberg for slices (default 0.05)")
+    p.add_argument("--json", action="store_true")
+
     p = command("check", _check, "validate the warehouse: remove dead temp files, "
                 "quarantine unreadable ones")
     p.add_argument("--tmp-age", type=float, default=3600.0, metavar="SECONDS",
@@ -136,6 +145,54 @@ def _runs(args: argparse.Namespace) -> int:
         return 0
     _print_table(rows, cols)
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs
+    from .db import connect
+
+    by = [[k.strip() for k in spec.split(",")] for spec in args.by]
+    with connect(args.warehouse) as con:
+        result = compare_runs(con, args.candidate, args.baseline, by=by, alpha=args.alpha)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    if result.warnings:
+        if not result.comparable:
+            print("NOT COMPARABLE:")
+        for w in result.warnings:
+            print(f"warning: {w}")
+        print()
+    print(f"{result.candidate} (candidate) vs {result.baseline} (baseline), "
+          f"{result.cases.get('common', 0)} cases in common, alpha {result.alpha:g}")
+    print()
+    _print_table([{"metric": m.metric, "kind": m.kind, "n": m.n,
+                   "baseline": _num(m.baseline), "candidate": _num(m.candidate),
+                   "delta": _num(m.delta, sign=True),
+                   "95% CI": f"[{_num(m.ci_low, sign=True)}, {_num(m.ci_high, sign=True)}]",
+                   "p": _num(m.p_value), "test": m.test,
+                   "significant": "YES" if m.significant else ""} for m in result.metrics],
+                 ["metric", "kind", "n", "baseline", "candidate", "delta", "95% CI", "p",
+                  "test", "significant"])
+    if result.slices:
+        print()
+        order = sorted(result.slices, key=lambda s: (not s.significant, s.p_adjusted, s.delta))
+        _print_table([{"slice": ", ".join(f"{k}={v}" for k, v in s.slice.items()),
+                       "metric": s.metric, "n": s.n, "baseline": _num(s.baseline),
+                       "candidate": _num(s.candidate), "delta": _num(s.delta, sign=True),
+                       "p": _num(s.p_value), "p_adjusted": _num(s.p_adjusted),
+                       "significant": "YES" if s.significant else ""} for s in order],
+                     ["slice", "metric", "n", "baseline", "candidate", "delta", "p",
+                      "p_adjusted", "significant"])
+    return 0
+
+
+def _num(v: float, sign: bool = False) -> str:
+    if v != v:  # NaN
+        return "-"
+    if 0 < abs(v) < 1e-3:
+        return f"{v:+.1e}" if sign else f"{v:.1e}"
+    return f"{v:+.3f}" if sign else f"{v:.3f}"
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ import duckdb
 import polars as pl
 
 __all__ = [
+    "case_sets",
     "datasets",
     "metrics",
     "offline_trend",
@@ -28,8 +29,11 @@ __all__ = [
     "online_metrics",
     "online_releases",
     "online_strata_keys",
+    "paired_scores",
     "run_metric_summary",
+    "run_versions",
     "runs_overview",
+    "scorer_versions",
     "strata_keys",
 ]
 
@@ -177,3 +181,56 @@ def online_releases(con: Connection, start: date, end: date) -> pl.DataFrame:
         FROM online_traces
         WHERE release IS NOT NULL AND date BETWEEN $start AND $end
         GROUP BY release ORDER BY first_day, release""", start=start, end=end)
+
+
+# --- run vs baseline ---------------------------------------------------------------------
+
+
+def run_versions(con: Connection, run_ids: Sequence[str]) -> pl.DataFrame:
+    """The listed runs that exist, with what decides whether two runs are comparable."""
+    return _frame(con, """
+        SELECT run_id, dataset, dataset_version, judge_version
+        FROM runs WHERE list_contains($ids, run_id) ORDER BY run_id""", ids=list(run_ids))
+
+
+def paired_scores(con: Connection, candidate: str, baseline: str) -> pl.DataFrame:
+    """One row per (case_id, metric) scored in both runs: ``kind`` (the candidate's), the
+    ``baseline`` and ``candidate`` values (null = unscored) and the case's ``strata`` (a MAP,
+    from the candidate run's cases). Ordered by metric, then case_id."""
+    return _frame(con, """
+        SELECT c.case_id, c.metric, c.kind, b.value AS baseline, c.value AS candidate,
+               k.strata
+        FROM (SELECT case_id, metric, kind, value FROM scores WHERE run_id = $candidate) c
+        JOIN (SELECT case_id, metric, value FROM scores WHERE run_id = $baseline) b
+          USING (case_id, metric)
+        LEFT JOIN (SELECT case_id, any_value(strata) AS strata FROM cases
+                   WHERE run_id = $candidate GROUP BY case_id) k USING (case_id)
+        ORDER BY c.metric, c.case_id""", candidate=candidate, baseline=baseline)
+
+
+def case_sets(con: Connection, candidate: str, baseline: str) -> dict[str, int]:
+    """How the two runs' cases line up: ``common``, ``added`` (only in the candidate) and
+    ``removed`` (only in the baseline)."""
+    row = _frame(con, """
+        SELECT count_if(c.case_id IS NOT NULL AND b.case_id IS NOT NULL)::BIGINT AS common,
+               count_if(b.case_id IS NULL)::BIGINT AS added,
+               count_if(c.case_id IS NULL)::BIGINT AS removed
+        FROM (SELECT DISTINCT case_id FROM cases WHERE run_id = $candidate) c
+        FULL JOIN (SELECT DISTINCT case_id FROM cases WHERE run_id = $baseline) b
+          USING (case_id)""", candidate=candidate, baseline=baseline).row(0, named=True)
+    return {k: int(v or 0) for k, v in row.items()}
+
+
+def scorer_versions(con: Connection, candidate: str, baseline: str) -> pl.DataFrame:
+    """Per metric scored in either run: the sorted distinct scorer versions each run used
+    (``baseline_versions``, ``candidate_versions``; lists, empty when none recorded)."""
+    return _frame(con, """
+        SELECT metric,
+               list_sort(coalesce(list(DISTINCT scorer_version)
+                   FILTER (WHERE run_id = $baseline AND scorer_version IS NOT NULL), []))
+                   AS baseline_versions,
+               list_sort(coalesce(list(DISTINCT scorer_version)
+                   FILTER (WHERE run_id = $candidate AND scorer_version IS NOT NULL), []))
+                   AS candidate_versions
+        FROM scores WHERE run_id = $candidate OR run_id = $baseline
+        GROUP BY metric ORDER BY metric""", candidate=candidate, baseline=baseline)
