@@ -56,6 +56,52 @@ def build_parser() -> argparse.ArgumentParser:
                    help="significance level, after Benjamini-Hochberg for slices (default 0.05)")
     p.add_argument("--json", action="store_true")
 
+    p = command("score-online", _score_online, "score sampled production traces that have "
+                "no score yet for each scorer's metric")
+    p.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD, or 7d")
+    p.add_argument("--until", metavar="DATE")
+    p.add_argument("--scorers", required=True, metavar="NAME[,NAME]",
+                   help="evallib.scorers factories, retrieval metrics (recall@5, mrr) or "
+                        "module:attribute")
+    p.add_argument("--judge-model", metavar="M", help="model for LLM-judge factories "
+                   "(server: $OPENAI_BASE_URL)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N traces per scorer")
+    p.add_argument("--concurrency", type=int, default=8)
+
+    review = command("review", _no_format, "human review: labelling sheets in and out")
+    steps = review.add_subparsers(dest="step", metavar="STEP", required=True)
+    p = steps.add_parser("sample", help="write a labelling CSV of judged production traces",
+                         description="write a labelling CSV of judged production traces")
+    _warehouse_option(p, argparse.SUPPRESS)
+    p.set_defaults(handler=_review_sample)
+    p.add_argument("--n", type=int, default=50, help="traces (default 50)")
+    p.add_argument("--metric", metavar="M", help="default: every judged metric of a trace")
+    p.add_argument("--stratified", action="store_true", help="draw evenly across strata")
+    p.add_argument("--by", metavar="KEY[,KEY]", help="strata keys for --stratified "
+                   "(default: the whole strata)")
+    p.add_argument("--since", default="30d", metavar="DATE", help="default 30d")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="labels.csv", metavar="FILE.csv")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p = steps.add_parser("import", help="store the human labels of a filled sheet",
+                         description="store the human labels of a filled sheet")
+    _warehouse_option(p, argparse.SUPPRESS)
+    p.set_defaults(handler=_review_import)
+    p.add_argument("path", metavar="FILE.csv")
+    p.add_argument("--rater", metavar="NAME", help="for rows whose rater cell is empty")
+
+    p = command("promote", _promote, "append failing production traces to a golden set as "
+                "new cases (a new dataset version)")
+    p.add_argument("--failing", action="store_true", required=True,
+                   help="traces with a failing score")
+    p.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD, or 7d")
+    p.add_argument("--until", metavar="DATE")
+    p.add_argument("--dataset", required=True, metavar="FILE",
+                   help="the golden set (.jsonl, .csv or .parquet)")
+    p.add_argument("--metric", metavar="M", help="failing on this metric (default: any)")
+    p.add_argument("--limit", type=int, metavar="N", help="add at most N cases")
+    p.add_argument("--dry-run", action="store_true", help="print what would be added")
+
     p = command("check", _check, "validate the warehouse: remove dead temp files, "
                 "quarantine unreadable ones")
     p.add_argument("--tmp-age", type=float, default=3600.0, metavar="SECONDS",
@@ -184,6 +230,58 @@ def _compare(args: argparse.Namespace) -> int:
                        "significant": "YES" if s.significant else ""} for s in order],
                      ["slice", "metric", "n", "baseline", "candidate", "delta", "p",
                       "p_adjusted", "significant"])
+    return 0
+
+
+def _score_online(args: argparse.Namespace) -> int:
+    from .online import resolve_scorers, score_online
+    from .promote import parse_since
+
+    scorers = resolve_scorers(args.scorers, args.judge_model)
+    counts = score_online(args.warehouse, scorers, parse_since(args.since),
+                          until=args.until and parse_since(args.until), limit=args.limit,
+                          concurrency=args.concurrency)
+    for metric, c in counts.items():
+        print(f"{metric}: {c['scored']} scored, {c['unscored']} unscored")
+    if not counts:
+        print("nothing to score: every trace in the window has these metrics",
+              file=sys.stderr)
+    return 0
+
+
+def _review_sample(args: argparse.Namespace) -> int:
+    from .db import connect
+    from .promote import parse_since
+    from .review import sample_for_review, write_sheet
+
+    by = [k.strip() for k in (args.by or "").split(",") if k.strip()]
+    with connect(args.warehouse) as con:
+        sheet = sample_for_review(con, args.n, since=parse_since(args.since),
+                                  metric=args.metric, stratified=args.stratified, by=by,
+                                  seed=args.seed)
+    write_sheet(sheet, args.out, force=args.force)
+    print(f"{sheet['trace_id'].n_unique()} traces, {sheet.height} rows to label written to "
+          f"{args.out}; fill 'value' (and 'rater'), then: evallib review import {args.out}",
+          file=sys.stderr)
+    return 0
+
+
+def _review_import(args: argparse.Namespace) -> int:
+    from .review import import_labels
+
+    r = import_labels(args.path, args.warehouse, rater=args.rater)
+    print(f"imported {r.imported} labels ({r.without_value} rows without a value, "
+          f"{r.already_stored} already stored)")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from .promote import parse_since, promote_failing
+
+    result = promote_failing(args.warehouse, args.dataset, since=parse_since(args.since),
+                             until=args.until and parse_since(args.until),
+                             metric=args.metric, limit=args.limit, dry_run=args.dry_run)
+    print(("dry run: " if args.dry_run else "") + result.describe())
     return 0
 
 

@@ -227,6 +227,24 @@ HUMAN_LABELS = Table(
     key=(),
 )
 
+DATASET_CASES = Table(
+    "dataset_cases",
+    (
+        _c("dataset_version", _S, True, "content hash of the golden set (evallib.datasets)"),
+        _c("dataset", _S, True, "the name it was first stored under"),
+        _c("case_id", _S, True),
+        _c("strata", STRATA),
+        _c("tags", TAGS),
+        _c("input", _S, False, "JSON (a text input is a JSON string): round-trips exactly"),
+        _c("expected", _S, False, "JSON, like input"),
+        _c("relevant_docs", TAGS, False, "ground-truth relevant doc ids"),
+        _c("metadata", _S, False, "JSON object"),
+    ),
+    partition="dataset_version",  # a version's cases are written once: one file per version
+    key=("case_id",),
+    doc="every golden-set version a run used, so a run's dataset_version names exact cases",
+)
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
@@ -239,6 +257,7 @@ TABLES: dict[str, Table] = {
         ONLINE_RETRIEVALS,
         FEEDBACK,
         HUMAN_LABELS,
+        DATASET_CASES,
     )
 }
 OFFLINE_DATA = ("cases", "scores", "retrievals")  # visible only once their run is committed
