@@ -416,19 +416,18 @@ def write_atomic(target: Path, data: bytes) -> None:
 
 
 def _allocate(groups: Mapping[tuple, list[int]], n: int, rng: np.random.Generator) -> list[int]:
-    """How many to draw from each group: proportional (largest remainder), each group at
-    least one while ``n`` covers them all; otherwise ``n`` groups drawn at random."""
+    """How many to draw from each group: proportional to its size (largest remainder), and
+    at least one each while ``n`` covers them all; otherwise ``n`` groups drawn at random."""
     sizes = np.array([len(g) for g in groups.values()])
     if n < len(sizes):
         out = np.zeros(len(sizes), dtype=int)
         out[rng.choice(len(sizes), size=n, replace=False)] = 1
         return out.tolist()
-    base = np.ones(len(sizes), dtype=int)
-    rest = n - len(sizes)
-    room = sizes - base
-    share = rest * room / room.sum() if room.sum() else np.zeros(len(sizes))
-    extra = np.minimum(np.floor(share).astype(int), room)
-    order = np.argsort(-(share - extra), kind="stable")
-    for i in order[: rest - int(extra.sum())]:
-        extra[i] += 1
-    return (base + np.minimum(extra, room)).tolist()
+    share = n * sizes / sizes.sum()
+    out = np.floor(share).astype(int)
+    for i in np.argsort(-(share - out), kind="stable")[: n - int(out.sum())]:
+        out[i] += 1
+    for i in np.flatnonzero(out == 0):  # a small stratum still gets one, from the largest
+        out[int(np.argmax(out))] -= 1
+        out[i] = 1
+    return out.tolist()

@@ -139,11 +139,14 @@ async def evaluate_async(task: Task, dataset: Dataset | str | os.PathLike[str],
     started = run.pop("started_at", None) or time.time()
     bar = _Progress(name, len(ds) * epochs, sys.stderr.isatty() if progress is None else progress)
     gate = asyncio.Semaphore(concurrency)
-    with ThreadPoolExecutor(concurrency, thread_name_prefix="evallib-task") as pool:
-        jobs = [_attempt(task, case, scorer_list, gate, pool, timeout, bar)
-                for case in ds for _ in range(epochs)]
-        done = await asyncio.gather(*jobs)
-        pool.shutdown(wait=False, cancel_futures=True)  # a timed-out sync call may linger
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="evallib-task")
+    try:
+        done = await asyncio.gather(*(_attempt(task, case, scorer_list, gate, pool, timeout, bar)
+                                      for case in ds for _ in range(epochs)))
+    finally:
+        # Not waiting: a timed-out sync call cannot be stopped (Python threads cannot be
+        # killed); it finishes in the background and its result is ignored.
+        pool.shutdown(wait=False, cancel_futures=True)
     bar.close()
     attempts = [done[i * epochs:(i + 1) * epochs] for i in range(len(ds))]
 
