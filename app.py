@@ -7,6 +7,7 @@ from pages._common import sidebar
 st.set_page_config(page_title="Eval Flywheel", page_icon="🎡", layout="wide")
 page = st.navigation([
     st.Page("pages/runs.py", title="Runs", icon="🏁", default=True),
+    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
     st.Page("pages/trends.py", title="Trends", icon="📈"),
 ])
 sidebar()

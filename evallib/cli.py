@@ -102,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, metavar="N", help="add at most N cases")
     p.add_argument("--dry-run", action="store_true", help="print what would be added")
 
+    p = command("export-failures", _export_failures,
+                "failing cases of a run (or, with --baseline, regressed cases) as CSV")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--baseline", metavar="RUN",
+                   help="export the cases that passed in RUN's baseline and fail now")
+    p.add_argument("--metric", action="append", default=[], metavar="M",
+                   help="only these metrics make a case fail (repeatable; default all)")
+    p.add_argument("--out", metavar="FILE.csv", help="default: standard output")
+
     p = command("check", _check, "validate the warehouse: remove dead temp files, "
                 "quarantine unreadable ones")
     p.add_argument("--tmp-age", type=float, default=3600.0, metavar="SECONDS",
@@ -217,9 +226,13 @@ def _compare(args: argparse.Namespace) -> int:
                    "delta": _num(m.delta, sign=True),
                    "95% CI": f"[{_num(m.ci_low, sign=True)}, {_num(m.ci_high, sign=True)}]",
                    "p": _num(m.p_value), "test": m.test,
-                   "significant": "YES" if m.significant else ""} for m in result.metrics],
+                   "significant": "YES" if m.significant else "",
+                   "cases -/=/+": f"{m.regressed}/{m.unchanged}/{m.improved}",
+                   "min drop": _num(m.min_detectable)} for m in result.metrics],
                  ["metric", "kind", "n", "baseline", "candidate", "delta", "95% CI", "p",
-                  "test", "significant"])
+                  "test", "significant", "cases -/=/+", "min drop"])
+    print("cases -/=/+: cases whose score went down / stayed / went up. min drop: the "
+          "smallest drop of the mean this n detects with 80% power.")
     if result.slices:
         print()
         order = sorted(result.slices, key=lambda s: (not s.significant, s.p_adjusted, s.delta))
@@ -282,6 +295,23 @@ def _promote(args: argparse.Namespace) -> int:
                              until=args.until and parse_since(args.until),
                              metric=args.metric, limit=args.limit, dry_run=args.dry_run)
     print(("dry run: " if args.dry_run else "") + result.describe())
+    return 0
+
+
+def _export_failures(args: argparse.Namespace) -> int:
+    from .db import connect
+    from .export import failing_cases, to_csv, write_csv
+
+    with connect(args.warehouse) as con:
+        df = failing_cases(con, args.run, args.baseline, args.metric or None)
+    what = "regressed" if args.baseline else "failing"
+    if args.out:
+        write_csv(df, args.out)
+        print(f"{df.height} {what} case(s) written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(to_csv(df))
+        sys.stdout.flush()
+        print(f"{df.height} {what} case(s)", file=sys.stderr)
     return 0
 
 

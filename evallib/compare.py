@@ -22,9 +22,10 @@ import polars as pl
 
 from . import queries
 from .errors import EvallibError
-from .stats import PairedResult, benjamini_hochberg, paired_test
+from .stats import PairedResult, benjamini_hochberg, min_detectable_drop, paired_test
 
-__all__ = ["Comparison", "MetricComparison", "SliceComparison", "compare_runs"]
+__all__ = ["Comparison", "MetricComparison", "SliceComparison", "compare_runs", "min_detectable",
+           "power_line", "resolve_run"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,15 @@ class MetricComparison:
     p_value: float
     test: str
     significant: bool
+    regressed: int = 0  # cases whose score went down (of the n scored on both sides)
+    improved: int = 0
+    unchanged: int = 0
+    min_detectable: float = math.nan  # smallest drop of the mean detectable (80% power)
+
+    @property
+    def power_line(self) -> str:
+        """Why "not significant" is not "no regression": what this n could have seen."""
+        return power_line(self.kind, self.n, self.min_detectable)
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,14 @@ def _nan_to_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in d.items()}
 
 
+def resolve_run(con: Any, ref: str, role: str = "run") -> str:
+    """The run id ``ref`` names: a run id, or a run name (its newest run)."""
+    found = queries.run_lookup(con, ref)
+    if found.height == 0:
+        raise EvallibError(f"unknown {role} run {ref!r} (see: evallib runs)")
+    return str(found["run_id"][0])
+
+
 def compare_runs(con: Any, candidate: str, baseline: str,
                  by: Sequence[Sequence[str]] = (), alpha: float = 0.05) -> Comparison:
     """Compare ``candidate`` with ``baseline`` overall and per slice of ``by``.
@@ -96,11 +114,10 @@ def compare_runs(con: Any, candidate: str, baseline: str,
     slicings = [list(dict.fromkeys(keys)) for keys in by]
     if any(not keys or any(not k for k in keys) for keys in slicings):
         raise EvallibError("a slicing needs one or more non-empty stratum keys")
+    candidate = resolve_run(con, candidate, "candidate")
+    baseline = resolve_run(con, baseline, "baseline")
     runs = {r["run_id"]: r for r in
             queries.run_versions(con, [candidate, baseline]).iter_rows(named=True)}
-    for role, run_id in (("candidate", candidate), ("baseline", baseline)):
-        if run_id not in runs:
-            raise EvallibError(f"unknown {role} run {run_id!r} (see: evallib runs)")
 
     warnings = _guard(con, runs[candidate], runs[baseline])
     comparable = not warnings
@@ -152,8 +169,50 @@ def _groups(pairs: pl.DataFrame, keys: list[str]):
 def _metric_row(metric: str, kind: str, base: np.ndarray, cand: np.ndarray,
                 alpha: float) -> MetricComparison:
     r = paired_test(base, cand, kind, alpha)
+    scored = ~(np.isnan(base) | np.isnan(cand))
+    diff = cand[scored] - base[scored]
     return MetricComparison(metric, kind, r.n, r.baseline, r.candidate, r.delta, r.ci_low,
-                            r.ci_high, r.p_value, r.test, r.p_value < alpha)
+                            r.ci_high, r.p_value, r.test, r.p_value < alpha,
+                            regressed=int((diff < 0).sum()), improved=int((diff > 0).sum()),
+                            unchanged=int((diff == 0).sum()),
+                            min_detectable=min_detectable(kind, base[scored], cand[scored],
+                                                           alpha))
+
+
+def power_line(kind: str, n: int, detectable: float) -> str:
+    """"with n = 397, drops smaller than 4.5 points of the pass rate cannot be detected"."""
+    if math.isnan(detectable):
+        return f"with n = {n}, no drop can be detected"
+    size = f"{100 * detectable:.1f} points of the pass rate" if kind == "binary" else (
+        f"{detectable:.3g} in the mean")
+    return f"with n = {n}, drops smaller than {size} cannot be detected (80% power)"
+
+
+def min_detectable(kind: str, base: np.ndarray, cand: np.ndarray, alpha: float) -> float:
+    """Smallest drop of the mean these n pairs detect with 80% power (NaN: none). Pass rates
+    use `min_detectable_drop` with the pairs' observed correlation; other kinds the normal
+    approximation z·sd(d)/√n with the observed spread of the differences."""
+    n = base.size
+    if n < 2:
+        return math.nan
+    if kind == "binary":
+        rate = float(base.mean())
+        if rate == 0:
+            return math.nan
+        rho = _correlation(base, cand)
+        drop = min_detectable_drop(n, rate, rho, alpha)
+        return math.nan if math.isinf(drop) else drop
+    from scipy.special import ndtri
+
+    sd = float(np.std(cand - base, ddof=1))
+    return float((ndtri(1 - alpha / 2) + ndtri(0.8)) * sd / math.sqrt(n))
+
+
+def _correlation(base: np.ndarray, cand: np.ndarray) -> float:
+    """The pairs' correlation, clipped to [0, 0.95]; 0.5 when it cannot be estimated."""
+    if base.std() == 0 or cand.std() == 0:
+        return 0.5
+    return float(np.clip(np.corrcoef(base, cand)[0, 1], 0.0, 0.95))
 
 
 def _slices(pairs: pl.DataFrame, slicings: list[list[str]],

@@ -20,6 +20,7 @@ import duckdb
 import polars as pl
 
 __all__ = [
+    "case_scores",
     "case_sets",
     "datasets",
     "metrics",
@@ -31,6 +32,7 @@ __all__ = [
     "online_strata_keys",
     "paired_scores",
     "run_metric_summary",
+    "run_lookup",
     "run_versions",
     "runs_overview",
     "scorer_versions",
@@ -108,13 +110,15 @@ def online_metrics(con: Connection) -> pl.DataFrame:
 
 
 def strata_keys(con: Connection, dataset: str | None = None) -> pl.DataFrame:
-    """Stratum keys of the golden cases (of one dataset, if given) and how many values each has."""
+    """Stratum keys of the golden cases (of one dataset, if given) and how many values each
+    has, in the order the cases list them (a golden set names its main strata first)."""
     return _frame(con, """
         SELECT e.key AS key, count(DISTINCT e.value) AS n_values
-        FROM (SELECT unnest(map_entries(c.strata)) AS e
+        FROM (SELECT unnest(map_entries(c.strata)) AS e, c.strata
               FROM cases c JOIN runs r USING (run_id)
               WHERE $dataset IS NULL OR r.dataset = $dataset)
-        GROUP BY e.key ORDER BY e.key""", dataset=dataset)
+        GROUP BY e.key
+        ORDER BY min(list_position(map_keys(strata), e.key)), e.key""", dataset=dataset)
 
 
 def online_strata_keys(con: Connection) -> pl.DataFrame:
@@ -186,6 +190,14 @@ def online_releases(con: Connection, start: date, end: date) -> pl.DataFrame:
 # --- run vs baseline ---------------------------------------------------------------------
 
 
+def run_lookup(con: Connection, ref: str) -> pl.DataFrame:
+    """Runs a user may mean by ``ref``: the run with that id, else runs with that name,
+    newest first."""
+    return _frame(con, """
+        SELECT run_id, name, started_at FROM runs WHERE run_id = $ref OR name = $ref
+        ORDER BY run_id = $ref DESC, started_at DESC, run_id""", ref=ref)
+
+
 def run_versions(con: Connection, run_ids: Sequence[str]) -> pl.DataFrame:
     """The listed runs that exist, with what decides whether two runs are comparable."""
     return _frame(con, """
@@ -206,6 +218,31 @@ def paired_scores(con: Connection, candidate: str, baseline: str) -> pl.DataFram
         LEFT JOIN (SELECT case_id, any_value(strata) AS strata FROM cases
                    WHERE run_id = $candidate GROUP BY case_id) k USING (case_id)
         ORDER BY c.metric, c.case_id""", candidate=candidate, baseline=baseline)
+
+
+def case_scores(con: Connection, run_id: str, baseline: str | None = None) -> pl.DataFrame:
+    """Every case of ``run_id`` with each of its scores, one row per (case, metric): the
+    case's fields, ``metric, kind, value, passed, rationale``, and with a ``baseline`` run the
+    same case's ``baseline_value, baseline_passed, baseline_rationale, baseline_output``
+    (null when the baseline lacks the case or metric). A case without scores has one row
+    with a null metric. Ordered by case_id, metric."""
+    return _frame(con, """
+        WITH c AS (SELECT * FROM cases WHERE run_id = $run),
+             s AS (SELECT case_id, metric, kind, value, passed, rationale FROM scores
+                   WHERE run_id = $run),
+             b AS (SELECT case_id, metric, value, passed, rationale FROM scores
+                   WHERE run_id = $baseline),
+             bc AS (SELECT case_id, any_value(output) AS output FROM cases
+                    WHERE run_id = $baseline GROUP BY case_id)
+        SELECT c.case_id, c.strata, c.tags, c.input, c.output, c.expected, c.error,
+               c.latency_ms, c.tokens_in, c.tokens_out, c.cost_usd,
+               s.metric, s.kind, s.value, s.passed, s.rationale,
+               b.value AS baseline_value, b.passed AS baseline_passed,
+               b.rationale AS baseline_rationale, bc.output AS baseline_output
+        FROM c LEFT JOIN s USING (case_id)
+        LEFT JOIN b ON b.case_id = c.case_id AND b.metric = s.metric
+        LEFT JOIN bc ON bc.case_id = c.case_id
+        ORDER BY c.case_id, s.metric""", run=run_id, baseline=baseline)
 
 
 def case_sets(con: Connection, candidate: str, baseline: str) -> dict[str, int]:

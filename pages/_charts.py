@@ -168,3 +168,41 @@ def online_daily(daily: pl.DataFrame, releases: pl.DataFrame, metric: str,
 
 def _midnight(d: Any) -> datetime:
     return datetime(d.year, d.month, d.day)
+
+
+def slice_heatmap(slices: pl.DataFrame, metrics: list[str]) -> go.Figure:
+    """Slices (rows, worst first) × metrics (columns), coloured by the signed z of each
+    paired test (red: worse, blue: better; the z scale makes a pass rate and a 1–5 scale
+    comparable), the delta written in each cell, ● on those significant after BH and ⚠️ on
+    small slices. From `pages._tables.slice_table`."""
+    from scipy.special import ndtri
+
+    rows = list(dict.fromkeys(slices["slice"].to_list()))
+    index = {(r["slice"], r["metric"]): r for r in slices.iter_rows(named=True)}
+    z, text, hover = [], [], []
+    for label in rows:
+        zr, tr, hr = [], [], []
+        for metric in metrics:
+            cell = index.get((label, metric))
+            if cell is None or cell["delta"] is None or cell["delta"] != cell["delta"]:
+                zr.append(None), tr.append(""), hr.append(f"{escape(label)}<br>{metric}: —")
+                continue
+            p = min(max(cell["p"], 1e-12), 1.0)
+            signed = float(ndtri(1 - p / 2)) * (1 if cell["delta"] > 0 else -1)
+            zr.append(max(-4.0, min(4.0, signed)))
+            digits = 2 if cell["kind"] == "ordinal" else 3
+            mark = (" ●" if cell["significant"] else "") + (" ⚠️" if cell["small n"] else "")
+            tr.append(f"{cell['delta']:+.{digits}f}{mark}")
+            hr.append(f"{escape(label)}<br>{metric}: {cell['baseline']:.{digits}f} → "
+                      f"{cell['candidate']:.{digits}f} (n = {cell['n']})<br>"
+                      f"p = {cell['p']:.2g}, adjusted {cell['p adjusted']:.2g}")
+        z.append(zr), text.append(tr), hover.append(hr)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=metrics, y=[escape(r) for r in rows], text=text, texttemplate="%{text}",
+        customdata=hover, hovertemplate="%{customdata}<extra></extra>", zmid=0, zmin=-4,
+        zmax=4, colorscale="RdBu", colorbar={"title": {"text": "signed z"}},
+        meta={"role": "series"}, xgap=1, ygap=1))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(height=max(260, 28 * len(rows) + 120),
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig

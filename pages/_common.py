@@ -13,7 +13,9 @@ import polars as pl
 import streamlit as st
 
 from evallib import connect, queries, resolve_root, stats
+from evallib.compare import Comparison, compare_runs
 from evallib.db import snapshot_key
+from evallib.export import failing_cases, to_csv
 
 TTL_SECONDS = 60  # new runs and traces show up within a minute (or on "Refresh")
 MAX_ENTRIES = 256
@@ -88,6 +90,32 @@ def _query(root: str, snapshot: tuple, name: str, args: tuple[Any, ...]
     return df
 
 
+@st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner="Comparing runs…")
+def _comparison(root: str, snapshot: tuple, candidate: str, baseline: str,
+                by: tuple[tuple[str, ...], ...], alpha: float) -> Comparison:
+    with _connection(root, snapshot).cursor() as cur:
+        return compare_runs(cur, candidate, baseline, by=by, alpha=alpha)
+
+
+def comparison(candidate: str, baseline: str, by: tuple[tuple[str, ...], ...] = (),
+               alpha: float = 0.05) -> Comparison:
+    """Cached `evallib.compare.compare_runs` (shared by sessions: read-only)."""
+    wh = warehouse()
+    return _comparison(wh.root, wh.snapshot, candidate, baseline, by, alpha)
+
+
+@st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner=False)
+def _failures_csv(root: str, snapshot: tuple, run_id: str, baseline: str | None) -> bytes:
+    with _connection(root, snapshot).cursor() as cur:
+        return to_csv(failing_cases(cur, run_id, baseline))
+
+
+def failures_csv(run_id: str, baseline: str | None = None) -> bytes:
+    """The CSV of `evallib export-failures RUN [--baseline BASELINE]`, byte for byte."""
+    wh = warehouse()
+    return _failures_csv(wh.root, wh.snapshot, run_id, baseline)
+
+
 def query(name: str, *args: Any) -> pl.DataFrame:
     """Cached ``evallib.queries.<name>(con, *args)``; summaries come with 95% ``ci_low`` /
     ``ci_high``. Results are shared by sessions: treat them as read-only."""
@@ -117,6 +145,8 @@ def sidebar() -> Filters:
             start, end = _date_window(picked, first, last)
     if sb.button("🔄 Refresh data", help=f"Results are cached for {TTL_SECONDS} s."):
         _query.clear()
+        _comparison.clear()
+        _failures_csv.clear()
     filters = Filters(dataset, start, end)
     st.session_state["_filters"] = filters
     return filters

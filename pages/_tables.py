@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 APPROVED = "✅"
@@ -112,3 +114,111 @@ def version_note(runs: pl.DataFrame, candidate: str, baseline: str) -> str | Non
         return None
     return (f"The two runs used different versions of the golden set ({v.get(candidate)} vs "
             f"{v.get(baseline)}): their means cover different cases.")
+
+
+# --- Compare page ------------------------------------------------------------------------
+
+SMALL_N = 30  # a slice this small is marked: its test can only see large drops
+WORSE, BETTER, SAME = "🔴 worse", "🟢 better", "⚪ no significant change"
+STATUSES = ("regressed", "improved", "unchanged")
+
+
+def verdict(delta: float | None, significant: bool) -> str:
+    """The badge of one test: a significant drop, a significant gain, or neither."""
+    if not significant or delta is None or delta != delta or delta == 0:
+        return SAME
+    return WORSE if delta < 0 else BETTER
+
+
+def slice_label(values: dict[str, str]) -> str:
+    """``query_type=billing · difficulty=hard``"""
+    return " · ".join(f"{k}={v}" for k, v in values.items())
+
+
+def metric_headline(comparison: Any) -> pl.DataFrame:
+    """Per metric: both means, the delta with its 95% interval, p, the badge, how many cases
+    went down / stayed / went up, and the smallest drop this n could detect."""
+    rows = [{
+        "verdict": verdict(m.delta, m.significant), "metric": m.metric, "kind": m.kind,
+        "n": m.n, "baseline": m.baseline, "candidate": m.candidate, "delta": m.delta,
+        "95% CI of delta": _ci_text(m.ci_low, m.ci_high, m.kind), "p": m.p_value,
+        "regressed": m.regressed, "unchanged": m.unchanged, "improved": m.improved,
+        "detectable drop": m.min_detectable, "test": m.test,
+    } for m in comparison.metrics]
+    schema = {"verdict": pl.String, "metric": pl.String, "kind": pl.String, "n": pl.Int64,
+              "baseline": pl.Float64, "candidate": pl.Float64, "delta": pl.Float64,
+              "95% CI of delta": pl.String, "p": pl.Float64, "regressed": pl.Int64,
+              "unchanged": pl.Int64, "improved": pl.Int64, "detectable drop": pl.Float64,
+              "test": pl.String}
+    frame = pl.DataFrame(rows, schema=schema, strict=False)
+    order = {m: i for i, m in enumerate(metric_order(frame.select("metric", "kind")))}
+    return frame.sort(pl.col("metric").replace_strict(order, default=len(order)))
+
+
+def _ci_text(low: float, high: float, kind: str) -> str:
+    if low != low or high != high:
+        return "—"
+    d = 2 if kind == "ordinal" else 3
+    return f"[{low:+.{d}f}, {high:+.{d}f}]"
+
+
+def slice_table(comparison: Any, small_n: int = SMALL_N) -> pl.DataFrame:
+    """Every slice × metric tested, worst first: significant drops (smallest adjusted p
+    first), then the rest by adjusted p and delta. ``small n`` marks slices under
+    ``small_n`` cases."""
+    kinds = {m.metric: m.kind for m in comparison.metrics}
+    rows = [{
+        "verdict": verdict(s.delta, s.significant), "slice": slice_label(s.slice),
+        "metric": s.metric, "kind": kinds.get(s.metric, ""), "n": s.n,
+        "small n": "⚠️" if s.n < small_n else "", "baseline": s.baseline,
+        "candidate": s.candidate, "delta": s.delta, "p": s.p_value,
+        "p adjusted": s.p_adjusted, "significant": s.significant,
+    } for s in comparison.slices]
+    schema = {"verdict": pl.String, "slice": pl.String, "metric": pl.String,
+              "kind": pl.String, "n": pl.Int64, "small n": pl.String, "baseline": pl.Float64,
+              "candidate": pl.Float64, "delta": pl.Float64, "p": pl.Float64,
+              "p adjusted": pl.Float64, "significant": pl.Boolean}
+    frame = pl.DataFrame(rows, schema=schema, strict=False)
+    worse = pl.col("significant") & (pl.col("delta") < 0)
+    return (frame.with_columns((~worse).alias("_order"))
+            .sort("_order", "p adjusted", "delta", "slice", "metric", nulls_last=True)
+            .drop("_order"))
+
+
+def slice_options(comparison: Any) -> dict[str, dict[str, str]]:
+    """Slice label → its stratum values, the slice holding the worst test first."""
+    values = {slice_label(s.slice): dict(s.slice) for s in comparison.slices}
+    ordered = dict.fromkeys(slice_table(comparison)["slice"].to_list())
+    return {label: values[label] for label in ordered}
+
+
+def case_table(case_scores: pl.DataFrame, metric: str, where: dict[str, str] | None,
+               status: str | None) -> pl.DataFrame:
+    """The cases behind one metric (in one slice, of one status): both scores, what each run
+    answered, the judge's reasons and the strata, regressions by size first."""
+    from evallib.export import case_status
+
+    rows = case_scores.filter(pl.col("metric") == metric)
+    for key, value in (where or {}).items():
+        rows = rows.filter(pl.col("strata").map.get(key) == value)
+    rows = rows.with_columns(
+        case_status(pl.col("value"), pl.col("baseline_value")).alias("status"),
+        (pl.col("value") - pl.col("baseline_value")).alias("delta"),
+    )
+    if status is not None:
+        rows = rows.filter(pl.col("status") == status)
+    strata_text = pl.col("strata").map_elements(_strata_text, return_dtype=pl.String)
+    return rows.sort("delta", "case_id", nulls_last=True).select(
+        "case_id", "status", pl.col("baseline_value").alias("baseline"),
+        pl.col("value").alias("candidate"), "delta", "input",
+        pl.col("baseline_output").alias("baseline output"),
+        pl.col("output").alias("candidate output"), "expected",
+        pl.col("baseline_rationale").alias("baseline rationale"),
+        pl.col("rationale").alias("candidate rationale"),
+        strata_text.alias("strata"), "error")
+
+
+def _strata_text(strata: Any) -> str:
+    pairs = strata.items() if isinstance(strata, dict) else (
+        (kv["key"], kv["value"]) for kv in strata or [])
+    return ", ".join(f"{k}={v}" for k, v in sorted(pairs))

@@ -83,5 +83,7 @@ st.dataframe(pair, hide_index=True, column_config={
 st.warning(
     "These intervals are each run's own; overlapping or not, they do not say whether the "
     "delta is real. That needs a paired test over the same cases, per slice, corrected for "
-    "multiple comparisons — the **Compare** page (coming next) runs it for this pair. No "
-    "p-values are shown here.", icon="⚖️")
+    "multiple comparisons: the **Compare** page runs it for this pair. No p-values are shown "
+    "here.", icon="⚖️")
+st.page_link("pages/compare.py", label="Compare these two runs", icon="⚖️",
+             query_params={"candidate": candidate, "baseline": baseline})

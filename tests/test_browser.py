@@ -187,3 +187,41 @@ def test_a_link_is_the_first_request_of_a_fresh_server(demo_root: str, browser_p
         assert page.get_by_text("Warehouse").count() >= 1  # the frame's sidebar
         assert "faithfulness" in page.locator('[data-testid="stPlotlyChart"]').first \
             .locator(".ytitle").first.text_content()
+
+
+def test_compare_flow_pick_runs_slice_cases_download(server: str, browser_page,
+                                                     tmp_path: Path) -> None:
+    """Runs → "Compare these two runs" → pick a slice → its cases → download them as CSV."""
+    import csv
+    import io
+    import re
+
+    page = browser_page
+    _load(page, f"{server}/")
+    page.get_by_text("Compare these two runs").click()
+    page.wait_for_url(re.compile(r".*/compare\?.*candidate=.*"))
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    page.get_by_role("button", name=re.compile("Every regressed case")).last.wait_for()
+    _assert_no_exception(page)
+    assert page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .heatmaplayer').count()
+
+    picker = page.get_by_role("combobox", name="Slice", exact=True)
+    picker.click()
+    picker.fill("billing · difficulty=hard")  # the list is long and virtualised: filter it
+    page.get_by_role("option", name="query_type=billing · difficulty=hard").click()
+    page.wait_for_function("location.search.includes('case_slice=')")
+    page.locator(".st-key-case_status").get_by_text("all", exact=True).click()
+    page.wait_for_function("location.search.includes('case_status=all')")
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    button = page.get_by_role("button", name=re.compile(r"These \d+ cases")).last
+    shown = int(re.search(r"These (\d+) cases", button.inner_text()).group(1))
+    with page.expect_download() as download:
+        button.click()
+    data = Path(download.value.path()).read_bytes()
+    assert data.startswith(b"\xef\xbb\xbfcase_id,status,baseline,candidate")
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert len(rows) == shown > 0
+    assert all("query_type=billing" in r["strata"] and "difficulty=hard" in r["strata"]
+               for r in rows)
+    _assert_no_exception(page)
+    _full_page_screenshot(page, str(tmp_path / "compare.png"))

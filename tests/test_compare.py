@@ -17,7 +17,8 @@ from evallib.errors import EvallibError
 from evallib.stats import benjamini_hochberg, paired_test
 
 METRIC_KEYS = ["metric", "kind", "n", "baseline", "candidate", "delta", "ci_low", "ci_high",
-               "p_value", "test", "significant"]
+               "p_value", "test", "significant",  # DESIGN.md's keys, then ours
+               "regressed", "improved", "unchanged", "min_detectable"]
 SLICE_KEYS = ["slice", "metric", "n", "baseline", "candidate", "delta", "p_value",
               "p_adjusted", "significant"]
 
@@ -102,6 +103,26 @@ def test_overall_metrics_match_direct_paired_tests(con) -> None:
     # 8 regressions, no improvement: McNemar mid-p = P(X ≤ 0) = 1/256 with X ~ Bin(8, 1/2)
     assert by_metric["correctness"]["p_value"] == pytest.approx(1 / 256)
     assert by_metric["correctness"]["delta"] == pytest.approx(-0.5)
+
+
+def test_case_counts_and_power_per_metric(con) -> None:
+    by_metric = {m.metric: m for m in compare_runs(con, "cand", "base").metrics}
+    correctness, quality = by_metric["correctness"], by_metric["quality"]
+    assert (correctness.regressed, correctness.unchanged, correctness.improved) == (8, 8, 0)
+    diffs = np.round(np.subtract(QUALITY_CAND, QUALITY_BASE), 9)
+    assert (quality.regressed, quality.unchanged, quality.improved) == (
+        (diffs < 0).sum(), (diffs == 0).sum(), (diffs > 0).sum())
+    # continuous: (z_.975 + z_.8) · sd(d) / √n
+    expected = (1.959964 + 0.841621) * np.std(diffs, ddof=1) / 4
+    assert quality.min_detectable == pytest.approx(expected, rel=1e-4)
+    assert quality.power_line.startswith("with n = 16, drops smaller than ")
+    assert "points of the pass rate" in correctness.power_line
+
+
+def test_cli_table_shows_case_counts(tiny: str, capsys) -> None:
+    assert main(["--warehouse", tiny, "compare", "cand", "base"]) == 0
+    text = capsys.readouterr().out
+    assert "cases -/=/+" in text and "8/8/0" in text
 
 
 def test_slice_where_every_case_flips_is_flagged_after_bh(con) -> None:

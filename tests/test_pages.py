@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from evallib import Warehouse
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
-PAGES = ["pages/runs.py", "pages/trends.py"]
+PAGES = ["pages/runs.py", "pages/trends.py", "pages/compare.py"]
 
 
 def _open(page: str | None = None, **params: str | list[str]) -> AppTest:
@@ -56,7 +56,8 @@ def demo_app(monkeypatch: pytest.MonkeyPatch, demo_root: str) -> str:
     return demo_root
 
 
-@pytest.mark.parametrize(("page", "tables", "charts"), [(PAGES[0], 2, 0), (PAGES[1], 0, 2)])
+@pytest.mark.parametrize(("page", "tables", "charts"),
+                         [(PAGES[0], 2, 0), (PAGES[1], 0, 2), (PAGES[2], 3, 1)])
 def test_every_page_renders(demo_app: str, page: str, tables: int, charts: int) -> None:
     at = _open(page)
     assert at.title[0].value.endswith(Path(page).stem.capitalize())
@@ -208,3 +209,4 @@ def test_offline_only_warehouse_explains_the_missing_online_part(
     at = _open("pages/trends.py")
     assert len(at.get("plotly_chart")) == 1
     assert "no online traffic" in _text(at)
+    assert "a comparison needs two" in _text(_open("pages/compare.py"))
