@@ -28,6 +28,9 @@ import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import compare as compare_bench  # noqa: E402  (bench/compare.py)
 
 from evallib import Warehouse, connect, queries  # noqa: E402
 from evallib.db import tables_present  # noqa: E402
@@ -195,7 +198,7 @@ def page_renders(root: Path) -> list[tuple[str, float, float]]:
     os.environ["EVALLIB_WAREHOUSE"] = str(root)
     os.chdir(HERE.parent)
     out = []
-    for page in ("pages/runs.py", "pages/trends.py"):
+    for page in ("pages/runs.py", "pages/compare.py", "pages/trends.py"):
         at = AppTest.from_file(str(HERE.parent / "app.py"), default_timeout=300)
         if page != "pages/runs.py":
             at.switch_page(page)
@@ -229,6 +232,7 @@ def main() -> None:
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # before the rest
     parts = partitioning(root, HERE / "tmp-flat", args.repeat)
     write = write_throughput(HERE / "tmp-write")
+    compare = compare_bench.run(args.repeat)
     shutil.rmtree(HERE / "tmp-flat", ignore_errors=True)
 
     ok = lambda good: "✅" if good else "❌"  # noqa: E731
@@ -257,6 +261,7 @@ def main() -> None:
         "| query | cold ms | p50 ms | p95 ms | |", "|---|---:|---:|---:|---|",
         *[f"| {n} | {t['cold_ms']:.0f} | {t['p50_ms']:.0f} | {t['p95_ms']:.0f} | "
           f"{ok(t['p95_ms'] <= BUDGET['query_p95_ms'])} |" for n, t in q], "",
+        *compare_bench.markdown(compare),
         "## Partitioning: the same questions on three layouts", "",
         "| question, layout | cold ms | p50 ms | p95 ms |", "|---|---:|---:|---:|",
         *[f"| {n} | {t['cold_ms']:.0f} | {t['p50_ms']:.0f} | {t['p95_ms']:.0f} |"

@@ -12,6 +12,7 @@ Benjamini–Hochberg runs over every slice × metric tested in one comparison; a
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -242,5 +243,13 @@ def _col(key: str) -> str:
 
 
 def _with_strata_columns(pairs: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """``pairs`` with one column per stratum key (null where a case lacks it)."""
-    return pairs.with_columns(pl.col("strata").map.get(key).alias(_col(key)) for key in keys)
+    """``pairs`` with one column per stratum key (null where a case lacks it), read from
+    each distinct ``strata_json`` once."""
+    distinct = pairs["strata_json"].drop_nulls().unique().to_list()
+    parsed = [json.loads(text) for text in distinct]
+    lookup = pl.DataFrame(
+        {"strata_json": distinct,
+         **{_col(k): [p.get(k) if isinstance(p, dict) else None for p in parsed]
+            for k in keys}},
+        schema={"strata_json": pl.String, **{_col(k): pl.String for k in keys}})
+    return pairs.join(lookup, on="strata_json", how="left", maintain_order="left")

@@ -207,16 +207,16 @@ def run_versions(con: Connection, run_ids: Sequence[str]) -> pl.DataFrame:
 
 def paired_scores(con: Connection, candidate: str, baseline: str) -> pl.DataFrame:
     """One row per (case_id, metric) scored in both runs: ``kind`` (the candidate's), the
-    ``baseline`` and ``candidate`` values (null = unscored) and the case's ``strata`` (a MAP,
-    from the candidate run's cases). Ordered by metric, then case_id."""
+    ``baseline`` and ``candidate`` values (null = unscored) and the case's strata as the
+    candidate's scores carry them (``strata_json``: canonical JSON, null = no strata; a few
+    hundred distinct values, so slicing parses each once). Ordered by metric, then case_id."""
     return _frame(con, """
         SELECT c.case_id, c.metric, c.kind, b.value AS baseline, c.value AS candidate,
-               k.strata
-        FROM (SELECT case_id, metric, kind, value FROM scores WHERE run_id = $candidate) c
+               c.strata_json
+        FROM (SELECT case_id, metric, kind, value, strata_json FROM scores
+              WHERE run_id = $candidate) c
         JOIN (SELECT case_id, metric, value FROM scores WHERE run_id = $baseline) b
           USING (case_id, metric)
-        LEFT JOIN (SELECT case_id, any_value(strata) AS strata FROM cases
-                   WHERE run_id = $candidate GROUP BY case_id) k USING (case_id)
         ORDER BY c.metric, c.case_id""", candidate=candidate, baseline=baseline)
 
 

@@ -81,7 +81,7 @@ def test_paired_scores_align_by_case_and_carry_strata(con) -> None:
     row = pairs.filter((pl.col("case_id") == "c01") & (pl.col("metric") == "quality")).row(
         0, named=True)
     assert (row["kind"], row["baseline"], row["candidate"]) == ("continuous", 0.6, 0.6)
-    assert row["strata"] == {"tier": "gold", "region": "eu"}
+    assert json.loads(row["strata_json"]) == {"tier": "gold", "region": "eu"}
     assert queries.case_sets(con, "cand", "base") == {"common": 16, "added": 1, "removed": 1}
 
 

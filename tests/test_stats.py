@@ -307,3 +307,23 @@ def test_public_api_is_exported() -> None:
             "with_intervals", "min_detectable_drop", "n_needed", "power_sentence"} <= set(
         stats.__all__)
     assert all(hasattr(stats, name) for name in stats.__all__)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_hand_written_signed_rank_matches_scipy(seed: int) -> None:
+    """The numpy Pratt signed-rank test gives scipy's asymptotic p: ties, zeros, any n."""
+    from scipy.stats import wilcoxon
+
+    from evallib.stats.paired import _signed_rank_asymptotic
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 400))
+    diff = (rng.integers(1, 6, n) - rng.integers(1, 6, n)).astype(float)  # 1–5 scale
+    if seed % 4 == 0:
+        diff = np.round(rng.normal(0.1, 1, n), 1)  # continuous-ish with ties and zeros
+    if not diff.any():
+        diff[0] = 1.0
+    magnitudes, counts = np.unique(np.abs(diff), return_counts=True)
+    expected = wilcoxon(diff, zero_method="pratt", method="asymptotic").pvalue
+    assert _signed_rank_asymptotic(diff, magnitudes, counts) == pytest.approx(
+        expected, rel=1e-10, abs=1e-12)
