@@ -67,7 +67,8 @@ class Sampler:
         return int.from_bytes(digest, "big") / 2**64
 
     def __call__(self, trace_id: str, strata: Mapping[str, Any] | None = None) -> bool:
-        return self.position(trace_id) < self.rate_for(strata)
+        rate = self.rate_for(strata) if self.per_stratum else self.rate  # the request path
+        return self.position(trace_id) < rate
 
     should_sample = __call__
 

@@ -192,3 +192,35 @@ def test_a_dataset_file_path_works_and_runs_inside_a_running_loop(tmp_path):
 
     result = asyncio.run(main())
     assert result.metrics == {"exact_match": 1.0} and result.dataset == "golden"
+
+
+def test_the_example_runs_end_to_end_against_a_local_openai_server(tmp_path, capsys):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from evallib.cli import main
+    from tests.openai_server import OpenAIServer, Reply
+
+    root = Path(__file__).resolve().parent.parent
+    verdict = Reply.json({"verdicts": [{"criterion": "faithfulness", "reason": "all in context",
+                                        "score": 5}]})
+    with OpenAIServer(verdict) as server:
+        env = {**os.environ, "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "test",
+               "JUDGE_MODEL": "judge-1"}
+        done = subprocess.run([sys.executable, "examples/support_bot_eval.py", "--warehouse",
+                               str(tmp_path)], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert server.count == 3 and server.requests[0]["model"] == "judge-1"
+    assert main(["runs", "--json", "--warehouse", str(tmp_path)]) == 0
+    (run,) = json.loads(capsys.readouterr().out)
+    assert (run["name"], run["n_cases"], run["source"]) == ("support-bot", 3, "evaluate")
+    with connect(tmp_path) as con:
+        means = dict(con.sql("SELECT metric, avg(value) FROM scores WHERE run_id = $r "
+                             "GROUP BY metric", params={"r": run["run_id"]}).fetchall())
+        judge = con.sql("SELECT judge_version FROM runs").fetchall()[0][0]
+    assert means == {"contains": 1.0, "recall@2": 1.0, "faithfulness": 5.0}
+    assert judge.startswith("judge-1#")
