@@ -101,6 +101,7 @@ class EvalResult:
 
 
 Task = Callable[[Any], Any]
+_RUN_EXTRAS = {"run_id", "git_sha", "release", "tags", "approved", "started_at"}
 
 
 def evaluate(task: Task, dataset: Dataset | str | os.PathLike[str],
@@ -136,6 +137,11 @@ async def evaluate_async(task: Task, dataset: Dataset | str | os.PathLike[str],
     scorer_list = [scorers] if isinstance(scorers, Scorer) else list(scorers)
     _check_args(task, scorer_list, concurrency, epochs, timeout)
     wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
+    unknown = sorted(set(run) - _RUN_EXTRAS)
+    if unknown:  # refused before any task call, not after the whole run
+        raise EvallibError(f"evaluate() got unknown arguments: {', '.join(unknown)}")
+    if run.get("run_id") and wh.run_exists(run["run_id"]):
+        raise EvallibError(f"run {run['run_id']!r} is already in the warehouse")
     started = run.pop("started_at", None) or time.time()
     bar = _Progress(name, len(ds) * epochs, sys.stderr.isatty() if progress is None else progress)
     gate = asyncio.Semaphore(concurrency)

@@ -179,6 +179,14 @@ def test_bad_arguments_are_refused_before_any_call(tmp_path):
         evaluate(called.append, DATASET, [lambda s: 1], name="x", warehouse=tmp_path)
     with pytest.raises(EvallibError, match="at least 1"):
         evaluate(called.append, DATASET, exact_match(), name="x", epochs=0, warehouse=tmp_path)
+    with pytest.raises(EvallibError, match="unknown arguments: modle"):
+        evaluate(called.append, DATASET, exact_match(), name="x", modle="gpt",
+                 warehouse=tmp_path)
+    evaluate(lambda q: q, DATASET, exact_match(), name="x", run_id="fixed", warehouse=tmp_path,
+             progress=False)
+    with pytest.raises(EvallibError, match="'fixed' is already in the warehouse"):
+        evaluate(called.append, DATASET, exact_match(), name="x", run_id="fixed",
+                 warehouse=tmp_path)
     assert called == []
 
 
