@@ -111,6 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only these metrics make a case fail (repeatable; default all)")
     p.add_argument("--out", metavar="FILE.csv", help="default: standard output")
 
+    p = command("gate", _gate, "release gate: the candidate run against a policy and a "
+                "baseline (exit 0 pass, 1 fail, 2 bad usage or data)")
+    p.add_argument("candidate", metavar="CANDIDATE")
+    p.add_argument("--policy", required=True, metavar="FILE", help="the gate policy (TOML)")
+    p.add_argument("--baseline", default="approved", metavar="RUN|approved",
+                   help="a run id, or 'approved' (default): the latest approved run of the "
+                        "candidate's dataset started before it")
+    p.add_argument("--markdown", metavar="OUT", help="write the report as Markdown")
+    p.add_argument("--junit", metavar="OUT", help="write JUnit XML (one test per rule/slice)")
+    p.add_argument("--no-record", action="store_true",
+                   help="do not record this gate run in the warehouse")
+
+    p = command("approve", _approve, "approve a run as a release baseline (append-only)")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--by", metavar="NAME", help="who approves (default: the login name)")
+    p.add_argument("--note", metavar="TEXT")
+
     p = command("check", _check, "validate the warehouse: remove dead temp files, "
                 "quarantine unreadable ones")
     p.add_argument("--tmp-age", type=float, default=3600.0, metavar="SECONDS",
@@ -312,6 +329,47 @@ def _export_failures(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(to_csv(df))
         sys.stdout.flush()
         print(f"{df.height} {what} case(s)", file=sys.stderr)
+    return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from .db import connect
+    from .gate import load_policy, run_gate
+    from .gate_report import junit, markdown, terminal
+    from .warehouse import Warehouse
+
+    policy = load_policy(args.policy)
+    with connect(args.warehouse) as con:
+        result = run_gate(con, args.candidate, policy, baseline=args.baseline)
+    print(terminal(result))
+    for path, render in ((args.markdown, markdown), (args.junit, junit)):
+        if path:
+            try:
+                Path(path).write_text(render(result), encoding="utf-8")
+            except OSError as e:
+                raise EvallibError(f"cannot write {path}: {e.strerror or e}") from None
+    if not args.no_record:
+        try:
+            Warehouse(args.warehouse).record_gate_results(result.rows())
+        except Exception as e:  # noqa: BLE001 - the verdict stands; say it was not kept
+            print(f"evallib gate: error: the verdict ({result.verdict}) was not recorded in "
+                  f"the warehouse: {type(e).__name__}: {e}", file=sys.stderr)
+    return result.exit_code
+
+
+def _approve(args: argparse.Namespace) -> int:
+    import getpass
+
+    from .warehouse import Warehouse
+
+    who = args.by
+    if not who:
+        try:
+            who = getpass.getuser()
+        except OSError:
+            raise EvallibError("cannot tell who you are: pass --by NAME") from None
+    row = Warehouse(args.warehouse).record_approval(args.run, who, args.note)
+    print(f"approved {args.run} by {who} at {row['approved_at']:%Y-%m-%d %H:%M:%S} UTC")
     return 0
 
 

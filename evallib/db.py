@@ -64,12 +64,14 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
     """Views over the warehouse:
 
     - ``runs``: the latest committed write of every run, as of this call (a snapshot: a run
-      committed later shows up in a new connection);
+      committed later shows up in a new connection); ``approved`` is the run's flag or a
+      row in ``approvals``, as of this call too;
     - ``cases``, ``scores``, ``retrievals``: the files of those writes only, listed once
       here, so no query re-globs the partitions or joins against ``runs`` to hide
       uncommitted files;
     - ``online_traces``, ``online_scores``, ``online_retrievals``, ``feedback``,
-      ``human_labels``: live globs over their partitions.
+      ``human_labels``, ``approvals``, ``gate_results``, ``alerts``: live globs over their
+      partitions (``alerts`` is append-only: `queries.alerts` keeps each alert's latest row).
     """
     store = root if isinstance(root, Store) else Store(root)
     config: dict[str, str | int] = {}
@@ -87,7 +89,10 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
         con.execute(f"CREATE VIEW {'_all_' if offline else ''}{table.name} AS "
                     f"{_read(glob, table)}")
     con.execute(
-        "CREATE TABLE runs AS SELECT * EXCLUDE (write_id, committed_at), write_id, committed_at "
+        "CREATE TABLE runs AS SELECT * EXCLUDE (write_id, committed_at) "
+        # approved: the run's own flag, or a row in the append-only approvals table
+        "REPLACE (approved OR run_id IN (SELECT run_id FROM approvals) AS approved), "
+        "write_id, committed_at "
         "FROM _all_runs QUALIFY row_number() OVER (PARTITION BY run_id "
         "ORDER BY committed_at DESC) = 1"
     )
@@ -101,11 +106,12 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
 
 
 def snapshot_key(root: str | os.PathLike[str] | Store | None = None) -> tuple:
-    """Changes when a table gains data or a run is committed: a cheap key for caching a
-    connection (one directory listing of ``runs/``)."""
+    """Changes when a table gains data, a run is committed or approved: a cheap key for
+    caching a connection (directory listings of ``runs/`` and ``approvals/``)."""
     store = root if isinstance(root, Store) else Store(root)
     runs = store.list_parts(S.RUNS)
-    return (tables_present(store), len(runs), runs[-1] if runs else "")
+    approvals = store.list_parts(S.APPROVALS)
+    return (tables_present(store), len(runs), runs[-1] if runs else "", len(approvals))
 
 
 def tables_present(root: str | os.PathLike[str] | Store | None = None) -> frozenset[str]:

@@ -13,7 +13,7 @@ can add their 95% intervals; ``n`` counts scored values only (null = could not s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import duckdb
@@ -23,6 +23,9 @@ __all__ = [
     "case_scores",
     "case_sets",
     "datasets",
+    "gate_results",
+    "latest_approved",
+    "latest_gate_verdicts",
     "metrics",
     "offline_trend",
     "online_daily",
@@ -31,9 +34,12 @@ __all__ = [
     "online_releases",
     "online_strata_keys",
     "paired_scores",
+    "run_case_values",
     "run_metric_summary",
     "run_lookup",
     "run_versions",
+    "run_scores",
+    "runs_by_id",
     "runs_overview",
     "scorer_versions",
     "strata_keys",
@@ -271,3 +277,76 @@ def scorer_versions(con: Connection, candidate: str, baseline: str) -> pl.DataFr
                    AS candidate_versions
         FROM scores WHERE run_id = $candidate OR run_id = $baseline
         GROUP BY metric ORDER BY metric""", candidate=candidate, baseline=baseline)
+
+
+# --- release gate ------------------------------------------------------------------------
+
+
+def runs_by_id(con: Connection, run_ids: Sequence[str]) -> pl.DataFrame:
+    """The listed runs that exist: run_id, name, dataset, started_at, approved (the run's
+    flag or an approval)."""
+    return _frame(con, """
+        SELECT run_id, name, dataset, started_at, approved
+        FROM runs WHERE list_contains($ids, run_id) ORDER BY run_id""", ids=list(run_ids))
+
+
+def latest_approved(con: Connection, dataset: str, before: datetime | None = None
+                    ) -> pl.DataFrame:
+    """The newest approved run of ``dataset`` (started before ``before``, if given): zero
+    or one row of run_id, name, started_at. The release baseline a gate compares with."""
+    return _frame(con, """
+        SELECT run_id, name, started_at FROM runs
+        WHERE dataset = $dataset AND approved
+          AND ($before IS NULL OR started_at < $before)
+        ORDER BY started_at DESC, run_id DESC LIMIT 1""", dataset=dataset, before=before)
+
+
+def run_case_values(con: Connection, run_id: str) -> pl.DataFrame:
+    """One row per case of the run: case_id, strata, tags and what it cost (latency_ms,
+    tokens_in, tokens_out, cost_usd)."""
+    return _frame(con, """
+        SELECT case_id, strata, tags, latency_ms, tokens_in, tokens_out, cost_usd
+        FROM cases WHERE run_id = $run ORDER BY case_id""", run=run_id)
+
+
+def run_scores(con: Connection, run_id: str, metrics: Sequence[str]) -> pl.DataFrame:
+    """The run's scores of the listed metrics: case_id, metric, kind, value, passed."""
+    return _frame(con, """
+        SELECT case_id, metric, kind, value, passed FROM scores
+        WHERE run_id = $run AND list_contains($metrics, metric)
+        ORDER BY metric, case_id""", run=run_id, metrics=list(metrics))
+
+
+def latest_gate_verdicts(con: Connection, run_ids: Sequence[str] | None = None
+                         ) -> pl.DataFrame:
+    """Per run (all, or those listed) that went through `evallib gate`, its latest gate:
+    gate_id, created_at, baseline_id, verdict (pass | fail), n_rules, n_failed (rows),
+    n_waived (rows)."""
+    return _frame(con, """
+        SELECT run_id, gate_id, max(created_at) AS created_at,
+               any_value(baseline_id) AS baseline_id,
+               CASE WHEN count_if(status = 'fail') > 0 THEN 'fail' ELSE 'pass' END AS verdict,
+               count(DISTINCT rule) AS n_rules,
+               count_if(status = 'fail')::BIGINT AS n_failed,
+               count_if(status = 'waived')::BIGINT AS n_waived
+        FROM gate_results
+        WHERE $ids IS NULL OR list_contains($ids, run_id)
+        GROUP BY run_id, gate_id
+        QUALIFY row_number() OVER (PARTITION BY run_id
+                                   ORDER BY max(created_at) DESC, gate_id DESC) = 1
+        ORDER BY run_id""", ids=None if run_ids is None else list(run_ids))
+
+
+def gate_results(con: Connection, run_id: str) -> pl.DataFrame:
+    """The rows of the run's latest gate, in report order: gate_id, baseline_id,
+    policy_hash, created_at, rule, metric, check_type, slice (canonical JSON; null = all
+    the rule's cases), status (pass | fail | waived | skipped), observed, threshold,
+    baseline_value, n, p_adjusted, message, owner. Empty when the run was never gated."""
+    return _frame(con, """
+        WITH latest AS (SELECT gate_id FROM gate_results WHERE run_id = $run
+                        ORDER BY created_at DESC, gate_id DESC LIMIT 1)
+        SELECT gate_id, baseline_id, policy_hash, created_at, rule, metric, check_type,
+               slice, status, observed, threshold, baseline_value, n, p_adjusted, message,
+               owner
+        FROM gate_results WHERE gate_id IN (SELECT gate_id FROM latest)
+        ORDER BY position""", run=run_id)

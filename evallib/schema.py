@@ -227,6 +227,46 @@ HUMAN_LABELS = Table(
     key=(),
 )
 
+APPROVALS = Table(
+    "approvals",
+    (
+        _c("run_id", _S, True, "the run approved as a release baseline"),
+        _c("approved_by", _S, True),
+        _c("approved_at", TIMESTAMP, True),
+        _c("note", _S),
+    ),
+    partition=None,
+    key=(),
+    doc="append-only: a run is approved when runs.approved is set or it has a row here",
+)
+
+GATE_RESULTS = Table(
+    "gate_results",
+    (
+        _c("gate_id", _S, True, "one `evallib gate` invocation"),
+        _c("run_id", _S, True, "the candidate"),
+        _c("baseline_id", _S, True),
+        _c("policy_hash", _S, True, "sha256 of the policy file, first 12 hex digits"),
+        _c("position", _I, True, "order of the row in the report"),
+        _c("rule", _S, True, "the rule's name"),
+        _c("metric", _S, True),
+        _c("check_type", _S, True, "min_pass_rate | max_drop | max_increase_pct | max"),
+        _c("slice", _S, False, "the slice as canonical JSON; null = all the rule's cases"),
+        _c("status", _S, True, "pass | fail | waived | skipped"),
+        _c("observed", _F, False, "pass rate, drop, increase in % or statistic"),
+        _c("threshold", _F, False),
+        _c("baseline_value", _F, False, "the baseline's mean, for checks against it"),
+        _c("n", _I, False, "cases behind the observed value"),
+        _c("p_adjusted", _F, False, "max_drop: BH-adjusted p over the gate's tests"),
+        _c("message", _S),
+        _c("owner", _S, False, "who accepted the risk, for a waived row"),
+        _c("created_at", TIMESTAMP, True),
+    ),
+    partition=None,
+    key=(),
+    doc="one row per rule (per slice for `by` rules) per gate run, written after the verdict",
+)
+
 DATASET_CASES = Table(
     "dataset_cases",
     (
@@ -257,6 +297,8 @@ TABLES: dict[str, Table] = {
         ONLINE_RETRIEVALS,
         FEEDBACK,
         HUMAN_LABELS,
+        APPROVALS,
+        GATE_RESULTS,
         DATASET_CASES,
     )
 }

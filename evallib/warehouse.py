@@ -201,6 +201,29 @@ class Warehouse:
             self.store.write_part(S.HUMAN_LABELS, t)
         return t.num_rows
 
+    # --- release gate --------------------------------------------------------------------
+
+    def record_approval(self, run_id: str, approved_by: str, note: str | None = None,
+                        approved_at: datetime | None = None) -> dict[str, Any]:
+        """Approve a run as a release baseline: appends a row, never edits the run (who
+        approved what, and when, stays on record). Returns the row written."""
+        if not self.run_exists(run_id):
+            raise DataError(f"no run {run_id!r} in the warehouse at {self.root} "
+                            "(see: evallib runs)", source="approve", field="run_id")
+        row = {"run_id": run_id, "approved_by": approved_by, "note": note,
+               "approved_at": approved_at or datetime.now(UTC)}
+        self.store.write_part(S.APPROVALS, to_arrow(S.APPROVALS, [row], source="approve"))
+        return row
+
+    def record_gate_results(self, rows: Rows) -> int:
+        """One gate run's rows (see `evallib.gate`), as one part file."""
+        t = to_arrow(S.GATE_RESULTS, rows, source="gate_results")
+        if t.num_rows:
+            self.store.write_part(S.GATE_RESULTS, t)
+        return t.num_rows
+
+    # --- monitoring ----------------------------------------------------------------------
+
 
 def _with_date(rows: Rows) -> Rows:
     """Fill the ``date`` partition from ``timestamp`` (UTC day) when the caller left it out."""

@@ -35,11 +35,27 @@ def metric_order(summary: pl.DataFrame) -> list[str]:
                   key=lambda m: (rank.get(kinds.filter(pl.col("metric") == m)["kind"][0], 3), m))
 
 
+GATE_PASS, GATE_FAIL = "🟢 pass", "🔴 fail"
+
+
+def gate_cells(gates: pl.DataFrame | None) -> pl.DataFrame:
+    """run_id → "🔴 fail (2 rows)" / "🟢 pass (1 waived)", from `latest_gate_verdicts`."""
+    if gates is None or not gates.height:
+        return pl.DataFrame(schema={"run_id": pl.String, "gate": pl.String})
+    return gates.select("run_id", pl.when(pl.col("verdict") == "fail")
+                        .then(pl.format(GATE_FAIL + " ({} failed)", "n_failed"))
+                        .when(pl.col("n_waived") > 0)
+                        .then(pl.format(GATE_PASS + " ({} waived)", "n_waived"))
+                        .otherwise(pl.lit(GATE_PASS)).alias("gate"))
+
+
 def runs_table(runs: pl.DataFrame, summary: pl.DataFrame,
-               metrics: list[str] | None = None) -> pl.DataFrame:
-    """One row per run (in ``runs`` order): who it is, each metric (all, or those listed) as
-    "mean [95% interval]", then where it came from. Metrics come before provenance: they
-    are what the table is read for."""
+               metrics: list[str] | None = None,
+               gates: pl.DataFrame | None = None) -> pl.DataFrame:
+    """One row per run (in ``runs`` order): who it is, its latest release-gate verdict (from
+    ``gates``; empty when never gated), each metric (all, or those listed) as "mean [95%
+    interval]", then where it came from. Metrics come before provenance: they are what the
+    table is read for."""
     if metrics is not None:
         summary = summary.filter(pl.col("metric").is_in(metrics))
     metric_names = metric_order(summary)
@@ -49,8 +65,11 @@ def runs_table(runs: pl.DataFrame, summary: pl.DataFrame,
         pl.when(pl.col("approved")).then(pl.lit(APPROVED)).otherwise(pl.lit(""))
         .alias("approved"),
         pl.col("release").fill_null(""),
-    ).join(cells, on="run_id", how="left", maintain_order="left")
-    return table.select("approved", "name", "started_at", "release", *metric_names, "n_cases",
+    ).join(cells, on="run_id", how="left", maintain_order="left") \
+        .join(gate_cells(gates), on="run_id", how="left", maintain_order="left") \
+        .with_columns(pl.col("gate").fill_null(""))
+    return table.select("approved", "name", "gate", "started_at", "release", *metric_names,
+                        "n_cases",
                         "model", "dataset", "dataset_version", "judge_version", "run_id")
 
 

@@ -25,20 +25,23 @@ if not wh.has_offline:
 
 runs = query("runs_overview", f.dataset)
 summary = query("run_metric_summary", tuple(runs["run_id"].to_list()))
+gates = query("latest_gate_verdicts", tuple(runs["run_id"].to_list()))
 all_metrics = tables.metric_order(summary)
 with st.expander(f"Metric columns ({len(all_metrics)})"):
     shown = st.multiselect("Metrics", all_metrics, default=all_metrics, key="metrics",
                            bind="query-params", label_visibility="collapsed")
 st.caption(f"{runs.height} runs of **{f.dataset}**, newest first. Each metric is the run's "
            "mean with its 95% interval (Wilson for pass rates, t for means). ✅ = approved "
-           "release baseline.")
+           "release baseline; gate = the verdict of the run's latest `evallib gate`.")
 st.dataframe(
-    tables.runs_table(runs, summary, shown), hide_index=True,
+    tables.runs_table(runs, summary, shown, gates), hide_index=True,
     key="runs_table",
     column_config={
         "approved": st.column_config.TextColumn("✅", width="small", pinned=True,
                                                 help="approved release baseline"),
         "name": st.column_config.TextColumn(pinned=True),
+        "gate": st.column_config.TextColumn(
+            "gate", help="verdict of the run's latest `evallib gate` (rows = rules × slices)"),
         "run_id": st.column_config.TextColumn("run"),
         "started_at": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
         "dataset_version": st.column_config.TextColumn("version"),

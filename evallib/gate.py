@@ -1,0 +1,486 @@
+"""The release gate: "should we ship?" answered by a policy file, with an exit code.
+
+A policy (TOML) lists ``[[rules]]``; each names a ``metric`` and exactly one check:
+
+- ``min_pass_rate``: the candidate's pass rate (mean of ``passed``; of the value for a
+  binary metric without pass flags) is at least this, on its own;
+- ``max_drop``: the baseline's mean minus the candidate's, over the cases both scored, is at
+  most this; with ``significant = true`` (default) a larger drop fails only when its paired
+  test is significant after Benjamini–Hochberg over every max_drop test of the gate;
+- ``max_increase_pct``: the candidate's mean is at most this many percent above the
+  baseline's, over the cases both have (cost, latency, tokens or any metric);
+- ``max`` with ``stat = "mean" | "p50" | "p95" | "p99"``: an absolute budget.
+
+``latency_ms``, ``cost_usd``, ``tokens_in`` and ``tokens_out`` come from the cases table,
+every other metric from the scores. ``where = {stratum = value | [values]}`` and
+``tags = ["critical"]`` (any of them) narrow a rule to some cases; ``by = [keys]`` makes it
+hold in every slice. ``[[risk_acceptances]]`` waive failures of a named rule (optionally one
+``slice``) or of one ``case_id`` in min_pass_rate rules, until ``expires``.
+
+Reading the policy lives in `evallib.gate_policy`. A policy mistake (unknown key, wrong
+type, no check or two, unknown metric, a filter no case matches) raises `PolicyError` naming
+the file, the rule and the key: exit 2, no verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from . import queries
+from .errors import EvallibError
+from .gate_policy import (
+    CASE_METRICS,
+    CHECKS,
+    STATS,
+    Acceptance,
+    Policy,
+    PolicyError,
+    Rule,
+    load_policy,
+    parse_policy,
+    slice_label,
+)
+
+__all__ = ["CASE_METRICS", "CHECKS", "Acceptance", "GateData", "GateResult", "Outcome",
+           "Policy", "PolicyError", "Rule", "RunRef", "evaluate", "fmt", "load_policy",
+           "parse_policy", "rule_status", "run_gate", "slice_json", "slice_label"]
+
+RELATIVE = ("max_drop", "max_increase_pct")  # need a baseline
+POWER = 0.8  # the power a max_drop test should have to see a drop of its threshold
+
+
+# --- evaluation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRef:
+    run_id: str
+    name: str
+    dataset: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One rule on one slice (``slice`` None: on all the rule's cases)."""
+
+    rule: Rule
+    slice: dict[str, str] | None
+    status: str  # pass | fail | waived | skipped
+    observed: float  # pass rate, drop, increase in %, or the statistic
+    n: int
+    baseline: float = math.nan  # the baseline's mean (checks against a baseline)
+    candidate: float = math.nan  # the candidate's mean, rate or statistic
+    p_value: float = math.nan
+    p_adjusted: float = math.nan
+    message: str = ""
+    owner: str | None = None
+    cases: tuple[str, ...] = ()  # failing or regressed case ids, worst first
+    power: str | None = None  # max_drop: why a real drop of the threshold may go unseen
+
+
+@dataclass
+class GateResult:
+    gate_id: str
+    candidate: RunRef
+    baseline: RunRef
+    baseline_how: str  # "approved" (found) or "given"
+    policy: Policy
+    warnings: list[str]
+    outcomes: list[Outcome]
+    notes: list[str]
+    created_at: datetime
+
+    @property
+    def verdict(self) -> str:
+        return "fail" if any(o.status == "fail" for o in self.outcomes) else "pass"
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.verdict == "fail" else 0
+
+    def by_rule(self) -> list[tuple[Rule, list[Outcome]]]:
+        return [(r, [o for o in self.outcomes if o.rule is r]) for r in self.policy.rules]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The ``gate_results`` rows of this gate run."""
+        return [{"gate_id": self.gate_id, "run_id": self.candidate.run_id,
+                 "baseline_id": self.baseline.run_id, "policy_hash": self.policy.sha,
+                 "position": i, "rule": o.rule.name, "metric": o.rule.metric,
+                 "check_type": o.rule.check, "slice": slice_json(o.slice),
+                 "status": o.status, "observed": _finite(o.observed),
+                 "threshold": o.rule.threshold, "baseline_value": _finite(o.baseline),
+                 "n": o.n, "p_adjusted": _finite(o.p_adjusted), "message": o.message,
+                 "owner": o.owner, "created_at": self.created_at}
+                for i, o in enumerate(self.outcomes)]
+
+
+def rule_status(outcomes: list[Outcome]) -> str:
+    """A rule fails if any slice fails; waived if any is waived and none fails."""
+    for status in ("fail", "waived", "pass"):
+        if any(o.status == status for o in outcomes):
+            return status
+    return "skipped"
+
+
+def run_gate(con: Any, candidate: str, policy: Policy, baseline: str = "approved", *,
+             today: date | None = None) -> GateResult:
+    """Evaluate ``policy`` on ``candidate`` against ``baseline`` (a run id, or "approved":
+    the newest approved run of the same dataset started before the candidate)."""
+    from .compare import compare_runs
+
+    cand = _run(con, candidate, "candidate")
+    if baseline == "approved":
+        found = queries.latest_approved(con, cand.dataset, before=cand.started_at)
+        if not found.height:
+            raise EvallibError(
+                f"no approved run of dataset {cand.dataset!r} started before the candidate "
+                f"{cand.run_id} ({cand.started_at:%Y-%m-%d %H:%M}): approve one with "
+                "`evallib approve RUN`, or pass --baseline RUN")
+        base, how = _run(con, found["run_id"][0], "baseline"), "approved"
+    else:
+        base, how = _run(con, baseline, "baseline"), "given"
+    warnings = compare_runs(con, cand.run_id, base.run_id).warnings
+    data = GateData.load(con, cand.run_id, base.run_id, policy)
+    outcomes, notes = evaluate(policy, data, today or datetime.now(UTC).date())
+    return GateResult(uuid.uuid4().hex, cand, base, how, policy, warnings, outcomes, notes,
+                      datetime.now(UTC))
+
+
+def evaluate(policy: Policy, data: GateData, today: date) -> tuple[list[Outcome], list[str]]:
+    """Every rule on the loaded runs: outcomes in rule order (then slice order), and notes
+    on expired risk acceptances. No warehouse access: the part a simulation can repeat."""
+    outcomes = [o for r in policy.rules for o in _evaluate(r, data, policy.alpha)]
+    return _waive(_decide(outcomes, policy.alpha), policy.acceptances, today)
+
+
+def _run(con: Any, run_id: str, role: str) -> RunRef:
+    rows = queries.runs_by_id(con, [run_id])
+    if not rows.height:
+        raise EvallibError(f"unknown {role} run {run_id!r} (see: evallib runs)")
+    r = rows.row(0, named=True)
+    return RunRef(r["run_id"], r["name"], r["dataset"], r["started_at"])
+
+
+@dataclass
+class GateData:
+    """What the rules read: both runs' cases (case_id, strata, tags, latency_ms, tokens_in,
+    tokens_out, cost_usd) and scores (case_id, metric, kind, value, passed)."""
+
+    cand_cases: pl.DataFrame
+    cand_scores: pl.DataFrame
+    base_cases: pl.DataFrame
+    base_scores: pl.DataFrame
+    cand_id: str
+    base_id: str
+    cand_metrics: list[str]
+
+    @classmethod
+    def load(cls, con: Any, cand: str, base: str, policy: Policy) -> GateData:
+        metrics = sorted({r.metric for r in policy.rules if r.metric not in CASE_METRICS})
+        cc, cs = queries.run_case_values(con, cand), queries.run_scores(con, cand, metrics)
+        bc, bs = ((cc, cs) if base == cand else
+                  (queries.run_case_values(con, base), queries.run_scores(con, base, metrics)))
+        known = queries.run_metric_summary(con, [cand])["metric"].to_list()
+        return cls(cc, cs, bc, bs, cand, base, known)
+
+    def values(self, metric: str, baseline: bool = False) -> pl.DataFrame:
+        """case_id, kind, value, passed of one metric in one run."""
+        cases, scores = ((self.base_cases, self.base_scores) if baseline
+                         else (self.cand_cases, self.cand_scores))
+        if metric in CASE_METRICS:
+            return cases.select("case_id", pl.lit("continuous").alias("kind"),
+                                pl.col(metric).cast(pl.Float64).alias("value"),
+                                pl.lit(None, pl.Boolean).alias("passed"))
+        return scores.filter(pl.col("metric") == metric).select("case_id", "kind", "value",
+                                                                "passed")
+
+
+def _evaluate(rule: Rule, data: GateData, alpha: float) -> list[Outcome]:
+    """The rule's outcomes (one, or one per slice), max_drop still before BH."""
+    if rule.metric not in CASE_METRICS and rule.metric not in data.cand_metrics:
+        raise rule.error(
+            f"unknown metric {rule.metric!r}: run {data.cand_id} has scores for "
+            f"{', '.join(data.cand_metrics) or 'no metric'}, and its cases give "
+            f"{', '.join(CASE_METRICS)}")
+    cases = _matching_cases(rule, data)
+    frame = cases.join(data.values(rule.metric), on="case_id", how="inner")
+    if rule.check in RELATIVE:
+        base = data.values(rule.metric, baseline=True)
+        if not base.height:
+            raise EvallibError(f"{rule.source}: {rule.label}: the baseline run "
+                               f"{data.base_id} has no {rule.metric} values")
+        frame = frame.join(base.select("case_id", pl.col("value").alias("base")),
+                           on="case_id", how="inner")
+    if rule.check == "min_pass_rate" and frame["passed"].null_count() == frame.height \
+            and (frame["kind"] != "binary").any():
+        raise rule.error(f"min_pass_rate needs pass flags, and {rule.metric} has none "
+                         "(use max_drop or max)")
+    if not rule.by:
+        return [_check(rule, None, frame, alpha)]
+    cols = [_col(k) for k in rule.by]
+    frame = frame.drop_nulls(cols).sort([*cols, "case_id"])
+    return [_check(rule, dict(zip(rule.by, key, strict=True)), group, alpha)
+            for key, group in frame.group_by(cols, maintain_order=True)]
+
+
+def _check(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
+           alpha: float) -> Outcome:
+    """The rule's check on one slice; "skipped" when no case has the values it needs
+    (min_pass_rate keeps unscored cases, to report how many)."""
+    if rule.check != "min_pass_rate":
+        frame = frame.drop_nulls(["value", "base"] if rule.check in RELATIVE else ["value"])
+        if not frame.height:
+            return Outcome(rule, slice_, "skipped", math.nan, 0,
+                           message="no case with a value in both runs"
+                           if rule.check in RELATIVE else "no case with a value")
+    return _CHECKS[rule.check](rule, slice_, frame, alpha)
+
+
+def _matching_cases(rule: Rule, data: GateData) -> pl.DataFrame:
+    """The candidate's cases the rule applies to, with a column per stratum key it uses;
+    a key, value or tag no case has is a policy mistake, not an empty pass."""
+    cases = data.cand_cases
+    keys = set(cases.select(pl.col("strata").map.keys().explode())["strata"].drop_nulls())
+    for key in (*rule.where, *rule.by):
+        if key not in keys:
+            raise rule.error(f"no case of run {data.cand_id} has the stratum key {key!r} "
+                             f"(keys: {', '.join(sorted(keys)) or 'none'})")
+    used = dict.fromkeys([*rule.where, *rule.by])
+    full = cases.select("case_id", "tags",
+                        *(pl.col("strata").map.get(k).alias(_col(k)) for k in used))
+    frame = full
+    for key, values in rule.where.items():
+        seen = set(full[_col(key)].drop_nulls())
+        missing = [v for v in values if v not in seen]
+        if missing:
+            raise rule.error(f"no case of run {data.cand_id} has {key} = {missing[0]!r} "
+                             f"(values: {', '.join(sorted(seen))})")
+        frame = frame.filter(pl.col(_col(key)).is_in(list(values)))
+    if rule.tags:
+        seen = set(cases["tags"].explode().drop_nulls())
+        missing = [t for t in rule.tags if t not in seen]
+        if missing:
+            raise rule.error(f"no case of run {data.cand_id} has the tag {missing[0]!r} "
+                             f"(tags: {', '.join(sorted(seen)) or 'none'})")
+        frame = frame.filter(pl.any_horizontal(pl.col("tags").list.contains(t).fill_null(False)
+                                               for t in rule.tags))
+    if not frame.height:
+        raise rule.error(f"no case of run {data.cand_id} matches both 'where' and 'tags'")
+    return frame.drop("tags")
+
+
+def _col(key: str) -> str:
+    return f"\x00stratum:{key}"  # cannot clash with a real column
+
+
+def _min_pass_rate(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
+                   alpha: float) -> Outcome:
+    flag = (frame["passed"] if frame["passed"].null_count() < frame.height
+            else frame["value"] == 1.0)
+    scored = flag.drop_nulls()
+    n, unscored = scored.len(), flag.null_count()
+    if not n:
+        return Outcome(rule, slice_, "skipped", math.nan, 0, message="no scored cases")
+    rate = float(scored.cast(pl.Float64).mean())
+    failing = tuple(frame.filter(flag.not_().fill_null(False))["case_id"])
+    ok = rate >= rule.threshold - 1e-12
+    msg = (f"pass rate {fmt(rate)} ({n - len(failing)} of {n}) "
+           f"{'≥' if ok else 'below'} {fmt(rule.threshold)}")
+    if unscored:
+        msg += f"; {unscored} unscored, not counted"
+    return Outcome(rule, slice_, "pass" if ok else "fail", rate, n, candidate=rate,
+                   message=msg, cases=failing)
+
+
+def _max_drop(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
+              alpha: float) -> Outcome:
+    from .stats import paired_test
+
+    kind = frame["kind"][0]
+    base, cand = frame["base"].to_numpy(), frame["value"].to_numpy()
+    r = paired_test(base, cand, kind, alpha)
+    drop = -r.delta
+    regressed = frame.filter(pl.col("value") < pl.col("base")) \
+        .sort([pl.col("value") - pl.col("base"), "case_id"])["case_id"]
+    exceeds = drop > rule.threshold + 1e-12
+    msg = (f"{fmt(r.baseline)} → {fmt(r.candidate)}, drop {drop:.3f} "
+           f"{'>' if exceeds else '≤'} {fmt(rule.threshold)}")
+    power = _power_note(rule, kind, cand - base, r.baseline, alpha) if rule.significant \
+        else None
+    return Outcome(rule, slice_, "fail" if exceeds else "pass", drop, r.n, r.baseline,
+                   r.candidate, p_value=r.p_value, message=msg, cases=tuple(regressed),
+                   power=power)
+
+
+def _max_increase_pct(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
+                      alpha: float) -> Outcome:
+    b, c = float(frame["base"].mean()), float(frame["value"].mean())
+    pct = (c - b) / abs(b) * 100 if b else (0.0 if c == b else math.copysign(math.inf, c))
+    ok = pct <= rule.threshold + 1e-9
+    worst = frame.sort([pl.col("base") - pl.col("value"), "case_id"]) \
+        .filter(pl.col("value") > pl.col("base"))["case_id"]
+    msg = (f"mean {fmt(b)} → {fmt(c)} ({pct:+.1f}% {'≤' if ok else '>'} "
+           f"{rule.threshold:g}%) on {frame.height} cases")
+    return Outcome(rule, slice_, "pass" if ok else "fail", pct, frame.height, b, c,
+                   message=msg, cases=tuple(worst))
+
+
+def _max(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
+         alpha: float) -> Outcome:
+    q = STATS[rule.stat]
+    col = frame["value"]
+    stat = float(col.mean() if q is None else col.quantile(q, interpolation="linear"))
+    ok = stat <= rule.threshold + 1e-9
+    top = frame.sort(["value", "case_id"], descending=[True, False])
+    if q is not None:
+        top = top.filter(pl.col("value") > rule.threshold)
+    msg = f"{rule.stat} {fmt(stat)} {'≤' if ok else '>'} {fmt(rule.threshold)}"
+    return Outcome(rule, slice_, "pass" if ok else "fail", stat, frame.height,
+                   candidate=stat, message=msg,
+                   cases=tuple(top["case_id"]) if not ok else ())
+
+
+_CHECKS = {"min_pass_rate": _min_pass_rate, "max_drop": _max_drop,
+           "max_increase_pct": _max_increase_pct, "max": _max}
+
+
+def _power_note(rule: Rule, kind: str, diff: np.ndarray, base_rate: float,
+                alpha: float) -> str | None:
+    """"n = 120 cannot detect a 0.02 drop; about 2,900 cases are needed", when so (before
+    the FDR correction, so if anything optimistic)."""
+    from .stats import n_needed
+
+    n, drop = diff.size, rule.threshold
+    if n < 2 or drop <= 0:
+        return None
+    if kind == "binary":
+        if not 0 < base_rate <= 1 or drop > base_rate:
+            return None
+        # n_needed, not min_detectable_drop: the latter reports 0 at a base rate of 1
+        needed = n_needed(drop, base_rate, alpha=alpha, power=POWER)
+        if n >= needed:
+            return None
+    else:  # paired t on the differences (statsmodels), with their observed spread
+        from statsmodels.stats.power import TTestPower
+
+        sd = float(np.std(diff, ddof=1))
+        if not sd > 0:
+            return None
+        solver = TTestPower()
+        if solver.solve_power(nobs=n, alpha=alpha, power=POWER) * sd <= drop:
+            return None
+        needed = math.ceil(solver.solve_power(effect_size=drop / sd, alpha=alpha,
+                                              power=POWER))
+    return f"n = {n:,} cannot detect a {drop:g} drop; about {_about(needed)} cases are needed"
+
+
+def _about(n: int) -> str:
+    """Two significant digits: 2,873 → "2,900"."""
+    digits = len(str(int(n)))
+    return f"{round(n, -(digits - 2)) if digits > 2 else n:,}"
+
+
+def _decide(outcomes: list[Outcome], alpha: float) -> list[Outcome]:
+    """BH over every significance-tested max_drop (slice × metric) of the gate; a drop over
+    its threshold fails only when its adjusted p is below alpha."""
+    from .stats import benjamini_hochberg
+
+    tested = [i for i, o in enumerate(outcomes)
+              if o.rule.check == "max_drop" and o.rule.significant and o.status != "skipped"]
+    if not tested:
+        return outcomes
+    adjusted = benjamini_hochberg([outcomes[i].p_value for i in tested])
+    out = list(outcomes)
+    for i, p_adj in zip(tested, adjusted, strict=True):
+        o = out[i]
+        significant = bool(p_adj < alpha)
+        status = "fail" if o.status == "fail" and significant else "pass"
+        what = ("significant" if significant else "not significant")
+        msg = f"{o.message}, p {o.p_value:.2g}, BH-adjusted {p_adj:.2g}: {what}"
+        out[i] = replace(o, status=status, p_adjusted=float(p_adj),
+                         message=f"{msg}; {o.power}" if o.power else msg)
+    return out
+
+
+def _waive(outcomes: list[Outcome], acceptances: tuple[Acceptance, ...],
+           today: date) -> tuple[list[Outcome], list[str]]:
+    """Apply the risk acceptances to failures; an expired one waives nothing, and says so."""
+    notes = [f"{a.describe()} expired on {a.expires}: it waives nothing"
+             for a in acceptances if a.expired(today)]
+    out = []
+    for o in outcomes:
+        if o.status != "fail":
+            out.append(o)
+            continue
+        for_rule = [a for a in acceptances if a.rule == o.rule.name and a.case_id is None
+                    and (a.slice is None or a.slice == o.slice)]
+        active = [a for a in for_rule if not a.expired(today)]
+        used = active
+        if not active and o.rule.check == "min_pass_rate":
+            used = _case_waivers(o, acceptances, today)
+        if used:
+            owners = ", ".join(dict.fromkeys(a.owner for a in used))
+            reasons = "; ".join(dict.fromkeys(f"{a.reason} (until {a.expires})" for a in used))
+            o = replace(o, status="waived", owner=owners,
+                        message=f"{o.message}; waived by {owners}: {reasons}")
+        else:
+            by_case = o.rule.check == "min_pass_rate"
+            expired = [a for a in acceptances if a.expired(today)
+                       and (a in for_rule or (by_case and a.case_id in o.cases
+                                              and a.rule in (None, o.rule.name)))]
+            if expired:
+                o = replace(o, message=o.message + "; " + "; ".join(
+                    f"risk acceptance by {a.owner} expired on {a.expires}" for a in expired))
+        out.append(o)
+    return out, notes
+
+
+def _case_waivers(o: Outcome, acceptances: tuple[Acceptance, ...],
+                  today: date) -> list[Acceptance]:
+    """Case acceptances that lift a min_pass_rate slice back to its threshold, or none."""
+    by_case = {a.case_id: a for a in acceptances if a.case_id in o.cases
+               and a.rule in (None, o.rule.name) and not a.expired(today)}
+    if not by_case:
+        return []
+    rate = o.observed + len(by_case) / o.n
+    return list(by_case.values()) if rate >= o.rule.threshold - 1e-12 else []
+
+
+# --- formatting shared by the reports -----------------------------------------------------
+
+
+def fmt(x: float) -> str:
+    """A number as a reader wants it: 0.933, 0.00457, 3,388."""
+    if x is None or math.isnan(x):
+        return "-"
+    if math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    if abs(x) >= 0.01:
+        return f"{x:.3f}"
+    return f"{x:.3g}"
+
+
+def slice_json(s: Mapping[str, str] | None) -> str | None:
+    return None if not s else json.dumps(dict(sorted(s.items())), separators=(",", ":"),
+                                         ensure_ascii=False)
+
+
+def _finite(x: float) -> float | None:
+    return None if x is None or math.isnan(x) else x
+
