@@ -163,7 +163,11 @@ def evaluate(policy: Policy, data: GateData, today: date) -> tuple[list[Outcome]
     return _waive(_decide(outcomes, policy.alpha), policy.acceptances, today)
 
 
-def _run(con: Any, run_id: str, role: str) -> RunRef:
+def _run(con: Any, ref: str, role: str) -> RunRef:
+    """The run ``ref`` names: a run id, or a run name (its newest run)."""
+    from .compare import resolve_run
+
+    run_id = resolve_run(con, ref, role)
     rows = queries.runs_by_id(con, [run_id])
     if not rows.height:
         raise EvallibError(f"unknown {role} run {run_id!r} (see: evallib runs)")
