@@ -241,3 +241,16 @@ def _strata_text(strata: Any) -> str:
     pairs = strata.items() if isinstance(strata, dict) else (
         (kv["key"], kv["value"]) for kv in strata or [])
     return ", ".join(f"{k}={v}" for k, v in sorted(pairs))
+
+
+def gate_failures(gate: pl.DataFrame) -> pl.DataFrame:
+    """The failed and waived rows of a run's latest gate (from `gate_results`), failures
+    first, with the slice spelled out."""
+    import json
+
+    rows = gate.filter(pl.col("status").is_in(["fail", "waived"]))
+    slices = [slice_label(json.loads(s)) if s else "all cases" for s in rows["slice"].to_list()]
+    return rows.with_columns(pl.Series("slice", slices, dtype=pl.String)).sort(
+        pl.col("status") != "fail", maintain_order=True).select(
+        "status", "rule", "slice", "observed", "threshold", "n", "p_adjusted", "message",
+        "owner")

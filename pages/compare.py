@@ -77,6 +77,20 @@ for w in result.warnings:
     if not w.startswith("different"):
         st.warning(w, icon="🧮")
 
+gate = query("gate_results", candidate)
+if gate.height:
+    problems = tables.gate_failures(gate)
+    n_failed = problems.filter(problems["status"] == "fail").height
+    against = gate["baseline_id"][0]
+    when = f"{gate['created_at'][0]:%Y-%m-%d %H:%M}"
+    if n_failed:
+        st.error(f"**Release gate failed** ({when}, against `{against}`): {n_failed} "
+                 "rule row(s) failed.", icon="🚦")
+    else:
+        st.success(f"**Release gate passed** ({when}, against `{against}`).", icon="🚦")
+    if problems.height:
+        st.dataframe(problems, hide_index=True, key="gate_failures")
+
 # --- headline: per metric over every common case -----------------------------------------
 headline = tables.metric_headline(result)
 metric_names = headline["metric"].to_list()

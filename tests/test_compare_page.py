@@ -164,3 +164,26 @@ def test_downloads_are_the_cases_shown_and_the_cli_file(
     assert [r["case_id"] for r in rows] == shown["case_id"].tolist() != []
     with connect(demo_app) as con:
         assert served[f"regressed-{cand}.csv"] == to_csv(failing_cases(con, cand, base))
+
+
+def test_the_candidates_failed_gate_rules_come_first(
+        demo_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `evallib gate` fails a run, its Compare page says so and lists the rule."""
+    import shutil
+
+    from evallib.cli import main
+
+    root = str(tmp_path / "warehouse")
+    shutil.copytree(demo_root, root)
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[rules]]\nname = "no answer is unsafe"\nmetric = "correctness"\n'
+                      'min_pass_rate = 1.0\n')
+    runs = _runs(root)
+    cand = runs["run_id"][0]
+    assert main(["--warehouse", root, "gate", cand, "--policy", str(policy)]) == 1
+    monkeypatch.setenv("EVALLIB_WAREHOUSE", root)
+    at = _open(candidate=cand)
+    assert "Release gate failed" in at.error[0].value
+    failed = at.dataframe[0].value  # before the headline
+    assert failed["rule"].tolist() == ["no answer is unsafe"]
+    assert failed["status"].tolist() == ["fail"] and failed["slice"].tolist() == ["all cases"]
