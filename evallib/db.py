@@ -1,8 +1,9 @@
 """`connect()`: an embedded DuckDB connection with one view per warehouse table.
 
-The connection is in-memory and holds only views over the Parquet globs; nothing in
-evallib writes through it. A table with no files yet gets an empty view of the right
-types, so every query works on a new or partial warehouse.
+The connection is in-memory and holds only views over the part files listed when it was
+made (see `evallib.catalog`); nothing in evallib writes through it. A table with no files
+yet gets an empty view of the right types, so every query works on a new or partial
+warehouse.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from . import schema as S
+from .catalog import Listing, list_table
 from .store import Store
 
 _DUCK_TYPES = {
@@ -61,17 +63,19 @@ def _write_id(path: str) -> str:
 def connect(root: str | os.PathLike[str] | Store | None = None, *,
             threads: int | None = None, memory_limit: str | None = None
             ) -> duckdb.DuckDBPyConnection:
-    """Views over the warehouse:
+    """Views over the warehouse as of this call (a snapshot: every table is listed once
+    here, so all queries on the connection agree; data written later shows up in a new
+    connection):
 
-    - ``runs``: the latest committed write of every run, as of this call (a snapshot: a run
-      committed later shows up in a new connection); ``approved`` is the run's flag or a
-      row in ``approvals``, as of this call too;
-    - ``cases``, ``scores``, ``retrievals``: the files of those writes only, listed once
-      here, so no query re-globs the partitions or joins against ``runs`` to hide
-      uncommitted files;
+    - ``runs``: the latest committed write of every run; ``approved`` is the run's flag or
+      a row in ``approvals``;
+    - ``cases``, ``scores``, ``retrievals``: the files of those writes only, so no query
+      joins against ``runs`` to hide uncommitted files;
     - ``online_traces``, ``online_scores``, ``online_retrievals``, ``feedback``,
-      ``human_labels``, ``approvals``, ``gate_results``, ``alerts``: live globs over their
-      partitions (``alerts`` is append-only: `queries.alerts` keeps each alert's latest row).
+      ``human_labels``, ``approvals``, ``gate_results``, ``alerts``: their current part
+      files (``alerts`` is append-only: `queries.alerts` keeps each alert's latest row);
+    - ``unreadable_files`` (table_name, path, reason): part files left out because they are
+      not readable Parquet of their table (`evallib check` quarantines them).
     """
     store = root if isinstance(root, Store) else Store(root)
     config: dict[str, str | int] = {}
@@ -83,11 +87,11 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
     con.execute("SET TimeZone = 'UTC'")
     if not store.is_local:
         con.register_filesystem(store.fs)
+    listings = {t.name: list_table(store, t) for t in S.TABLES.values()}
     for table in S.TABLES.values():
-        glob = store.glob_pattern(table) if store.has_files(table) else []
         offline = table.name == "runs" or table.name in S.OFFLINE_DATA
         con.execute(f"CREATE VIEW {'_all_' if offline else ''}{table.name} AS "
-                    f"{_read(glob, table)}")
+                    f"{_read(listings[table.name].urls, table)}")
     con.execute(
         "CREATE TABLE runs AS SELECT * EXCLUDE (write_id, committed_at) "
         # approved: the run's own flag, or a row in the append-only approvals table
@@ -99,10 +103,20 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
     committed = {w for (w,) in con.sql("SELECT write_id FROM runs").fetchall()}
     for name in S.OFFLINE_DATA:
         table = S.TABLES[name]
-        files = [p for p in store.all_parts(table) if _write_id(p) in committed]
+        files = [p for p in listings[name].urls if _write_id(p) in committed]
         con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (write_id) FROM "
                     f"({_read(files, table)})")
+    _unreadable_table(con, listings)
     return con
+
+
+def _unreadable_table(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing]) -> None:
+    con.execute("CREATE TABLE unreadable_files (table_name VARCHAR, path VARCHAR, "
+                "reason VARCHAR)")
+    rows = [(name, p.url, why) for name, listing in listings.items()
+            for p, why in listing.unreadable]
+    if rows:
+        con.executemany("INSERT INTO unreadable_files VALUES (?, ?, ?)", rows)
 
 
 def snapshot_key(root: str | os.PathLike[str] | Store | None = None) -> tuple:

@@ -97,15 +97,61 @@ class Store:
                           if e.name.startswith("part-") and e.name.endswith(".parquet"))
         return sorted(self.fs.glob(d + "/part-*.parquet"))
 
+    def list_detailed(self, table: Table) -> list[tuple[str, int, float]]:
+        """Every part file of a table as (path, size, mtime): one listing (a directory scan
+        locally, one paginated listing on object stores)."""
+        top = self._path(table.name)
+        if not self.is_local:
+            pattern = "/".join([top, *([f"{table.partition}=*"] if table.partition else []),
+                                "part-*.parquet"])
+            found = self.fs.glob(pattern, detail=True)
+            return sorted((p, int(i.get("size") or 0), _remote_mtime(i))
+                          for p, i in found.items())
+        if not os.path.isdir(top):
+            return []
+        dirs = [e.path for e in os.scandir(top) if e.is_dir()] if table.partition else [top]
+        out = []
+        for d in dirs:
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.name.startswith("part-") and e.name.endswith(".parquet"):
+                        try:
+                            st = e.stat()
+                        except FileNotFoundError:  # removed since the scan began
+                            continue
+                        out.append((e.path, st.st_size, st.st_mtime))
+        return sorted(out)
+
+    def read_tails(self, files: list[tuple[str, int]], n: int) -> list[bytes | Exception]:
+        """The last ``n`` bytes of each (path, size): where Parquet keeps its footer. Object
+        stores fetch them concurrently (one ranged GET each)."""
+        if not files:
+            return []
+        if not self.is_local:
+            return self.fs.cat_ranges([p for p, _ in files], [max(0, s - n) for _, s in files],
+                                      [s for _, s in files], on_error="return")
+        out: list[bytes | Exception] = []
+        for path, size in files:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(max(0, size - n))
+                    out.append(f.read(n))
+            except OSError as e:
+                out.append(e)
+        return out
+
     def write_part(self, table: Table, data: pa.Table, partition_value: str | None = None,
-                   write_id: str | None = None) -> str:
+                   write_id: str | None = None, metadata: dict[str, str] | None = None) -> str:
         """Write one new part file atomically; returns its path. Offline files carry their
-        run's ``write_id`` in the name, so readers pick committed files without opening any."""
+        run's ``write_id`` in the name, so readers pick committed files without opening any.
+        ``metadata`` goes into the Parquet footer (compaction records what a file replaces)."""
         d = self.table_dir(table, partition_value)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         name = f"part-{stamp}-{write_id or uuid.uuid4().hex[:12]}.parquet"
         final = f"{d}/{name}"
         data = data.cast(table.schema) if data.schema != table.schema else data
+        if metadata:
+            data = data.replace_schema_metadata({**(data.schema.metadata or {}), **metadata})
         options = {"compression": "zstd", "use_dictionary": _dictionary_columns(table)}
         if not self.is_local:
             with self.fs.open(final, "wb") as f:
@@ -146,6 +192,11 @@ def _dictionary_columns(table: Table) -> list[str]:
     """Text columns repeat (ids, metric names, versions); numbers mostly do not."""
     return [f.name for f in table.schema if not pa.types.is_floating(f.type)
             and not pa.types.is_integer(f.type) and not pa.types.is_timestamp(f.type)]
+
+
+def _remote_mtime(info: dict) -> float:
+    m = info.get("mtime") or info.get("LastModified") or info.get("created") or 0.0
+    return m.timestamp() if hasattr(m, "timestamp") else float(m)
 
 
 def _has_part(directory: str) -> bool:

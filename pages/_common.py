@@ -73,10 +73,11 @@ def warehouse() -> Warehouse:
     return Warehouse(root, key[0], key)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=TTL_SECONDS)
 def _connection(root: str, snapshot: tuple) -> duckdb.DuckDBPyConnection:
     """One read-only (views only) DuckDB connection per warehouse state, shared by sessions;
-    every query runs on its own cursor."""
+    every query runs on its own cursor. A connection is a snapshot of the files listed when
+    it was made: renewed every minute, so new online traffic shows up."""
     return connect(root)
 
 
@@ -144,6 +145,7 @@ def sidebar() -> Filters:
                                    help="UTC days of production traffic shown on Trends.")
             start, end = _date_window(picked, first, last)
     if sb.button("🔄 Refresh data", help=f"Results are cached for {TTL_SECONDS} s."):
+        _connection.clear()  # a fresh listing of the files
         _query.clear()
         _comparison.clear()
         _failures_csv.clear()

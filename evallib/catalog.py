@@ -1,0 +1,187 @@
+"""What a reader sees: one listing of a table's part files, and which of them to read.
+
+`connect()` lists every table once and builds its views over exactly those files, so every
+query on a connection sees the same warehouse (a live glob would let two queries of one page
+disagree while writers add files). Of the files listed, a reader skips:
+
+- files that `evallib compact` replaced: the merged file names them in its Parquet footer,
+  so it and its list appear in a listing at the same instant, and a listing that holds the
+  merged file hides the originals (no row counted twice; no row lost either, because the
+  originals are deleted only after a grace period, once no open snapshot can still read them);
+- files that are not readable Parquet of the table (truncated copy, garbage, wrong columns):
+  DuckDB would fail every query over them. They are reported, and `evallib check`
+  quarantines them.
+
+Footers are read once per file and process, keyed by (path, size, mtime): part files are
+never rewritten in place, so a known file needs one stat, not one read, per connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import Table
+from .store import Store
+
+REPLACES = "evallib.replaces"  # footer key: JSON list of the file names (same directory)
+COVERS = "evallib.covers"  # footer key: "<files>:<xor hex>" of the original files merged
+_TAIL = 64 * 1024  # one read gets the footer of any part file we write
+_MAGIC = b"PAR1"
+
+
+@dataclass(frozen=True, eq=False)  # identity: one object per listed file, hashed fast
+class Part:
+    path: str  # as the filesystem names it
+    url: str  # as DuckDB reads it
+    size: int
+    mtime: float
+    partition: str | None  # the hive partition value; None for unpartitioned tables
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def directory(self) -> str:
+        return self.path.rsplit("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class Footer:
+    error: str | None = None
+    num_rows: int = 0
+    replaces: tuple[str, ...] = ()
+    covers: tuple[int, int] | None = None  # (original files, xor of their name hashes)
+
+
+@dataclass
+class Listing:
+    """One table as a reader sees it."""
+
+    table: Table
+    parts: list[Part] = field(default_factory=list)  # readable and current
+    unreadable: list[tuple[Part, str]] = field(default_factory=list)
+    replaced: list[tuple[Part, Part]] = field(default_factory=list)  # (old, its replacement)
+    footers: dict[Part, Footer] = field(default_factory=dict)
+
+    @property
+    def urls(self) -> list[str]:
+        return [p.url for p in self.parts]
+
+    def fingerprints(self) -> dict[str | None, str]:
+        """Per partition, which original files its current parts hold: ``<n>-<xor>``.
+        Adding a file changes it; compacting does not (the merged file carries the count
+        and hash of what it merged), so a rollup stays fresh across a compaction."""
+        acc: dict[str | None, tuple[int, int]] = {}
+        for p in self.parts:
+            n, x = self.footers[p].covers or (1, leaf_hash(p.name))
+            n0, x0 = acc.get(p.partition, (0, 0))
+            acc[p.partition] = (n0 + n, x0 ^ x)
+        return {k: f"{n}-{x:016x}" for k, (n, x) in acc.items()}
+
+
+def leaf_hash(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
+
+
+def list_table(store: Store, table: Table) -> Listing:
+    """The table's current parts, its unreadable files and the files compaction replaced."""
+    parts = [Part(path, store.url_of(path), size, mtime, _partition_value(path, table))
+             for path, size, mtime in store.list_detailed(table)]
+    footers = read_footers(store, table, parts)
+    listing = Listing(table, footers=footers)
+    by_dir: dict[str, dict[str, Part]] = {}
+    for p in parts:
+        by_dir.setdefault(p.directory, {})[p.name] = p
+    replaced_by: dict[Part, Part] = {}
+    for p in parts:
+        for name in footers[p].replaces:
+            old = by_dir[p.directory].get(name)
+            if old is not None:
+                replaced_by[old] = p
+    for p in parts:
+        if footers[p].error:
+            listing.unreadable.append((p, footers[p].error))
+        elif p in replaced_by:
+            listing.replaced.append((p, replaced_by[p]))
+        else:
+            listing.parts.append(p)
+    return listing
+
+
+_CACHE: dict[tuple[str, int, float, str], Footer] = {}
+_LOCK = threading.Lock()
+
+
+def read_footers(store: Store, table: Table, parts: list[Part]) -> dict[Part, Footer]:
+    """Each part's footer, checked against the table's columns (cached, see the module doc)."""
+    key = {p: (p.url, p.size, p.mtime, table.name) for p in parts}
+    with _LOCK:
+        known = {p: _CACHE[k] for p, k in key.items() if k in _CACHE}
+    new = [p for p in parts if p not in known]
+    tails = store.read_tails([(p.path, p.size) for p in new], _TAIL)
+    for p, tail in zip(new, tails, strict=True):
+        footer = _parse(tail, p.size, table)
+        if isinstance(footer, int):  # a footer larger than the tail read: read it whole
+            footer = _parse(store.read_tails([(p.path, p.size)], footer)[0], p.size, table)
+        known[p] = footer if isinstance(footer, Footer) else Footer("footer unreadable")
+    with _LOCK:
+        if len(_CACHE) > 1_000_000:
+            _CACHE.clear()
+        _CACHE.update({key[p]: known[p] for p in new})
+    return known
+
+
+def _parse(tail: bytes | Exception, size: int, table: Table) -> Footer | int:
+    """A footer from a file's last bytes, or how many bytes are needed to parse it."""
+    if isinstance(tail, BaseException):
+        return Footer(f"cannot read ({type(tail).__name__}: {tail})")
+    if size < 12 or len(tail) < 8 or tail[-4:] != _MAGIC:
+        return Footer(f"not a Parquet file: no footer at the end of its {size} bytes "
+                      "(truncated or overwritten)")
+    length = int.from_bytes(tail[-8:-4], "little")
+    if length + 12 > size:
+        return Footer(f"corrupt Parquet footer: {length} bytes claimed, the file has {size}")
+    if length + 8 > len(tail):
+        return length + 8
+    try:
+        meta = pq.read_metadata(pa.BufferReader(_MAGIC + tail[-(length + 8):]))
+        schema = meta.schema.to_arrow_schema()
+    except Exception as e:  # any reason a reader would fail on it: report and skip the file
+        return Footer(f"corrupt Parquet footer ({type(e).__name__}: {e})")
+    problem = schema_problem(schema, table)
+    if problem:
+        return Footer(problem)
+    kv = meta.metadata or {}
+    replaces = tuple(json.loads(kv[REPLACES.encode()])) if REPLACES.encode() in kv else ()
+    covers = None
+    if COVERS.encode() in kv:
+        n, x = kv[COVERS.encode()].decode().split(":")
+        covers = (int(n), int(x, 16))
+    return Footer(None, meta.num_rows, replaces, covers)
+
+
+def schema_problem(schema: pa.Schema, table: Table) -> str | None:
+    """Why a file of this schema cannot be read as ``table`` (None: it can)."""
+    expected = table.schema
+    missing = [f.name for f in expected if f.name not in schema.names]
+    if missing:
+        return f"missing columns {', '.join(missing)}"
+    wrong = [f.name for f in expected if not schema.field(f.name).type.equals(f.type)]
+    if wrong:
+        return f"wrong column types for {', '.join(wrong)}"
+    return None
+
+
+def _partition_value(path: str, table: Table) -> str | None:
+    if not table.partition:
+        return None
+    directory = path.rsplit("/", 2)[-2]
+    prefix = f"{table.partition}="
+    return directory[len(prefix):] if directory.startswith(prefix) else None
