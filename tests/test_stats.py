@@ -327,3 +327,12 @@ def test_hand_written_signed_rank_matches_scipy(seed: int) -> None:
     expected = wilcoxon(diff, zero_method="pratt", method="asymptotic").pvalue
     assert _signed_rank_asymptotic(diff, magnitudes, counts) == pytest.approx(
         expected, rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("base_rate", [1.0, 0.999, 0.8])
+def test_a_perfect_baseline_still_has_a_positive_detectable_drop(base_rate: float) -> None:
+    """At a base rate of 1 the spread of the differences vanishes as the drop does; a drop
+    of 0 must not come out as "detectable"."""
+    drop = stats.min_detectable_drop(400, base_rate, 0.5)
+    assert 0.005 < drop < 0.1
+    assert stats.n_needed(drop, base_rate, 0.5) == pytest.approx(400, abs=2)

@@ -32,13 +32,15 @@ def min_detectable_drop(n: int, base_rate: float, pair_correlation: float = 0.5,
     def margin(drop: float) -> float:  # > 0: the drop is detectable
         return drop * math.sqrt(n) - z * _sd_diff(base_rate, base_rate - drop, pair_correlation)
 
-    # The margin need not be monotone for tiny n; take the first crossing on a fine grid.
+    # The margin need not be monotone for tiny n; take the first crossing on a fine grid. A
+    # drop of 0 is never "detectable" (at a base rate of 1 the margin there is 0, not < 0).
     grid = np.linspace(0.0, base_rate, 201)
-    above = np.flatnonzero([margin(x) >= 0 for x in grid])
+    grid[0] = min(1e-12, grid[1] / 2)
+    above = np.flatnonzero([margin(x) > 0 for x in grid])
     if above.size == 0:
         return math.inf
     if above[0] == 0:
-        return 0.0
+        return float(grid[0])
     return float(brentq(margin, grid[above[0] - 1], grid[above[0]], xtol=1e-12))
 
 
