@@ -128,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", metavar="NAME", help="who approves (default: the login name)")
     p.add_argument("--note", metavar="TEXT")
 
+    p = command("alerts", _alerts, "detect alerts on production traffic (quality drops, "
+                "latency, cost and error rises), record them; exit 1 while one is open")
+    p.add_argument("--since", metavar="DATE", help="YYYY-MM-DD, or 30d (default: 30 days "
+                   "before the newest day with traffic)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-record", action="store_true",
+                   help="do not record the alerts in the warehouse")
+
+    p = command("report", _report, "the monthly review: offline/online correlations, judge "
+                "vs human agreement, drift, alerts, gate failures and regressions")
+    p.add_argument("--month", required=True, metavar="YYYY-MM")
+    p.add_argument("--out", metavar="FILE", help="FILE.md, or FILE.html (self-contained, "
+                   "with figures); default: Markdown on standard output")
+
     p = command("check", _check, "validate the warehouse: remove dead temp files, "
                 "quarantine unreadable ones")
     p.add_argument("--tmp-age", type=float, default=3600.0, metavar="SECONDS",
@@ -151,7 +165,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--git-sha")
     p.add_argument("--started-at", help="ISO 8601; default: now")
     p.add_argument("--replace", action="store_true", help="overwrite a run with the same id")
+    _import_formats(formats)
     return parser
+
+
+def _import_formats(formats: Any) -> None:
+    """`import inspect|promptfoo|otel`: other tools' files, as they write them."""
+    def fmt(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p = formats.add_parser(name, help=help, description=help)
+        _warehouse_option(p, argparse.SUPPRESS)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = fmt("inspect", _import_inspect, "Inspect AI eval logs (.eval or .json), one run each; "
+            "prints the run ids (needs the inspect extra)")
+    p.add_argument("paths", nargs="+", metavar="LOG")
+    p.add_argument("--run-name", help="default: the task name")
+    p.add_argument("--replace", action="store_true", help="re-import a log already imported")
+    p = fmt("promptfoo", _import_promptfoo, "promptfoo --output JSON, one run per provider x "
+            "prompt; prints the run ids")
+    p.add_argument("paths", nargs="+", metavar="RESULTS.json")
+    p.add_argument("--strata", metavar="VAR[,VAR]",
+                   help="test vars that become strata (default: every plain var)")
+    p.add_argument("--replace", action="store_true", help="re-import runs already imported")
+    p = fmt("otel", _import_otel, "OTLP/JSON trace exports (one per line, or one document) "
+            "as online traces; traces already imported are skipped")
+    p.add_argument("paths", nargs="+", metavar="FILE")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -381,6 +420,44 @@ def _num(v: float, sign: bool = False) -> str:
     return f"{v:+.3f}" if sign else f"{v:.3f}"
 
 
+def _alerts(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .monitor import check
+    from .promote import parse_since
+
+    alerts = check(args.warehouse, since=args.since and parse_since(args.since),
+                   record=not args.no_record)
+    n_open = sum(a.status == "open" for a in alerts)
+    if args.json:
+        print(json.dumps([asdict(a) for a in alerts], default=_json_default, indent=2))
+    elif not alerts:
+        print("no alerts", file=sys.stderr)
+    else:
+        _print_table([{"status": a.status.upper() if a.status == "open" else a.status,
+                       "signal": a.signal, "days": f"{a.first_day} → {a.last_day}",
+                       "message": a.message} for a in alerts],
+                     ["status", "signal", "days", "message"])
+        print(f"{n_open} open, {len(alerts) - n_open} closed", file=sys.stderr)
+    return 1 if n_open else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .db import connect
+    from .report import month_bounds, monthly_review, render, write_report
+
+    month_bounds(args.month)  # a bad month is a usage error before any work
+    with connect(args.warehouse) as con:
+        review = monthly_review(con, args.month)
+    if args.out:
+        write_report(review, args.out)
+        print(f"monthly review {args.month} written to {args.out} "
+              f"({len(review.flags())} findings)", file=sys.stderr)
+    else:
+        sys.stdout.write(render(review, None))
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from .maintenance import check
 
@@ -424,6 +501,48 @@ def _import_jsonl(args: argparse.Namespace) -> int:
         print(f"imported {result['cases']} cases", file=sys.stderr)
     else:
         print(", ".join(f"{v} {k}" for k, v in result.items()))
+    return 0
+
+
+def _import_inspect(args: argparse.Namespace) -> int:
+    from .importers.inspect import import_inspect
+    from .warehouse import Warehouse
+
+    wh = Warehouse(args.warehouse)
+    for path in args.paths:
+        r = import_inspect(path, wh, replace=args.replace, run_name=args.run_name)
+        print(r["run_id"])
+        what = "already imported, skipped (--replace re-imports)" if r["skipped"] else \
+            f"imported {r['cases']} cases (log status: {r['status']})"
+        print(f"{path}: {what}", file=sys.stderr)
+    return 0
+
+
+def _import_promptfoo(args: argparse.Namespace) -> int:
+    from .importers.promptfoo import import_promptfoo
+    from .warehouse import Warehouse
+
+    wh = Warehouse(args.warehouse)
+    keys = {k.strip() for k in args.strata.split(",") if k.strip()} if args.strata else None
+    for path in args.paths:
+        for r in import_promptfoo(path, wh, replace=args.replace, strata_keys=keys):
+            print(r["run_id"])
+            what = "already imported, skipped" if r["skipped"] else f"{r['cases']} cases"
+            print(f"{path}: {r['provider']} x {r['prompt']}: {what}", file=sys.stderr)
+    return 0
+
+
+def _import_otel(args: argparse.Namespace) -> int:
+    from .importers.otel import import_otel
+    from .warehouse import Warehouse
+
+    wh = Warehouse(args.warehouse)
+    for path in args.paths:
+        r = import_otel(path, wh)
+        print(f"{path}: {r['online_traces']} traces, {r['online_scores']} scores, "
+              f"{r['feedback']} feedback, {r['online_retrievals']} retrieved documents; "
+              f"{r['already_present']} traces already imported, {r['without_root']} without "
+              "their root span in the file (skipped)")
     return 0
 
 
