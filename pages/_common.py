@@ -167,6 +167,30 @@ def url_choice(options: list[str], param: str, default: str | None) -> str | Non
     return wanted if wanted in options else default
 
 
+def run_pair(runs: pl.DataFrame) -> tuple[str, str]:
+    """Candidate and baseline pickers over ``runs`` (newest first), shared by Runs and
+    Compare: seeded from the URL's ``candidate``/``baseline``, else the newest run vs the
+    newest approved run before it, and written back to the URL. Not bound with ``bind=``:
+    a bound parameter leaves the URL when it equals the default, and the other page must
+    always find the pair there."""
+    from pages._tables import default_pair, run_labels
+
+    labels = run_labels(runs)
+    ids = list(labels)
+    default_candidate, default_baseline = default_pair(runs)
+    left, right = st.columns(2)
+    candidate = left.selectbox(
+        "Candidate", ids, format_func=labels.get, key="pick_candidate",
+        persist_state="session", index=ids.index(url_choice(ids, "candidate", default_candidate)),
+        help="Default: the newest run.")
+    baseline = right.selectbox(
+        "Baseline", ids, format_func=labels.get, key="pick_baseline", persist_state="session",
+        index=ids.index(url_choice(ids, "baseline", default_baseline)),
+        help="Default: the newest approved (✅) run before the candidate.")
+    st.query_params["candidate"], st.query_params["baseline"] = candidate, baseline
+    return candidate, baseline
+
+
 def filters() -> Filters:
     """The filters the sidebar set in this rerun."""
     return st.session_state.get("_filters", Filters())

@@ -20,7 +20,7 @@ from pages._common import (
     get_started,
     leave_pages_directory_mode,
     query,
-    url_choice,
+    run_pair,
     warehouse,
 )
 
@@ -49,19 +49,7 @@ if runs.height < 2:
     st.stop()
 
 # --- which two runs, sliced how (all in the URL, so a link reproduces the view) ----------
-labels = tables.run_labels(runs)
-ids = list(labels)
-default_candidate, default_baseline = tables.default_pair(runs)
-left, right = st.columns(2)
-candidate = left.selectbox(
-    "Candidate", ids, format_func=labels.get, key="pick_candidate", persist_state="session",
-    index=ids.index(url_choice(ids, "candidate", default_candidate)),
-    help="Default: the newest run.")
-baseline = right.selectbox(
-    "Baseline", ids, format_func=labels.get, key="pick_baseline", persist_state="session",
-    index=ids.index(url_choice(ids, "baseline", default_baseline)),
-    help="Default: the newest approved (✅) run before the candidate.")
-st.query_params["candidate"], st.query_params["baseline"] = candidate, baseline
+candidate, baseline = run_pair(runs)
 keys = query("strata_keys", f.dataset)["key"].to_list()
 by = st.multiselect("Slice by", keys, default=keys[:2], key="by", bind="query-params",
                     help="Stratum keys, crossed: two keys slice by every pair of values.")

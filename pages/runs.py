@@ -10,7 +10,7 @@ from pages._common import (
     get_started,
     leave_pages_directory_mode,
     query,
-    url_choice,
+    run_pair,
     warehouse,
 )
 
@@ -51,19 +51,7 @@ st.dataframe(
 )
 
 st.subheader("Two runs side by side")
-labels = tables.run_labels(runs)
-ids = list(labels)
-default_candidate, default_baseline = tables.default_pair(runs)
-left, right = st.columns(2)
-# Not bound to the URL with bind=: a bound parameter leaves the URL when it equals the
-# default, and the Compare page must always find the pair there.
-candidate = left.selectbox(
-    "Candidate", ids, format_func=labels.get, key="pick_candidate", persist_state="session",
-    index=ids.index(url_choice(ids, "candidate", default_candidate)))
-baseline = right.selectbox(
-    "Baseline", ids, format_func=labels.get, key="pick_baseline", persist_state="session",
-    index=ids.index(url_choice(ids, "baseline", default_baseline)))
-st.query_params["candidate"], st.query_params["baseline"] = candidate, baseline
+candidate, baseline = run_pair(runs)
 
 if candidate == baseline:
     st.info("Pick two different runs to see them side by side.")
