@@ -223,6 +223,13 @@ def test_a_file_that_is_not_a_log_exits_2_naming_it(tmp_path, make, words):
     assert not wh.exists() or not _files(str(wh))
 
 
+def test_without_inspect_ai_the_message_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "inspect_ai.log", None)  # as if it were not installed
+    code, _, err = _cli("import", "inspect", str(LOGS / "epochs.json"), "--warehouse",
+                        str(tmp_path / "wh"))
+    assert code == 2 and "pip install -e '.[inspect]'" in err
+
+
 def test_from_the_shell_a_bad_file_exits_2_without_traceback(tmp_path):
     path = _wrong_suffix(tmp_path)
     done = subprocess.run([sys.executable, "-m", "evallib.cli", "import", "inspect", path,

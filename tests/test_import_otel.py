@@ -182,6 +182,27 @@ def test_a_trace_whose_root_is_not_in_the_file_is_left_out(tmp_path):
     assert first_root["traceId"] not in ids and orphans == 0
 
 
+def test_a_metric_judged_twice_keeps_the_latest_verdict(tmp_path):
+    def rejudge(span: dict) -> None:
+        span.setdefault("events", []).append({
+            "timeUnixNano": str(int(span["endTimeUnixNano"]) + 10**12),
+            "name": "gen_ai.evaluation.result",
+            "attributes": [{"key": "gen_ai.evaluation.name", "value": {"stringValue":
+                                                                       "relevance"}},
+                           {"key": "gen_ai.evaluation.score.value", "value": {"doubleValue":
+                                                                              0.5}}]})
+
+    path = _lines_with(tmp_path, rejudge)
+    wh = str(tmp_path / "wh")
+    assert _cli("import", "otel", path, "--warehouse", wh)[0] == 0
+    trace_id = json.loads(Path(path).read_text().splitlines()[0])[
+        "resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"]
+    with connect(wh) as con:
+        scores = con.sql("SELECT trace_id, value FROM online_scores").pl()
+    assert scores.height == 12
+    assert scores.filter(scores["trace_id"] == trace_id)["value"].to_list() == [0.5]
+
+
 def _lines_with(tmp_path: Path, edit) -> str:
     """The fixture with one span edited (``edit(span)``, the first span of line 1)."""
     lines = LINES.read_text().splitlines()

@@ -290,13 +290,18 @@ def _trace_rows(spans: list[Span], rows: Rows, src: str) -> None:
             rank += 1
             rows.add("online_retrievals", {"trace_id": trace_id, "timestamp": ts,
                                            "doc_id": doc_id, "rank": rank}, s.where)
+    latest: dict[str, tuple[int, dict, str]] = {}  # a metric judged twice: the last verdict
     for s in spans:
         for i, (name, t_ns, attrs) in enumerate(s.events):
             at = f"{s.where}.events[{i}]"
             if name == EVALUATION_EVENT:
-                rows.add("online_scores", _score(attrs, trace_id, ts, at), at)
+                score = _score(attrs, trace_id, ts, at)
+                if score["metric"] not in latest or t_ns >= latest[score["metric"]][0]:
+                    latest[score["metric"]] = (t_ns, score, at)
             elif name in FEEDBACK_EVENTS:
                 rows.add("feedback", _feedback(attrs, trace_id, _time(t_ns), at), at)
+    for _, score, at in latest.values():
+        rows.add("online_scores", score, at)
 
 
 def _pick(*candidates: str | None) -> str | None:
