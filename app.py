@@ -9,6 +9,8 @@ page = st.navigation([
     st.Page("pages/runs.py", title="Runs", icon="🏁", default=True),
     st.Page("pages/compare.py", title="Compare", icon="⚖️"),
     st.Page("pages/trends.py", title="Trends", icon="📈"),
+    st.Page("pages/online.py", title="Online", icon="🌐"),
+    st.Page("pages/correlation.py", title="Correlation", icon="🔗"),
 ])
 sidebar()
 page.run()

@@ -20,20 +20,29 @@ import duckdb
 import polars as pl
 
 __all__ = [
+    "alerts",
     "case_scores",
     "case_sets",
     "datasets",
+    "gate_failures",
     "gate_results",
+    "judge_human_counts",
     "latest_approved",
     "latest_gate_verdicts",
     "metrics",
     "offline_trend",
     "online_daily",
     "online_date_range",
+    "online_drift_counts",
+    "online_feedback",
+    "online_health",
     "online_metrics",
+    "online_quality",
     "online_releases",
     "online_strata_keys",
+    "online_variant_days",
     "paired_scores",
+    "release_scores",
     "run_case_values",
     "run_metric_summary",
     "run_lookup",
@@ -41,8 +50,13 @@ __all__ = [
     "run_scores",
     "runs_by_id",
     "runs_overview",
+    "score_feedback_counts",
     "scorer_versions",
     "strata_keys",
+    "variant_feedback",
+    "variant_health",
+    "variant_latency_bins",
+    "variant_scores",
 ]
 
 Connection = duckdb.DuckDBPyConnection
@@ -350,3 +364,300 @@ def gate_results(con: Connection, run_id: str) -> pl.DataFrame:
                owner
         FROM gate_results WHERE gate_id IN (SELECT gate_id FROM latest)
         ORDER BY position""", run=run_id)
+
+
+# --- online monitoring: health, canary, drift, correlation (issue 7) ---------------------
+# Everything below aggregates in DuckDB (per day or hour × group, per bin, per contingency
+# cell), so a window of a 50M-row warehouse returns at most a few thousand rows.
+
+_BUCKET = ("CASE WHEN $hourly THEN date_trunc('hour', {a}.timestamp) "
+           "ELSE CAST({a}.date AS TIMESTAMPTZ) END")
+# The split of a health view: one group (null), or a trace column, or a stratum's value.
+_SPLIT = ("CASE $by WHEN 'release' THEN t.release WHEN 'variant' THEN t.variant "
+          "WHEN 'stratum' THEN t.strata[$key] END")
+_HEALTH = """count(*) AS n, count(t.error)::BIGINT AS n_error,
+           count_if(t.refusal)::BIGINT AS n_refusal,
+           count_if(t.tool_error)::BIGINT AS n_tool_error,
+           quantile_cont(t.latency_ms, [0.5, 0.95, 0.99]) AS latency_q,
+           count(t.latency_ms) FILTER (WHERE t.latency_ms > 0) AS n_latency,
+           avg(ln(t.latency_ms)) FILTER (WHERE t.latency_ms > 0) AS mean_log_latency,
+           stddev_samp(ln(t.latency_ms)) FILTER (WHERE t.latency_ms > 0) AS sd_log_latency,
+           count(t.cost_usd) AS n_cost, sum(t.cost_usd) AS cost_usd,
+           avg(t.cost_usd) AS mean_cost, stddev_samp(t.cost_usd) AS sd_cost,
+           avg(t.tokens_in) AS mean_tokens_in, avg(t.tokens_out) AS mean_tokens_out"""
+_HEALTH_COLUMNS = """bucket, grp, n, n_error, n_refusal, n_tool_error,
+           latency_q[1] AS latency_p50, latency_q[2] AS latency_p95,
+           latency_q[3] AS latency_p99, n_latency, mean_log_latency, sd_log_latency,
+           n_cost, cost_usd, mean_cost, sd_cost, mean_tokens_in, mean_tokens_out"""
+_QUALITY = """any_value(s.kind) AS kind, count(s.value) AS n, avg(s.value) AS mean,
+           stddev_samp(s.value) AS sd, count_if(s.passed)::BIGINT AS n_passed,
+           count(s.passed) AS n_pass_known"""
+_FEEDBACK = """count_if(f.kind = 'thumbs' AND f.value IS NOT NULL)::BIGINT AS n_thumbs,
+           count_if(f.kind = 'thumbs' AND f.value = 1)::BIGINT AS n_thumbs_up,
+           count_if(f.kind = 'rating' AND f.value IS NOT NULL)::BIGINT AS n_rating,
+           avg(f.value) FILTER (WHERE f.kind = 'rating') AS mean_rating,
+           stddev_samp(f.value) FILTER (WHERE f.kind = 'rating') AS sd_rating,
+           count_if(f.kind = 'edit')::BIGINT AS n_edit,
+           count_if(f.kind = 'comment')::BIGINT AS n_comment"""
+# Traces a score or a feedback event may belong to: scored or answered up to a week later.
+_TRACES_OF = """(SELECT trace_id, release, variant, strata FROM online_traces
+                 WHERE date BETWEEN CAST($start AS DATE) - 7 AND $end)"""
+# The listed days (both compared variants served on them): the range prunes partitions,
+# the list keeps exactly those days.
+_DAYS = "date BETWEEN $first AND $last AND list_contains($days, date)"
+
+
+def _days_params(days: Sequence[date]) -> dict[str, Any]:
+    days = sorted(set(days))
+    return {"days": days, "first": days[0] if days else None,
+            "last": days[-1] if days else None}
+
+
+def _split_params(by: str | None, key: str | None) -> dict[str, Any]:
+    if by not in (None, "release", "variant", "stratum"):
+        raise ValueError(f"split by release, variant or stratum, not {by!r}")
+    return {"by": by or "none", "key": key or ""}
+
+
+def online_health(con: Connection, start: date, end: date, hourly: bool = False,
+                  by: str | None = None, key: str | None = None) -> pl.DataFrame:
+    """Per day (or hour) × group (``grp``: release, variant or the value of stratum ``key``;
+    null when not split) of production traces: n, error / refusal / tool-error counts,
+    latency p50/p95/p99, moments of ln(latency) and of cost (the monitor's tests need
+    mergeable moments), total cost and mean tokens."""
+    return _frame(con, f"""
+        SELECT {_HEALTH_COLUMNS} FROM (
+            SELECT {_BUCKET.format(a="t")} AS bucket, {_SPLIT} AS grp, {_HEALTH}
+            FROM online_traces t WHERE t.date BETWEEN $start AND $end GROUP BY ALL)
+        ORDER BY bucket, grp NULLS LAST""",
+                  start=start, end=end, hourly=hourly, **_split_params(by, key))
+
+
+def online_quality(con: Connection, start: date, end: date, hourly: bool = False,
+                   by: str | None = None, key: str | None = None) -> pl.DataFrame:
+    """Per day (or hour, of the score) × group × metric of online scores: kind, n, mean,
+    sd, n_passed and n_pass_known (rows with a pass flag). Split by a trace column through
+    a join with the traces of the window; unsplit reads the scores alone."""
+    if by is None:
+        return _frame(con, f"""
+            SELECT {_BUCKET.format(a="s")} AS bucket, CAST(NULL AS VARCHAR) AS grp,
+                   s.metric, {_QUALITY}
+            FROM online_scores s WHERE s.date BETWEEN $start AND $end
+            GROUP BY ALL ORDER BY bucket, s.metric""", start=start, end=end, hourly=hourly)
+    if by == "stratum":  # scores carry their trace's strata: no join (see _MOMENTS)
+        return _frame(con, f"""
+            WITH g AS (SELECT {_BUCKET.format(a="s")} AS bucket, s.strata_json, s.metric,
+                              {_MOMENTS}, count_if(s.passed) AS np, count(s.passed) AS npk
+                       FROM online_scores s WHERE s.date BETWEEN $start AND $end
+                       GROUP BY ALL)
+            SELECT g.bucket, {_STRATUM} AS grp, g.metric, {_POOLED},
+                   sum(g.np)::BIGINT AS n_passed, sum(g.npk)::BIGINT AS n_pass_known
+            FROM g GROUP BY ALL ORDER BY g.bucket, grp NULLS LAST, g.metric""",
+                      start=start, end=end, hourly=hourly, key=key or "")
+    return _frame(con, f"""
+        SELECT {_BUCKET.format(a="s")} AS bucket, {_SPLIT} AS grp, s.metric, {_QUALITY}
+        FROM online_scores s JOIN {_TRACES_OF} t USING (trace_id)
+        WHERE s.date BETWEEN $start AND $end
+        GROUP BY ALL ORDER BY bucket, grp NULLS LAST, s.metric""",
+                  start=start, end=end, hourly=hourly, **_split_params(by, key))
+
+
+def online_feedback(con: Connection, start: date, end: date, hourly: bool = False,
+                    by: str | None = None, key: str | None = None) -> pl.DataFrame:
+    """Per day (or hour, of the feedback event) × group: thumbs given and up, ratings (n,
+    mean, sd), edits and comments."""
+    if by is None:
+        return _frame(con, f"""
+            SELECT {_BUCKET.format(a="f")} AS bucket, CAST(NULL AS VARCHAR) AS grp, {_FEEDBACK}
+            FROM feedback f WHERE f.date BETWEEN $start AND $end
+            GROUP BY ALL ORDER BY bucket""", start=start, end=end, hourly=hourly)
+    return _frame(con, f"""
+        SELECT {_BUCKET.format(a="f")} AS bucket, {_SPLIT} AS grp, {_FEEDBACK}
+        FROM feedback f JOIN {_TRACES_OF} t USING (trace_id)
+        WHERE f.date BETWEEN $start AND $end
+        GROUP BY ALL ORDER BY bucket, grp NULLS LAST""",
+                  start=start, end=end, hourly=hourly, **_split_params(by, key))
+
+
+def online_variant_days(con: Connection, start: date, end: date) -> pl.DataFrame:
+    """Traces per day × variant in [start, end] (variant null: not recorded): which days a
+    canary and its control served side by side."""
+    return _frame(con, """
+        SELECT date AS day, variant, count(*) AS n FROM online_traces
+        WHERE date BETWEEN $start AND $end GROUP BY ALL ORDER BY day, n DESC""",
+                  start=start, end=end)
+
+
+def variant_health(con: Connection, days: Sequence[date], a: str, b: str) -> pl.DataFrame:
+    """Variants ``a`` and ``b`` over ``days`` (those both served): the columns of
+    `online_health` (``grp`` = variant, ``bucket`` = first day) plus ``n_days``."""
+    return _frame(con, f"""
+        SELECT {_HEALTH_COLUMNS}, n_days FROM (
+            SELECT min(t.date) AS bucket, t.variant AS grp, count(DISTINCT t.date) AS n_days,
+                   {_HEALTH}
+            FROM online_traces t WHERE {_DAYS} AND t.variant IN ($a, $b)
+            GROUP BY t.variant)
+        ORDER BY grp""", a=a, b=b, **_days_params(days))
+
+
+def variant_latency_bins(con: Connection, days: Sequence[date], a: str, b: str
+                         ) -> pl.DataFrame:
+    """Latency histogram of variants ``a`` and ``b`` over ``days``: ``bin`` =
+    round(100·ln(latency_ms)) (1% wide), n. Rank tests and bootstraps run on these counts."""
+    return _frame(con, f"""
+        SELECT variant, CAST(round(100 * ln(latency_ms)) AS INTEGER) AS bin, count(*) AS n
+        FROM online_traces
+        WHERE {_DAYS} AND variant IN ($a, $b) AND latency_ms > 0
+        GROUP BY ALL ORDER BY variant, bin""", a=a, b=b, **_days_params(days))
+
+
+def variant_scores(con: Connection, days: Sequence[date], a: str, b: str) -> pl.DataFrame:
+    """Online scores of the traces of variants ``a`` and ``b`` over ``days``, per variant
+    × metric × value (continuous values rounded to 0.01): kind, n, and the sum and sum of
+    squares of the exact values (so means and sds are exact)."""
+    return _frame(con, f"""
+        SELECT t.variant, s.metric, any_value(s.kind) AS kind,
+               CASE WHEN s.kind = 'continuous' THEN round(s.value, 2) ELSE s.value END AS value,
+               count(*) AS n, sum(s.value) AS sx, sum(s.value * s.value) AS sxx
+        FROM online_scores s
+        JOIN (SELECT trace_id, variant FROM online_traces
+              WHERE {_DAYS} AND variant IN ($a, $b)) t USING (trace_id)
+        WHERE s.date BETWEEN $first AND CAST($last AS DATE) + 7 AND s.value IS NOT NULL
+        GROUP BY t.variant, s.metric, 4 ORDER BY ALL""", a=a, b=b, **_days_params(days))
+
+
+def variant_feedback(con: Connection, days: Sequence[date], a: str, b: str) -> pl.DataFrame:
+    """Thumbs and ratings on the traces of variants ``a`` and ``b`` over ``days``: variant,
+    kind, value, n."""
+    return _frame(con, f"""
+        SELECT t.variant, f.kind, f.value, count(*) AS n
+        FROM feedback f
+        JOIN (SELECT trace_id, variant FROM online_traces
+              WHERE {_DAYS} AND variant IN ($a, $b)) t USING (trace_id)
+        WHERE f.date BETWEEN $first AND CAST($last AS DATE) + 7
+          AND f.kind IN ('thumbs', 'rating') AND f.value IS NOT NULL
+        GROUP BY ALL ORDER BY ALL""", a=a, b=b, **_days_params(days))
+
+
+# A length's 2%-wide bin on a log scale, as its lower edge in the length's own unit.
+_LOG_BIN = "round(exp(floor(ln(1 + {v}) * 50) / 50) - 1, 1)"
+
+
+def online_drift_counts(con: Connection, ref_start: date, ref_end: date, start: date,
+                        end: date) -> pl.DataFrame:
+    """Distributions of the reference days [ref_start, ref_end] and the window [start, end]:
+    one row per feature × value × ``period`` (reference | window) with its count ``n``.
+    Features: input length (characters) and output length (tokens) in 2%-wide log bins
+    (``x`` = the bin's lower edge, in characters or tokens), each stratum key's values,
+    each online metric's
+    values (categorical for binary/ordinal, ``x`` rounded to 0.01 for continuous)."""
+    return _frame(con, f"""
+        WITH t AS (SELECT CASE WHEN date >= $start THEN 'window' ELSE 'reference' END
+                              AS period, input, tokens_out, strata
+                   FROM online_traces
+                   WHERE date BETWEEN $ref_start AND $ref_end OR date BETWEEN $start AND $end),
+             g AS (SELECT period, strata, count(*) AS n FROM t GROUP BY ALL),
+             e AS (SELECT period, unnest(map_entries(strata)) AS kv, n FROM g)
+        SELECT 'input length (characters)' AS feature, 'continuous' AS kind,
+               CAST(NULL AS VARCHAR) AS value, {_LOG_BIN.format(v="length(input)")} AS x,
+               period, count(*) AS n
+        FROM t WHERE input IS NOT NULL GROUP BY ALL
+        UNION ALL
+        SELECT 'output length (tokens)', 'continuous', NULL,
+               {_LOG_BIN.format(v="tokens_out")}, period, count(*)
+        FROM t WHERE tokens_out IS NOT NULL GROUP BY ALL
+        UNION ALL
+        SELECT 'stratum ' || kv.key, 'categorical', kv.value, NULL, period, sum(n)::BIGINT
+        FROM e GROUP BY ALL
+        UNION ALL
+        SELECT 'score ' || metric, CASE WHEN kind = 'continuous' THEN 'continuous'
+                                        ELSE 'categorical' END,
+               CASE WHEN kind <> 'continuous' THEN CAST(value AS VARCHAR) END,
+               CASE WHEN kind = 'continuous' THEN round(value, 2) END,
+               CASE WHEN date >= $start THEN 'window' ELSE 'reference' END, count(*)
+        FROM online_scores
+        WHERE (date BETWEEN $ref_start AND $ref_end OR date BETWEEN $start AND $end)
+          AND value IS NOT NULL
+        GROUP BY ALL
+        ORDER BY feature, period, value, x""",
+                  ref_start=ref_start, ref_end=ref_end, start=start, end=end)
+
+
+def score_feedback_counts(con: Connection, start: date, end: date) -> pl.DataFrame:
+    """Trace-level pairs of an automated score and explicit feedback, as a contingency table
+    per month (of the score): month (YYYY-MM), metric, kind, score (continuous rounded to
+    0.01), feedback (thumbs | rating: the trace's latest), feedback_value, n."""
+    return _frame(con, """
+        WITH fb AS (SELECT trace_id, kind, arg_max(value, timestamp) AS value FROM feedback
+                    WHERE kind IN ('thumbs', 'rating') AND value IS NOT NULL
+                      AND date BETWEEN $start AND CAST($end AS DATE) + 7
+                    GROUP BY trace_id, kind),
+             s AS (SELECT trace_id, date, metric, kind,
+                          CASE WHEN kind = 'continuous' THEN round(value, 2) ELSE value END
+                              AS value
+                   FROM online_scores
+                   WHERE date BETWEEN $start AND $end AND value IS NOT NULL)
+        SELECT strftime(s.date, '%Y-%m') AS month, s.metric, any_value(s.kind) AS kind,
+               s.value AS score, fb.kind AS feedback, fb.value AS feedback_value,
+               count(*) AS n
+        FROM s JOIN fb USING (trace_id)
+        GROUP BY month, s.metric, s.value, fb.kind, fb.value
+        ORDER BY ALL""", start=start, end=end)
+
+
+def judge_human_counts(con: Connection, start: date, end: date) -> pl.DataFrame:
+    """Human labels of production traces next to the judge's score of the same trace and
+    metric, as counts: month (of the score), metric, kind, judge, human, n."""
+    return _frame(con, """
+        SELECT strftime(s.date, '%Y-%m') AS month, s.metric, any_value(s.kind) AS kind,
+               s.value AS judge, h.value AS human, count(*) AS n
+        FROM human_labels h
+        JOIN online_scores s ON s.trace_id = h.trace_id AND s.metric = h.metric
+        WHERE h.trace_id IS NOT NULL AND s.value IS NOT NULL
+          AND s.date BETWEEN $start AND $end
+        GROUP BY month, s.metric, s.value, h.value ORDER BY ALL""", start=start, end=end)
+
+
+def release_scores(con: Connection, end: date) -> pl.DataFrame:
+    """Per release that served traffic up to ``end`` and has an approved run that
+    qualified it: the run, each offline metric's mean (kind, n) and the release's online
+    satisfaction: thumbs-up share and mean rating of its traces (n each)."""
+    return _frame(con, """
+        WITH rel AS (SELECT release, arg_max(run_id, started_at) AS run_id FROM runs
+                     WHERE release IS NOT NULL AND approved GROUP BY release),
+             off AS (SELECT r.release, r.run_id, s.metric, any_value(s.kind) AS kind,
+                            count(s.value) AS n, avg(s.value) AS offline
+                     FROM scores s JOIN rel r USING (run_id) GROUP BY ALL),
+             onl AS (SELECT t.release, f.kind AS feedback, count(*) AS n_feedback,
+                            avg(f.value) AS online, min(t.date) AS first_day
+                     FROM feedback f
+                     JOIN (SELECT trace_id, release, date FROM online_traces
+                           WHERE date <= $end AND release IS NOT NULL) t USING (trace_id)
+                     WHERE f.kind IN ('thumbs', 'rating') AND f.value IS NOT NULL
+                       AND f.date <= CAST($end AS DATE) + 7
+                     GROUP BY ALL)
+        SELECT off.release, off.run_id, off.metric, off.kind, off.n, off.offline,
+               onl.feedback, onl.n_feedback, onl.online, onl.first_day
+        FROM off JOIN onl USING (release)
+        ORDER BY onl.first_day, off.release, off.metric, onl.feedback""", end=end)
+
+
+def gate_failures(con: Connection, start: date, end: date) -> pl.DataFrame:
+    """Failed rows of gates run in [start, end]: created_at, run_id, baseline_id, rule,
+    metric, slice, observed, threshold, message. Newest first."""
+    return _frame(con, """
+        SELECT created_at, run_id, baseline_id, rule, metric, slice, observed, threshold,
+               message
+        FROM gate_results
+        WHERE status = 'fail' AND CAST(created_at AS DATE) BETWEEN $start AND $end
+        ORDER BY created_at DESC, position""", start=start, end=end)
+
+
+def alerts(con: Connection, since: date | None = None) -> pl.DataFrame:
+    """Recorded alerts, each in its latest state (the table is append-only: a row per
+    change), whose episode reaches ``since`` or later; open ones first, then newest."""
+    return _frame(con, """
+        SELECT * FROM alerts
+        WHERE $since IS NULL OR last_day >= $since
+        QUALIFY row_number() OVER (PARTITION BY alert_id ORDER BY detected_at DESC) = 1
+        ORDER BY status = 'open' DESC, last_day DESC, signal""", since=since)

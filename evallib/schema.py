@@ -285,6 +285,30 @@ DATASET_CASES = Table(
     doc="every golden-set version a run used, so a run's dataset_version names exact cases",
 )
 
+ALERTS = Table(
+    "alerts",
+    (
+        _c("alert_id", _S, True, "signal + first day: one id per episode"),
+        _c("signal", _S, True, "error_rate, latency, cost, quality:<metric> …"),
+        _c("direction", _S, True, "up | down: the way that is bad"),
+        _c("first_day", pa.date32(), True, "first UTC day flagged"),
+        _c("last_day", pa.date32(), True, "last UTC day flagged so far"),
+        _c("status", _S, True, "open (flagged on the newest day with traffic) | closed"),
+        _c("observed", _F, False, "the statistic on last_day"),
+        _c("baseline", _F, False, "the same statistic over the trailing baseline days"),
+        _c("p_value", _F, False, "one-sided, of last_day against the baseline"),
+        _c("alpha", _F, False, "the per-test level the detector used"),
+        _c("n", _I, False, "traces (or scores) behind observed"),
+        _c("release", _S, False, "release(s) serving on first_day"),
+        _c("message", _S),
+        _c("detected_at", TIMESTAMP, True),
+    ),
+    partition=None,
+    key=(),
+    doc="append-only: a row per new or changed alert; the latest row of an alert_id is its "
+        "state (`evallib alerts` writes them, see evallib.monitor)",
+)
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
@@ -300,6 +324,7 @@ TABLES: dict[str, Table] = {
         APPROVALS,
         GATE_RESULTS,
         DATASET_CASES,
+        ALERTS,
     )
 }
 OFFLINE_DATA = ("cases", "scores", "retrievals")  # visible only once their run is committed

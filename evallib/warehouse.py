@@ -224,6 +224,16 @@ class Warehouse:
 
     # --- monitoring ----------------------------------------------------------------------
 
+    def record_alerts(self, rows: Rows) -> int:
+        """New or changed alerts (see `evallib.monitor`), as one part file; append-only,
+        the latest row of an ``alert_id`` is its state."""
+        t = to_arrow(S.ALERTS, rows, source="alerts")
+        if t.num_rows:
+            self.store.write_part(S.ALERTS, t)
+        return t.num_rows
+
+    # --- monitoring ----------------------------------------------------------------------
+
 
 def _with_date(rows: Rows) -> Rows:
     """Fill the ``date`` partition from ``timestamp`` (UTC day) when the caller left it out."""

@@ -117,6 +117,31 @@ def failures_csv(run_id: str, baseline: str | None = None) -> bytes:
     return _failures_csv(wh.root, wh.snapshot, run_id, baseline)
 
 
+# Computations over the warehouse the Online and Correlation pages cache (results are
+# read-only, shared by sessions): name → "module:function" taking a connection first.
+ANALYSES = {"alerts": "evallib.monitor:detect", "canary": "evallib.monitor:compare_variants",
+            "review": "evallib.report:monthly_review"}
+
+
+@st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner="Computing…")
+def _analysis(root: str, snapshot: tuple, name: str, args: tuple[Any, ...],
+              kwargs: tuple[tuple[str, Any], ...]) -> Any:
+    import importlib
+
+    module, function = ANALYSES[name].split(":")
+    with _connection(root, snapshot).cursor() as cur:
+        return getattr(importlib.import_module(module), function)(cur, *args, **dict(kwargs))
+
+
+def analysis(name: str, *args: Any, **kwargs: Any) -> Any:
+    """Cached ``ANALYSES[name](con, *args, **kwargs)``, e.g. ``analysis("alerts", start,
+    end)`` is `evallib.monitor.detect` over the window."""
+    if name not in ANALYSES:
+        raise ValueError(f"unknown analysis {name!r}")
+    wh = warehouse()
+    return _analysis(wh.root, wh.snapshot, name, tuple(args), tuple(sorted(kwargs.items())))
+
+
 def query(name: str, *args: Any) -> pl.DataFrame:
     """Cached ``evallib.queries.<name>(con, *args)``; summaries come with 95% ``ci_low`` /
     ``ci_high``. Results are shared by sessions: treat them as read-only."""
@@ -149,6 +174,7 @@ def sidebar() -> Filters:
         _query.clear()
         _comparison.clear()
         _failures_csv.clear()
+        _analysis.clear()
     filters = Filters(dataset, start, end)
     st.session_state["_filters"] = filters
     return filters

@@ -1,0 +1,203 @@
+"""Online: is production still healthy? Quality, latency, errors, cost and feedback day by
+day (or hour by hour), alerts, canary against control, and drift."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+import streamlit as st
+
+from evallib.drift import drift_report
+from pages import _online_charts as charts
+from pages import _online_tables as tables
+from pages._common import (
+    analysis,
+    filters,
+    get_started,
+    leave_pages_directory_mode,
+    query,
+    url_choice,
+    warehouse,
+)
+
+PLOT = {"displaylogo": False}
+GRAINS = ["Daily", "Hourly (last 48 h)"]
+DRIFT_WINDOWS = {"last day": 1, "last 7 days": 7, "last 28 days": 28}
+
+
+def health_tab(metrics: list[str], kinds: list[str], keys: list[str], alerts: list) -> None:
+    c1, c2, c3 = st.columns([1, 1, 1])
+    grain = c1.segmented_control("View", GRAINS, default=GRAINS[0], key="grain",
+                                 bind="query-params", required=True)
+    split = c2.selectbox("Split by", tables.split_options(keys), key="split",
+                         bind="query-params",
+                         help="A line per release, variant (canary vs control) or stratum.")
+    metric = c3.selectbox("Quality metric", metrics, key="metric", bind="query-params",
+                          index=kinds.index("binary") if "binary" in kinds else 0) \
+        if metrics else None
+    hourly = grain == GRAINS[1]
+    start = f.end - timedelta(days=1) if hourly else f.start
+    by, key = tables.split_args(split)
+    health = query("online_health", start, f.end, hourly, by, key)
+    quality = query("online_quality", start, f.end, hourly, by, key)
+    feedback = query("online_feedback", start, f.end, hourly, by, key)
+    success = next((m for m, k in zip(metrics, kinds, strict=True) if k == "binary"), None)
+    table = tables.health_table(health, quality, feedback, success)
+    when = (f"{start:%Y-%m-%d} → {f.end:%Y-%m-%d}, " + ("by UTC hour" if hourly
+                                                          else "by UTC day"))
+    st.caption(f"{when}: {health['n'].sum():,} sampled traces. Shaded days: an alert on "
+               "that signal (see 🔔 Alerts).")
+    st.plotly_chart(charts.volume_quality(table, quality, metric, alerts, hourly),
+                    key="quality_chart", config=PLOT)  # without a metric: the volume
+    left, right = st.columns(2)
+    left.plotly_chart(charts.latency(table, alerts, hourly), key="latency_chart", config=PLOT)
+    right.plotly_chart(charts.cost(table, alerts, hourly), key="cost_chart", config=PLOT)
+    left.plotly_chart(charts.rates(table, alerts, hourly), key="rates_chart", config=PLOT)
+    right.plotly_chart(charts.feedback(table, hourly), key="feedback_chart", config=PLOT)
+    st.caption(
+        f"Cost per successful task = cost ÷ (traces × (1 − error rate) × the pass rate of "
+        f"**{success or 'a binary score'}** on the scored traces): what a task that went "
+        "right costs. Feedback rates are counted on the day the user gave them.")
+    with st.expander("The numbers"):
+        st.dataframe(table, hide_index=True, key="health_table")
+
+
+def canary_tab() -> None:
+    days = query("online_variant_days", f.start, f.end)
+    variants = (days.group_by("variant").agg(pl.col("n").sum()).drop_nulls("variant")
+                .sort("n", descending=True)["variant"].to_list())
+    if len(variants) < 2:
+        st.info(f"Only {variants[0] if variants else 'one variant'} served traffic in this "
+                "window: nothing to compare. A canary shows up here while it runs next to "
+                "the control.", icon="🐤")
+        return
+    control, treatment = tables.variant_defaults(variants)
+    c1, c2 = st.columns(2)
+    control = c1.selectbox("Control", variants, key="control", bind="query-params",
+                           index=variants.index(url_choice(variants, "control", control)))
+    treatment = c2.selectbox("Compared variant", variants, key="treatment",
+                             bind="query-params",
+                             index=variants.index(url_choice(variants, "treatment",
+                                                             treatment)))
+    if control == treatment:
+        st.info("Pick two different variants.")
+        return
+    result = analysis("canary", f.start, f.end, control, treatment)
+    if not result.days:
+        st.info(f"{control} and {treatment} never served on the same day in this window.")
+        return
+    first, last = result.days[0], result.days[-1]
+    worse = [s.signal for s in result.regressions]
+    better = [s.signal for s in result.signals if s.verdict == "better"]
+    if worse:
+        st.error(f"**{treatment} is worse than {control}** on {', '.join(worse)} "
+                 f"(Benjamini–Hochberg over {len(result.signals)} signals, α = "
+                 f"{result.alpha:g}).", icon="🐤")
+    else:
+        st.success(f"No signal is significantly worse on {treatment} than on {control}"
+                   + (f"; better on {', '.join(better)}." if better else "."), icon="🐤")
+    st.caption(f"{len(result.days)} days both served ({first:%Y-%m-%d} → {last:%Y-%m-%d}). "
+               "Unpaired tests, each trace in one variant: two proportions (score test, "
+               "Newcombe interval) for rates, Mann–Whitney for 1–5 scales and latency (with "
+               "bootstrap intervals of the mean or of the p50/p95 ratio), Welch t for cost "
+               "and continuous scores.")
+    st.dataframe(tables.canary_table(result), hide_index=True, key="canary_table",
+                 column_config={"p": st.column_config.NumberColumn(format="%.2g"),
+                                "p adjusted": st.column_config.NumberColumn(format="%.2g")})
+    daily = tables.health_table(query("online_health", first, last, False, "variant", None)
+                                .filter(pl.col("grp").is_in([control, treatment])))
+    left, right = st.columns(2)
+    left.plotly_chart(charts.latency(daily), key="canary_latency", config=PLOT)
+    right.plotly_chart(charts.rates(daily), key="canary_rates", config=PLOT)
+
+
+def drift_tab(first_day) -> None:  # noqa: ANN001 - a date
+    choice = st.segmented_control("Window", list(DRIFT_WINDOWS), default="last 7 days",
+                                  key="drift_window", bind="query-params", required=True)
+    window = tables.drift_window(f.end, max(first_day, f.start), DRIFT_WINDOWS[choice])
+    if window is None:
+        st.info("The window starts on the first day with traffic: there is no earlier "
+                "traffic to compare it with. Widen the days in the sidebar.", icon="🧭")
+        return
+    ref_start, ref_end, start, end = window
+    results = drift_report(query("online_drift_counts", ref_start, ref_end, start, end))
+    moved = [d for d in results if d.flagged]
+    st.caption(f"{start:%Y-%m-%d} → {end:%Y-%m-%d} against {ref_start:%Y-%m-%d} → "
+               f"{ref_end:%Y-%m-%d}. Population stability index per feature (< 0.1 stable, "
+               "0.1–0.25 moderate, ≥ 0.25 major), with chi-square (categories) or "
+               "Kolmogorov–Smirnov (lengths, continuous scores); with this many traces the "
+               "tests find tiny shifts, the band says whether one matters.")
+    if moved:
+        st.warning("**Moved:** " + "; ".join(f"{d.feature} ({d.band}, PSI {d.psi:.2f}: "
+                                              f"{d.moved})" for d in moved), icon="🧭")
+    else:
+        st.success("Nothing moved beyond the stable band.", icon="🧭")
+    st.dataframe(tables.drift_table(results), hide_index=True, key="drift_table",
+                 column_config={"PSI": st.column_config.NumberColumn(format="%.3f"),
+                                "p": st.column_config.NumberColumn(format="%.2g")})
+    left, right = st.columns(2)
+    left.plotly_chart(charts.drift_figure(results), key="drift_chart", config=PLOT)
+    names = [d.feature for d in results if d.bins]
+    if names:
+        pick = right.selectbox("Distribution of", names, key="drift_feature",
+                               bind="query-params")
+        right.plotly_chart(charts.drift_distribution(next(d for d in results
+                                                          if d.feature == pick)),
+                           key="drift_distribution", config=PLOT)
+
+
+def alerts_tab(alerts: list, tests, recorded) -> None:  # noqa: ANN001 - frames
+    st.caption("Each day against the 14 days before it, one-sided in the bad direction: "
+               "Fisher's exact test for rates (allowing for day-to-day overdispersion), a "
+               "random-effects z for means (ln latency, cost, scores). A day is flagged at "
+               "p < 0.001 and a practical minimum change; consecutive flagged days are one "
+               "alert. Simulated on stationary traffic, fewer than 1 day in 100 raises any "
+               "alert. `evallib alerts` records them and exits 1 while one is open.")
+    if alerts:
+        st.dataframe(tables.alerts_table(alerts, recorded), hide_index=True,
+                     key="alerts_table",
+                     column_config={"p": st.column_config.NumberColumn(format="%.2g"),
+                                    "what": st.column_config.TextColumn(width="large")})
+    else:
+        st.success("No alert in this window.", icon="🔔")
+    if tests.height:
+        last = tests["day"].max()
+        st.markdown(f"**Checks on {last:%Y-%m-%d}** (⏳ = too little traffic or baseline)")
+        st.dataframe(tables.checks_table(tests, last), hide_index=True, key="checks_table",
+                     column_config={"p (one-sided)": st.column_config.NumberColumn(
+                         format="%.2g")})
+    if recorded.height:
+        st.markdown("**Recorded by `evallib alerts`**")
+        st.dataframe(recorded.select("status", "signal", "first_day", "last_day",
+                                     "detected_at", "message"), hide_index=True,
+                     key="recorded_table")
+
+
+leave_pages_directory_mode()
+st.title("🌐 Online")
+wh, f = warehouse(), filters()
+if not wh.has_online or f.start is None:
+    get_started(wh.root, "online traffic")
+    st.stop()
+
+first_day = query("online_date_range")["first_day"][0]
+m = query("online_metrics")
+metric_names, metric_kinds = m["metric"].to_list(), m["kind"].to_list()
+if not metric_names:
+    st.info("Traces are recorded but none is scored yet (`evallib score-online`).")
+alerts, tests = analysis("alerts", f.start, f.end)
+recorded = query("alerts", f.start)
+for a in [a for a in alerts if a.status == "open"]:
+    st.error(f"**Open alert:** {a.message}", icon="🔔")
+health_view, canary_view, drift_view, alerts_view = st.tabs(
+    ["📊 Health", "🐤 Canary", "🧭 Drift", "🔔 Alerts"], key="view", bind="query-params")
+with health_view:
+    health_tab(metric_names, metric_kinds, query("online_strata_keys")["key"].to_list(),
+               alerts)
+with canary_view:
+    canary_tab()
+with drift_view:
+    drift_tab(first_day)
+with alerts_view:
+    alerts_tab(alerts, tests, recorded)
