@@ -90,10 +90,11 @@ def leaf_hash(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
 
 
-def list_table(store: Store, table: Table) -> Listing:
-    """The table's current parts, its unreadable files and the files compaction replaced."""
+def list_table(store: Store, table: Table, partitions: list[str] | None = None) -> Listing:
+    """The table's current parts (of these partitions only, if given), its unreadable files
+    and the files compaction replaced."""
     parts = [Part(path, store.url_of(path), size, mtime, _partition_value(path, table))
-             for path, size, mtime in store.list_detailed(table)]
+             for path, size, mtime in store.list_detailed(table, partitions)]
     footers = read_footers(store, table, parts)
     listing = Listing(table, footers=footers)
     by_dir: dict[str, dict[str, Part]] = {}
@@ -141,20 +142,20 @@ def read_footers(store: Store, table: Table, parts: list[Part]) -> dict[Part, Fo
 def _parse(tail: bytes | Exception, size: int, table: Table) -> Footer | int:
     """A footer from a file's last bytes, or how many bytes are needed to parse it."""
     if isinstance(tail, BaseException):
-        return Footer(f"cannot read ({type(tail).__name__}: {tail})")
+        return Footer(f"unreadable ({type(tail).__name__}: {tail})")
     if size < 12 or len(tail) < 8 or tail[-4:] != _MAGIC:
-        return Footer(f"not a Parquet file: no footer at the end of its {size} bytes "
-                      "(truncated or overwritten)")
+        return Footer(f"unreadable Parquet: no footer at the end of its {size} bytes "
+                      "(truncated, or not Parquet)")
     length = int.from_bytes(tail[-8:-4], "little")
     if length + 12 > size:
-        return Footer(f"corrupt Parquet footer: {length} bytes claimed, the file has {size}")
+        return Footer(f"unreadable Parquet: a footer of {length} bytes in a file of {size}")
     if length + 8 > len(tail):
         return length + 8
     try:
         meta = pq.read_metadata(pa.BufferReader(_MAGIC + tail[-(length + 8):]))
         schema = meta.schema.to_arrow_schema()
     except Exception as e:  # any reason a reader would fail on it: report and skip the file
-        return Footer(f"corrupt Parquet footer ({type(e).__name__}: {e})")
+        return Footer(f"unreadable Parquet footer ({type(e).__name__}: {e})")
     problem = schema_problem(schema, table)
     if problem:
         return Footer(problem)

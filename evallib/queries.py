@@ -53,6 +53,7 @@ __all__ = [
     "score_feedback_counts",
     "scorer_versions",
     "strata_keys",
+    "unreadable_files",
     "variant_feedback",
     "variant_health",
     "variant_latency_bins",
@@ -205,6 +206,13 @@ def online_releases(con: Connection, start: date, end: date) -> pl.DataFrame:
         FROM online_traces
         WHERE release IS NOT NULL AND date BETWEEN $start AND $end
         GROUP BY release ORDER BY first_day, release""", start=start, end=end)
+
+
+def unreadable_files(con: Connection) -> pl.DataFrame:
+    """Part files this connection left out because they are not readable Parquet of their
+    table (truncated, corrupt, wrong columns): table_name, path, reason. `evallib check`
+    quarantines them."""
+    return _frame(con, "SELECT table_name, path, reason FROM unreadable_files ORDER BY path")
 
 
 # --- run vs baseline ---------------------------------------------------------------------

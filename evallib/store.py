@@ -97,19 +97,29 @@ class Store:
                           if e.name.startswith("part-") and e.name.endswith(".parquet"))
         return sorted(self.fs.glob(d + "/part-*.parquet"))
 
-    def list_detailed(self, table: Table) -> list[tuple[str, int, float]]:
-        """Every part file of a table as (path, size, mtime): one listing (a directory scan
-        locally, one paginated listing on object stores)."""
+    def list_detailed(self, table: Table, partitions: list[str] | None = None
+                      ) -> list[tuple[str, int, float]]:
+        """Every part file of a table (of these partitions only, if given) as (path, size,
+        mtime): one listing (a directory scan locally, one paginated listing on object
+        stores, or one per partition asked for)."""
         top = self._path(table.name)
         if not self.is_local:
-            pattern = "/".join([top, *([f"{table.partition}=*"] if table.partition else []),
-                                "part-*.parquet"])
-            found = self.fs.glob(pattern, detail=True)
+            if partitions is not None and table.partition:
+                patterns = [f"{self.table_dir(table, v)}/part-*.parquet" for v in partitions]
+            else:
+                patterns = ["/".join([top, *([f"{table.partition}=*"] if table.partition
+                                             else []), "part-*.parquet"])]
+            found = {p: i for pattern in patterns
+                     for p, i in self.fs.glob(pattern, detail=True).items()}
             return sorted((p, int(i.get("size") or 0), _remote_mtime(i))
                           for p, i in found.items())
         if not os.path.isdir(top):
             return []
-        dirs = [e.path for e in os.scandir(top) if e.is_dir()] if table.partition else [top]
+        if partitions is not None and table.partition:
+            dirs = [d for d in (self.table_dir(table, v) for v in partitions)
+                    if os.path.isdir(d)]
+        else:
+            dirs = [e.path for e in os.scandir(top) if e.is_dir()] if table.partition else [top]
         out = []
         for d in dirs:
             with os.scandir(d) as it:

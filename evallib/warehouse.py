@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import schema as S
+from .catalog import list_table
 from .errors import DataError, RunExistsError
 from .store import Store
 from .validate import Rows, as_utc, to_arrow
@@ -178,9 +179,10 @@ class Warehouse:
             days = pc.filter(scores["date"], missing)
             hi = pc.max(days).as_py()
             lo = pc.min(days).as_py() - timedelta(days=7)  # a trace precedes its scores
-            files = [f for d in range((hi - lo).days + 1)
-                     for f in self.store.list_parts(S.ONLINE_TRACES, str(lo + timedelta(d)))]
-            if files:  # only those days' files: no connection over the whole warehouse
+            days = [str(lo + timedelta(d)) for d in range((hi - lo).days + 1)]
+            # only those days' current, readable files: no connection over the warehouse
+            files = [p.path for p in list_table(self.store, S.ONLINE_TRACES, days).parts]
+            if files:
                 earlier = pq.read_table(
                     files, columns=["trace_id", "strata"],
                     filters=pc.is_in(pc.field("trace_id"), wanted),

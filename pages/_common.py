@@ -175,9 +175,23 @@ def sidebar() -> Filters:
         _comparison.clear()
         _failures_csv.clear()
         _analysis.clear()
+    unreadable_warning()  # after Refresh, so it shows the new snapshot
     filters = Filters(dataset, start, end)
     st.session_state["_filters"] = filters
     return filters
+
+
+def unreadable_warning() -> None:
+    """Files the connection skipped (truncated, corrupt): the pages work without them, but
+    their rows are missing until `evallib check` quarantines them and they are restored."""
+    bad = query("unreadable_files")
+    if bad.height:
+        shown = ", ".join(f"`{p}` ({why})" for p, why in bad.select("path", "reason").head(3)
+                          .iter_rows())
+        more = f" and {bad.height - 3} more" if bad.height > 3 else ""
+        st.warning(f"{bad.height} unreadable part file(s) left out of every view, so their "
+                   f"rows are missing: {shown}{more}. Run `evallib check` to move them to "
+                   "`_quarantine/`.", icon="⚠️")
 
 
 def _date_window(picked: Any, first: date, last: date) -> tuple[date, date]:
