@@ -148,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remove temp and uncommitted files older than this (default 3600)")
     p.add_argument("--json", action="store_true")
 
+    p = command("compact", _compact, "merge each day's small online part files into one "
+                "(atomic: readers never see a row twice or miss one)")
+    days = p.add_mutually_exclusive_group()
+    days.add_argument("--date", metavar="YYYY-MM-DD", help="only this day's partitions")
+    days.add_argument("--before", metavar="YYYY-MM-DD", help="only days before this one")
+    p.add_argument("--grace", type=float, default=600.0, metavar="SECONDS",
+                   help="delete the merged originals once the new file is this old (default "
+                        "600: open connections may still read them; 0 = at once)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be merged")
+    p.add_argument("--json", action="store_true")
+
     imp = command("import", _no_format, "bring results from other tools into the warehouse")
     formats = imp.add_subparsers(dest="format", metavar="FORMAT", required=True)
     p = formats.add_parser("jsonl", help="one JSON object per line",
@@ -466,6 +477,7 @@ def _check(args: argparse.Namespace) -> int:
         print(json.dumps({"healthy": report.healthy, "files": report.files,
                           "removed_temp": report.removed_temp,
                           "removed_orphans": report.removed_orphans,
+                          "removed_replaced": report.removed_replaced,
                           "quarantined": [{"path": p, "why": w} for p, w in report.quarantined]},
                          indent=2))
     else:
@@ -474,10 +486,45 @@ def _check(args: argparse.Namespace) -> int:
             print(f"removed dead temp file {p}")
         for p in report.removed_orphans:
             print(f"removed uncommitted part file {p}")
+        for p in report.removed_replaced:
+            print(f"removed part file merged by compact {p}")
         for p, why in report.quarantined:
             print(f"quarantined {p}: {why}")
         print("healthy" if report.healthy else "problems found: see quarantined files")
     return 0 if report.healthy else 1
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from .compact import compact
+
+    report = compact(args.warehouse, day=_day(args.date, "--date"),
+                     before=_day(args.before, "--before"), grace=args.grace,
+                     dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"dry_run": args.dry_run,
+                          "merged": [vars(m) for m in report.merged],
+                          "removed": report.removed, "kept": report.kept}, indent=2))
+        return 0
+    verb = "would merge" if args.dry_run else "merged"
+    for m in report.merged:
+        where = m.table + (f" {m.partition}" if m.partition else "")
+        print(f"{verb} {m.files} files ({m.rows:,} rows) of {where}"
+              + (f" into {m.path}" if m.path else ""))
+    if not report.merged:
+        print("nothing to merge")
+    if report.removed or report.kept:
+        print(f"removed {len(report.removed)} merged files; {len(report.kept)} kept until "
+              f"their grace ({args.grace:g} s) passes")
+    return 0
+
+
+def _day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise EvallibError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _import_jsonl(args: argparse.Namespace) -> int:

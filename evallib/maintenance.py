@@ -5,6 +5,8 @@
 - part files that cannot be read, or whose columns are not the table's, are moved to
   ``_quarantine/`` (until then `connect()` skips them and the dashboard warns; the check is
   the same footer check, `evallib.catalog`);
+- files `evallib compact` merged into another are invisible already; once the merged file
+  is older than ``tmp_age`` they are removed;
 - offline part files whose write was never committed (no ``runs`` row with their write_id)
   are invisible already; older than ``tmp_age`` they are removed.
 """
@@ -19,6 +21,7 @@ import pyarrow.parquet as pq
 
 from . import schema as S
 from .catalog import list_table
+from .compact import remove_replaced
 from .store import TMP_PREFIX, TMP_SUFFIX, Store
 
 QUARANTINE = "_quarantine"
@@ -29,6 +32,7 @@ class CheckReport:
     files: int = 0
     removed_temp: list[str] = field(default_factory=list)
     removed_orphans: list[str] = field(default_factory=list)
+    removed_replaced: list[str] = field(default_factory=list)  # merged by `compact` earlier
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
 
     @property
@@ -56,6 +60,7 @@ def check(root: str | os.PathLike[str] | Store | None = None, *, tmp_age: float 
         for part, why in listing.unreadable:  # what connect() skips: the same footer check
             _quarantine(store, part.path)
             report.quarantined.append((part.path, why))
+        report.removed_replaced += remove_replaced(store, listing, tmp_age)
     fs = None if store.is_local else store.fs
     committed = {w for p in listings["runs"].parts
                  for w in pq.read_table(p.path, columns=["write_id"], filesystem=fs)

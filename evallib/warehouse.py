@@ -179,9 +179,9 @@ class Warehouse:
             days = pc.filter(scores["date"], missing)
             hi = pc.max(days).as_py()
             lo = pc.min(days).as_py() - timedelta(days=7)  # a trace precedes its scores
-            days = [str(lo + timedelta(d)) for d in range((hi - lo).days + 1)]
+            window = [str(lo + timedelta(d)) for d in range((hi - lo).days + 1)]
             # only those days' current, readable files: no connection over the warehouse
-            files = [p.path for p in list_table(self.store, S.ONLINE_TRACES, days).parts]
+            files = [p.path for p in list_table(self.store, S.ONLINE_TRACES, window).parts]
             if files:
                 earlier = pq.read_table(
                     files, columns=["trace_id", "strata"],

@@ -94,3 +94,37 @@ def test_bad_import_leaves_the_bucket_unchanged(bucket, tmp_path, capsys):
     assert main(["import", "jsonl", str(bad), "--run-name", "y", "--warehouse", bucket]) == 2
     assert "b.jsonl:2, field 'cost_usd'" in capsys.readouterr().err
     assert sorted(s3fs.S3FileSystem().find(bucket)) == before
+
+
+def test_compact_check_and_a_truncated_file_on_s3(bucket, capsys):
+    import s3fs
+
+    wh = Warehouse(bucket)
+    for b in range(3):
+        traces = [{"trace_id": f"t{b}-{k}", "timestamp": "2026-11-01T10:00:00Z"}
+                  for k in range(4)]
+        wh.record_online(traces, [{"trace_id": t["trace_id"], "timestamp": t["timestamp"],
+                                   "metric": "m", "value": 1, "kind": "binary"}
+                                  for t in traces])
+    fs = s3fs.S3FileSystem()
+    day = f"{bucket}/online_scores/date=2026-11-01"
+    cut = f"{day}/part-20261101T000000-cut.parquet"
+    fs.pipe(cut, fs.cat(fs.glob(f"{day}/part-*.parquet")[0])[:100])  # a half-copied file
+
+    def seen() -> tuple:
+        with connect(bucket) as con:
+            return (con.sql("SELECT count(*) FROM online_scores").fetchall()[0][0],
+                    con.sql("SELECT count(DISTINCT trace_id) FROM online_traces").fetchall()[0][0],
+                    con.sql("SELECT path FROM unreadable_files").fetchall())
+
+    assert seen() == (12, 12, [(cut,)])
+    assert main(["compact", "--warehouse", bucket, "--grace", "0"]) == 0
+    assert len(fs.glob(f"{bucket}/online_traces/date=2026-11-01/part-*.parquet")) == 1
+    assert len(fs.glob(f"{day}/part-*.parquet")) == 2  # the merged file; the cut one untouched
+    assert seen() == (12, 12, [(cut,)])
+    capsys.readouterr()
+    assert main(["check", "--warehouse", bucket]) == 1
+    assert f"quarantined {cut.removeprefix('s3://')}" in capsys.readouterr().out
+    assert fs.exists(f"{bucket}/_quarantine/online_scores/date=2026-11-01/"
+                     "part-20261101T000000-cut.parquet")
+    assert seen() == (12, 12, [])
