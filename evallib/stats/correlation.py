@@ -186,7 +186,7 @@ def correlation(x: ArrayLike, y: ArrayLike, method: str, *, interval: str = "boo
     if c.n > 3 and math.isfinite(c.r):
         from scipy.stats import norm
 
-        r = float(np.clip(c.r, -0.9999, 0.9999))
+        r = float(np.clip(c.r, -0.99, 0.99))  # atanh(±1) is infinite: ±1 counts as ±0.99
         se = math.sqrt((1 + r * r / 2) / (c.n - 3))
         half = float(norm.ppf(0.5 + CONFIDENCE / 2)) * se
         low, high = math.tanh(math.atanh(r) - half), math.tanh(math.atanh(r) + half)

@@ -123,10 +123,12 @@ def mann_whitney_counts(values: ArrayLike, counts_control: ArrayLike,
         return _degenerate(name, n_c, n_t)
     mc, mt = float(v @ c / n_c), float(v @ t / n_t)
     _, p = _mwu_p(c, t)
-    rng = np.random.default_rng(seed)
-    bc = rng.multinomial(n_c, c / n_c, size=n_boot) @ v / n_c
-    bt = rng.multinomial(n_t, t / n_t, size=n_boot) @ v / n_t
-    low, high = np.quantile(bt - bc, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    low = high = NAN
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        bc = rng.multinomial(n_c, c / n_c, size=n_boot) @ v / n_c
+        bt = rng.multinomial(n_t, t / n_t, size=n_boot) @ v / n_t
+        low, high = np.quantile(bt - bc, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
     return UnpairedResult(name, n_c, n_t, mc, mt, mt - mc, float(low), float(high), p)
 
 
@@ -154,10 +156,12 @@ def bootstrap_quantile_ratio(values: ArrayLike, counts_control: ArrayLike,
         return _degenerate(name, n_c, n_t, relative=True)
     qc, qt = float(_quantile(v, c, q)), float(_quantile(v, t, q))
     _, p = _mwu_p(c, t)
-    rng = np.random.default_rng(seed)
-    bc = _quantile(v, rng.multinomial(n_c, c / n_c, size=n_boot).astype(float), q)
-    bt = _quantile(v, rng.multinomial(n_t, t / n_t, size=n_boot).astype(float), q)
-    low, high = np.quantile(bt / bc, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    low = high = NAN
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        bc = _quantile(v, rng.multinomial(n_c, c / n_c, size=n_boot).astype(float), q)
+        bt = _quantile(v, rng.multinomial(n_t, t / n_t, size=n_boot).astype(float), q)
+        low, high = np.quantile(bt / bc, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
     return UnpairedResult(name, n_c, n_t, qc, qt, qt / qc if qc else NAN, float(low),
                           float(high), p, relative=True)
 
