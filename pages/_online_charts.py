@@ -9,7 +9,7 @@ counts: "count") as in `pages._charts`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from html import escape
 from typing import Any
 
@@ -186,7 +186,3 @@ def drift_distribution(d: DriftResult) -> go.Figure:
                              "font": {"size": 14}})
     fig.update_yaxes(tickformat=".0%", title_text="share")
     return fig
-
-
-def day_start(d: date) -> datetime:
-    return datetime.combine(d, time())
