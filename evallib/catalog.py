@@ -31,6 +31,7 @@ from .store import Store
 
 REPLACES = "evallib.replaces"  # footer key: JSON list of the file names (same directory)
 COVERS = "evallib.covers"  # footer key: "<files>:<xor hex>" of the original files merged
+SOURCE = "evallib.source"  # footer key of a rollup: the fingerprint of what it summarises
 _TAIL = 64 * 1024  # one read gets the footer of any part file we write
 _MAGIC = b"PAR1"
 
@@ -58,6 +59,7 @@ class Footer:
     num_rows: int = 0
     replaces: tuple[str, ...] = ()
     covers: tuple[int, int] | None = None  # (original files, xor of their name hashes)
+    source: str | None = None  # a rollup's source fingerprint
 
 
 @dataclass
@@ -165,7 +167,8 @@ def _parse(tail: bytes | Exception, size: int, table: Table) -> Footer | int:
     if COVERS.encode() in kv:
         n, x = kv[COVERS.encode()].decode().split(":")
         covers = (int(n), int(x, 16))
-    return Footer(None, meta.num_rows, replaces, covers)
+    source = kv[SOURCE.encode()].decode() if SOURCE.encode() in kv else None
+    return Footer(None, meta.num_rows, replaces, covers, source)
 
 
 def schema_problem(schema: pa.Schema, table: Table) -> str | None:

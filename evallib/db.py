@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from . import schema as S
 from .catalog import Listing, list_table
+from .rollup import MOMENT_COLUMNS, MOMENTS, Current, current, write_id
 from .store import Store
 
 _DUCK_TYPES = {
@@ -74,6 +75,12 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
     - ``online_traces``, ``online_scores``, ``online_retrievals``, ``feedback``,
       ``human_labels``, ``approvals``, ``gate_results``, ``alerts``: their current part
       files (``alerts`` is append-only: `queries.alerts` keeps each alert's latest row);
+    - ``online_score_moments`` (date × metric × strata_json), ``online_daily_moments``
+      (date × metric), ``run_score_moments`` (run_id × metric × strata_json) and
+      ``run_metric_moments`` (run_id × metric): kind, n_rows, n, sx, sxx, n_passed of scores,
+      from the fresh rollups (``online_daily_rollup``, ``run_metric_rollup``) where there
+      are some and from the raw rows (``online_scores_unrolled``, ``scores_unrolled``)
+      elsewhere: the same numbers either way (see `evallib.rollup`);
     - ``unreadable_files`` (table_name, path, reason): part files left out because they are
       not readable Parquet of their table (`evallib check` quarantines them).
     """
@@ -106,8 +113,58 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
         files = [p for p in listings[name].urls if _write_id(p) in committed]
         con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (write_id) FROM "
                     f"({_read(files, table)})")
-    _unreadable_table(con, listings)
+    writes = dict(con.sql("SELECT run_id, write_id FROM runs").fetchall())
+    rollups = _moment_views(con, store, listings, writes)
+    _unreadable_table(con, {**listings, **rollups})
     return con
+
+
+def _moment_views(con: duckdb.DuckDBPyConnection, store: Store, listings: dict[str, Listing],
+                  writes: dict[str, str]) -> dict[str, Listing]:
+    """Score moments: the fresh rows of the current rollups, plus the raw rows of the days
+    and runs they miss (see `evallib.rollup`)."""
+    rollups = {t.name: list_table(store, t) for t in S.ROLLUPS.values()}
+    daily = current(rollups["online_daily_rollup"], listings["online_scores"].fingerprints())
+    per_run = current(rollups["run_metric_rollup"], writes)
+    raw_online = [p.url for p in listings["online_scores"].parts
+                  if p.partition not in daily.fresh]
+    raw_runs = [p.url for p in listings["scores"].parts
+                if p.partition not in per_run.fresh and writes.get(p.partition) == write_id(p)]
+    con.execute(f"CREATE VIEW online_daily_rollup AS "
+                f"{_fresh_rows(daily, S.ONLINE_DAILY_ROLLUP, 'date')}")
+    con.execute(f"CREATE VIEW run_metric_rollup AS "
+                f"{_fresh_rows(per_run, S.RUN_METRIC_ROLLUP, 'run_id')}")
+    con.execute(f"CREATE VIEW online_scores_unrolled AS {_read(raw_online, S.ONLINE_SCORES)}")
+    con.execute(f"CREATE VIEW scores_unrolled AS SELECT * EXCLUDE (write_id) FROM "
+                f"({_read(raw_runs, S.SCORES)})")
+    columns = ", ".join(MOMENT_COLUMNS)
+    pooled = ", ".join(["any_value(kind) AS kind", *(f"sum({c})::BIGINT AS {c}" for c in
+                                                     ("n_rows", "n")),
+                        "sum(sx) AS sx", "sum(sxx) AS sxx", "sum(n_passed)::BIGINT AS n_passed"])
+    for key, rolled, raw, fine, coarse in (
+            ("date", "online_daily_rollup", "online_scores_unrolled", "online_score_moments",
+             "online_daily_moments"),
+            ("run_id", "run_metric_rollup", "scores_unrolled", "run_score_moments",
+             "run_metric_moments")):
+        # × strata_json, for splits by a stratum; and without, so the raw rows of what is
+        # not rolled up group as coarsely as the question needs
+        con.execute(f"CREATE VIEW {fine} AS SELECT {key}, {columns} FROM {rolled} "
+                    f"UNION ALL SELECT {key}, metric, strata_json, {MOMENTS} FROM {raw} "
+                    f"GROUP BY {key}, metric, strata_json")
+        con.execute(f"CREATE VIEW {coarse} AS SELECT {key}, metric, {pooled} FROM {rolled} "
+                    f"GROUP BY {key}, metric UNION ALL SELECT {key}, metric, {MOMENTS} "
+                    f"FROM {raw} GROUP BY {key}, metric")
+    return rollups
+
+
+def _fresh_rows(cur: Current, table: S.Table, key: str) -> str:
+    """The current rollup file's rows, but those of days (runs) gone stale."""
+    rows = _read([cur.part.url] if cur.part else [], table)
+    if not cur.stale:
+        return rows
+    cast = "DATE" if key == "date" else "VARCHAR"
+    stale = ", ".join(f"CAST({_sql_str(k)} AS {cast})" for k in sorted(cur.stale))
+    return f"SELECT * FROM ({rows}) WHERE NOT list_contains([{stale}], {key})"
 
 
 def _unreadable_table(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing]) -> None:

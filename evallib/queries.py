@@ -69,11 +69,15 @@ Connection = duckdb.DuckDBPyConnection
 # per value of the chosen key: the key is read from a few hundred strings, not millions.
 _MOMENTS = """any_value(s.kind) AS kind, count(s.value) AS n, sum(s.value) AS sx,
            sum(s.value * s.value) AS sxx"""
-_STRATUM = "CAST(g.strata_json::JSON AS MAP(VARCHAR, VARCHAR))[$key]"
-_POOLED = """any_value(g.kind) AS kind, sum(g.n)::BIGINT AS n,
-           sum(g.sx) / sum(g.n) AS mean,
+# The value of stratum key $key: a JSON pointer into the canonical JSON (any key works: '~'
+# and '/' escaped as RFC 6901 says); ten times faster than casting each row to a MAP.
+_STRATUM = ("json_extract_string(g.strata_json, "
+            "'/' || replace(replace($key, '~', '~0'), '/', '~1'))")
+_POOLED_MEAN_SD = """sum(g.sx) / sum(g.n) AS mean,
            CASE WHEN sum(g.n) > 1 THEN sqrt(greatest(sum(g.sxx) - sum(g.sx) * sum(g.sx)
                 / sum(g.n), 0) / (sum(g.n) - 1)) END AS sd"""
+_POOLED = f"""any_value(g.kind) AS kind, sum(g.n)::BIGINT AS n,
+           {_POOLED_MEAN_SD}"""
 
 
 def _frame(con: Connection, sql: str, **params: Any) -> pl.DataFrame:
@@ -103,14 +107,15 @@ def runs_overview(con: Connection, dataset: str | None = None) -> pl.DataFrame:
 
 def run_metric_summary(con: Connection, run_ids: Sequence[str] | None = None) -> pl.DataFrame:
     """Per run (all, or those listed) × metric: kind, n scored, n unscored, mean, sd, and
-    n_passed (rows passed; null when the metric carries no pass flag at all)."""
-    return _frame(con, """
-        SELECT run_id, metric, any_value(kind) AS kind, count(value) AS n,
-               count(*) - count(value) AS n_unscored, avg(value) AS mean,
-               stddev_samp(value) AS sd, count_if(passed)::BIGINT AS n_passed
-        FROM scores
-        WHERE $ids IS NULL OR list_contains($ids, run_id)
-        GROUP BY run_id, metric ORDER BY run_id, metric""",
+    n_passed (rows passed; null when the metric carries no pass flag at all). From the
+    score moments: rollups where fresh, raw scores elsewhere (`evallib.rollup`)."""
+    return _frame(con, f"""
+        SELECT g.run_id, g.metric, any_value(g.kind) AS kind, sum(g.n)::BIGINT AS n,
+               (sum(g.n_rows) - sum(g.n))::BIGINT AS n_unscored, {_POOLED_MEAN_SD},
+               sum(g.n_passed)::BIGINT AS n_passed
+        FROM run_metric_moments g
+        WHERE $ids IS NULL OR list_contains($ids, g.run_id)
+        GROUP BY g.run_id, g.metric ORDER BY g.run_id, g.metric""",
                   ids=None if run_ids is None else list(run_ids))
 
 
@@ -155,18 +160,15 @@ def offline_trend(con: Connection, dataset: str, metric: str,
     """One row per run of ``dataset`` (× value of ``stratum_key``, column ``stratum``):
     started_at, run_id, name, release, approved, kind, n, mean, sd of ``metric``."""
     if stratum_key is None:
-        return _frame(con, """
-            SELECT r.started_at, r.run_id, r.name, r.release, r.approved,
-                   any_value(s.kind) AS kind, count(s.value) AS n, avg(s.value) AS mean,
-                   stddev_samp(s.value) AS sd
-            FROM scores s JOIN runs r USING (run_id)
-            WHERE r.dataset = $dataset AND s.metric = $metric
+        return _frame(con, f"""
+            SELECT r.started_at, r.run_id, r.name, r.release, r.approved, {_POOLED}
+            FROM run_metric_moments g JOIN runs r USING (run_id)
+            WHERE r.dataset = $dataset AND g.metric = $metric
             GROUP BY ALL ORDER BY r.started_at, r.run_id""", dataset=dataset, metric=metric)
     return _frame(con, f"""
-        WITH g AS (SELECT s.run_id, s.strata_json, {_MOMENTS} FROM scores s
-                   WHERE s.metric = $metric
-                     AND s.run_id IN (SELECT run_id FROM runs WHERE dataset = $dataset)
-                   GROUP BY s.run_id, s.strata_json)
+        WITH g AS (SELECT run_id, strata_json, kind, n, sx, sxx FROM run_score_moments
+                   WHERE metric = $metric
+                     AND run_id IN (SELECT run_id FROM runs WHERE dataset = $dataset))
         SELECT r.started_at, r.run_id, r.name, r.release, r.approved,
                {_STRATUM} AS stratum, {_POOLED}
         FROM g JOIN runs r USING (run_id)
@@ -179,16 +181,13 @@ def online_daily(con: Connection, metric: str, start: date, end: date,
     """Per UTC day in [start, end] (× value of ``stratum_key``, column ``stratum``):
     kind, n, mean, sd of ``metric`` on sampled production traces."""
     if stratum_key is None:
-        return _frame(con, """
-            SELECT date AS day, any_value(kind) AS kind, count(value) AS n,
-                   avg(value) AS mean, stddev_samp(value) AS sd
-            FROM online_scores
-            WHERE metric = $metric AND date BETWEEN $start AND $end
+        return _frame(con, f"""
+            SELECT g.date AS day, {_POOLED} FROM online_daily_moments g
+            WHERE g.metric = $metric AND g.date BETWEEN $start AND $end
             GROUP BY day ORDER BY day""", metric=metric, start=start, end=end)
     return _frame(con, f"""
-        WITH g AS (SELECT s.date, s.strata_json, {_MOMENTS} FROM online_scores s
-                   WHERE s.metric = $metric AND s.date BETWEEN $start AND $end
-                   GROUP BY s.date, s.strata_json)
+        WITH g AS (SELECT date, strata_json, kind, n, sx, sxx FROM online_score_moments
+                   WHERE metric = $metric AND date BETWEEN $start AND $end)
         SELECT g.date AS day, {_STRATUM} AS stratum, {_POOLED}
         FROM g GROUP BY ALL ORDER BY day, stratum NULLS LAST""",
                   metric=metric, start=start, end=end, key=stratum_key)

@@ -328,3 +328,31 @@ TABLES: dict[str, Table] = {
     )
 }
 OFFLINE_DATA = ("cases", "scores", "retrievals")  # visible only once their run is committed
+
+# Rollups (`evallib rollup`): the mergeable moments of scores per day or run × metric ×
+# strata, so the dashboard's aggregates read thousands of rows instead of millions. Derived
+# data, one current file per table: a day's or run's rows are read only while they are
+# fresh (see evallib/rollup.py).
+_MOMENT_COLUMNS = (
+    _c("metric", _S, True),
+    _c("strata_json", _S, False, "the scores' strata as canonical JSON, as in the scores"),
+    _c("kind", _S, True),
+    _c("n_rows", _I, True, "score rows, scored or not"),
+    _c("n", _I, True, "scored rows (value not null)"),
+    _c("sx", _F, False, "sum of the values (null when n = 0)"),
+    _c("sxx", _F, False, "sum of their squares"),
+    _c("n_passed", _I, False, "rows with passed = true (null: no row has a pass flag)"),
+)
+ONLINE_DAILY_ROLLUP = Table(
+    "online_daily_rollup", (_c("date", pa.date32(), True), *_MOMENT_COLUMNS),
+    partition=None, key=(),
+    doc="online_scores per day × metric × strata; a day is fresh while its part files are "
+        "those the rollup summarised (its footer maps each day to their fingerprint)",
+)
+RUN_METRIC_ROLLUP = Table(
+    "run_metric_rollup", (_c("run_id", _S, True), *_MOMENT_COLUMNS),
+    partition=None, key=(),
+    doc="scores per run × metric × strata; a run is fresh while its committed write is the "
+        "one summarised (its footer maps each run to its write_id)",
+)
+ROLLUPS: dict[str, Table] = {t.name: t for t in (ONLINE_DAILY_ROLLUP, RUN_METRIC_ROLLUP)}

@@ -151,7 +151,8 @@ class Store:
         return out
 
     def write_part(self, table: Table, data: pa.Table, partition_value: str | None = None,
-                   write_id: str | None = None, metadata: dict[str, str] | None = None) -> str:
+                   write_id: str | None = None, metadata: dict[str, str] | None = None,
+                   row_group_size: int | None = None) -> str:
         """Write one new part file atomically; returns its path. Offline files carry their
         run's ``write_id`` in the name, so readers pick committed files without opening any.
         ``metadata`` goes into the Parquet footer (compaction records what a file replaces)."""
@@ -162,7 +163,8 @@ class Store:
         data = data.cast(table.schema) if data.schema != table.schema else data
         if metadata:
             data = data.replace_schema_metadata({**(data.schema.metadata or {}), **metadata})
-        options = {"compression": "zstd", "use_dictionary": _dictionary_columns(table)}
+        options = {"compression": "zstd", "use_dictionary": _dictionary_columns(table),
+                   "row_group_size": row_group_size}
         if not self.is_local:
             with self.fs.open(final, "wb") as f:
                 pq.write_table(data, f, **options)

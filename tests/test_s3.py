@@ -8,11 +8,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from evallib import Warehouse, connect
+from evallib import Warehouse, connect, queries
 from evallib.cli import main
 
 pytest.importorskip("s3fs")
@@ -128,3 +129,10 @@ def test_compact_check_and_a_truncated_file_on_s3(bucket, capsys):
     assert fs.exists(f"{bucket}/_quarantine/online_scores/date=2026-11-01/"
                      "part-20261101T000000-cut.parquet")
     assert seen() == (12, 12, [])
+    with connect(bucket) as con:
+        raw = queries.online_daily(con, "m", date(2026, 11, 1), date(2026, 11, 1))
+    assert main(["rollup", "--warehouse", bucket]) == 0  # rollups on S3 read the same
+    with connect(bucket) as con:
+        assert con.sql("SELECT count(*) FROM online_scores_unrolled").fetchall() == [(0,)]
+        assert queries.online_daily(con, "m", date(2026, 11, 1), date(2026, 11, 1)).rows() \
+            == raw.rows() == [(date(2026, 11, 1), "binary", 12, 1.0, 0.0)]

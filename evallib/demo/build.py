@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from .. import schema as S
 from ..errors import EvallibError
+from ..rollup import rollup
 from ..warehouse import Warehouse
 from .offline import _write_offline
 from .online import _online_day, _OnlineAcc, _Story
@@ -28,7 +29,7 @@ def _clear(wh: Warehouse, force: bool) -> None:
     if not force:
         raise EvallibError(f"the warehouse at {store.root} already has data; "
                            "pass --force to rebuild it (this deletes its tables)")
-    for table in S.TABLES.values():  # only the table directories, nothing else
+    for table in (*S.TABLES.values(), *S.ROLLUPS.values()):  # the tables' directories only
         path = store.table_dir(table)
         if store.is_local:
             if os.path.isdir(path):
@@ -70,6 +71,7 @@ def build_demo(root: str | os.PathLike[str] | None = None, *, days: int = 180,
     if acc.labels:
         acc.rows["human_labels"] = wh.record_human_labels(pa.concat_tables(acc.labels))
     spearman = _judge_feedback_spearman(acc.pairs)
+    rollup(wh.store, grace=0)  # what `evallib rollup` keeps: the dashboard's aggregates
 
     assert offline.baseline is not None and offline.candidate is not None
     rows = {name: offline.rows.get(name, 0) + acc.rows.get(name, 0) for name in S.TABLES}

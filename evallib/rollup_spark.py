@@ -1,0 +1,74 @@
+"""The rollup aggregation on Apache Spark (`evallib rollup --engine spark`).
+
+The same moments as the DuckDB engine (`evallib.rollup.MOMENTS`), computed by Spark over
+the same Parquet part files, for warehouses larger than one machine. Spark runs in local
+mode unless ``EVALLIB_SPARK_MASTER`` names a cluster (e.g. ``spark://host:7077``); the small
+result comes back to the driver as Arrow and is written by evallib's own writer.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import polars as pl
+
+from .errors import EvallibError
+
+_SESSION: Any = None
+
+
+def session() -> Any:
+    """One Spark session per process (starting the JVM takes seconds), bound to loopback."""
+    global _SESSION
+    if _SESSION is not None:
+        return _SESSION
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise EvallibError("--engine spark needs pyspark: pip install -e '.[spark]' "
+                           "(and Java 17)") from None
+    builder = (SparkSession.builder.appName("evallib-rollup")
+               .master(os.environ.get("EVALLIB_SPARK_MASTER", "local[*]"))
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.driver.host", "127.0.0.1")
+               .config("spark.driver.bindAddress", "127.0.0.1")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.shuffle.partitions", "8")
+               # partition values stay text (a run_id "0042" is not the number 42)
+               .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false"))
+    try:
+        _SESSION = builder.getOrCreate()
+    except Exception as e:  # no Java, or a cluster that cannot be reached
+        raise EvallibError(f"cannot start Spark ({type(e).__name__}: {e}); it needs Java 17 "
+                           "(`java -version`)") from None
+    _SESSION.sparkContext.setLogLevel("ERROR")
+    return _SESSION
+
+
+def aggregate(urls: list[str], base: str, key: str) -> pl.DataFrame:
+    """Per ``key`` (the hive partition: date or run_id) × metric × strata_json of these
+    part files under ``base``: kind, n_rows, n, sx, sxx, n_passed."""
+    from .rollup import _moment_schema
+
+    if not urls:
+        return pl.DataFrame(schema={key: pl.Date if key == "date" else pl.String,
+                                    **_moment_schema()})
+    from pyspark.sql import functions as F
+
+    spark = session()
+    df = spark.read.option("basePath", base).parquet(*urls)
+    if key == "date":
+        df = df.withColumn("date", F.to_date("date"))
+    value = F.col("value")
+    out = df.groupBy(key, "metric", "strata_json").agg(
+        F.first("kind", ignorenulls=True).alias("kind"),
+        F.count(F.lit(1)).alias("n_rows"),
+        F.count(value).alias("n"),
+        F.sum(value).alias("sx"),
+        F.sum(value * value).alias("sxx"),
+        # count_if: null when no row has a pass flag, like DuckDB's
+        F.when(F.count("passed") > 0, F.count(F.when(F.col("passed"), 1))).alias("n_passed"),
+    )
+    return pl.from_arrow(out.toArrow())
