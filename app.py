@@ -8,6 +8,8 @@ st.set_page_config(page_title="Eval Flywheel", page_icon="🎡", layout="wide")
 page = st.navigation([
     st.Page("pages/runs.py", title="Runs", icon="🏁", default=True),
     st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+    st.Page("pages/slices.py", title="Slices", icon="🧩"),
+    st.Page("pages/rag.py", title="RAG", icon="🔎"),
     st.Page("pages/trends.py", title="Trends", icon="📈"),
     st.Page("pages/online.py", title="Online", icon="🌐"),
     st.Page("pages/correlation.py", title="Correlation", icon="🔗"),

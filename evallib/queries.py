@@ -58,6 +58,19 @@ __all__ = [
     "variant_health",
     "variant_latency_bins",
     "variant_scores",
+    "attribution_items",
+    "attribution_details",
+    "generation_by_evidence",
+    "online_attribution_details",
+    "online_attribution_items",
+    "online_generation_by_evidence",
+    "online_retrieval_metrics",
+    "online_slice_summary",
+    "online_slice_traces",
+    "online_strata_mix",
+    "retrieval_metrics",
+    "slice_summary",
+    "strata_mix",
 ]
 
 Connection = duckdb.DuckDBPyConnection
@@ -668,3 +681,319 @@ def alerts(con: Connection, since: date | None = None) -> pl.DataFrame:
         WHERE $since IS NULL OR last_day >= $since
         QUALIFY row_number() OVER (PARTITION BY alert_id ORDER BY detected_at DESC) = 1
         ORDER BY status = 'open' DESC, last_day DESC, signal""", since=since)
+
+
+# --- slices, coverage, RAG ---------------------------------------------------------------
+# The RAG queries read one run (offline) or a window of UTC days (online) with the same SQL:
+# only the fragments that pick the rows differ, so each query below is two constant strings
+# built once at import from fixed fragments (no user input ever reaches the text).
+#
+# A retrievals row is one retrieved document (or passage) at its rank, 1 = top, so a
+# document id listed at two ranks counts at both (evallib.scorers.retrieval would keep its
+# best rank only; collapsing them costs 3× the time on a 90-day window). ``relevant`` null
+# means not judged: an item whose rows are all unjudged has no gold document; one judged
+# with nothing relevant retrieved is a miss.
+
+_STRATUM2 = "CAST(g.strata_json::JSON AS MAP(VARCHAR, VARCHAR))[$key2]"
+_RAG_SOURCES = {
+    "offline": {
+        "docs": "SELECT case_id AS item, doc_id, rank, relevant, cited FROM retrievals "
+                "WHERE run_id = $run",
+        # the golden set's relevant documents, when the run's dataset version is stored:
+        # they count in recall even when no retrieval found them
+        "gold": "SELECT case_id AS item, len(relevant_docs) AS n_gold FROM dataset_cases "
+                "WHERE dataset_version = (SELECT dataset_version FROM runs WHERE run_id = $run)",
+        "scores": "SELECT case_id AS item, metric, kind, value, passed, rationale, strata_json, "
+                  "NULL::DATE AS date FROM scores WHERE run_id = $run",
+        "subjects": "SELECT case_id AS item, error, NULL::BOOLEAN AS refusal FROM cases "
+                    "WHERE run_id = $run",
+        "id": "case_id",
+    },
+    "online": {
+        "docs": "SELECT trace_id AS item, doc_id, rank, relevant, cited FROM online_retrievals "
+                "WHERE date BETWEEN $start AND $end",
+        "gold": "SELECT NULL::VARCHAR AS item, NULL::BIGINT AS n_gold WHERE false",
+        "scores": "SELECT trace_id AS item, metric, kind, value, passed, rationale, "
+                  "strata_json, date FROM online_scores WHERE date BETWEEN $start AND $end",
+        "subjects": "SELECT trace_id AS item, error, refusal FROM online_traces "
+                    "WHERE date BETWEEN $start AND $end",
+        "id": "trace_id",
+    },
+}
+
+# Items with the same relevant positions (within max_k) and number of relevant documents
+# score the same at every k, so the metrics are computed once per such pattern (a few
+# hundred) and weighted by how many items share it. Definitions as evallib.scorers.retrieval.
+_RETRIEVAL_METRICS = """WITH docs AS ({docs}), gold AS ({gold}),
+    items AS (
+        SELECT d.item,
+               coalesce(list(d.rank ORDER BY d.rank)
+                        FILTER (WHERE d.relevant AND d.rank <= $max_k), []) AS found,
+               greatest(count_if(d.relevant), coalesce(any_value(g.n_gold), 0), 1) AS n_rel,
+               count_if(d.cited) AS n_cited, count_if(d.cited AND d.relevant) AS n_cited_rel
+        FROM docs d LEFT JOIN gold g USING (item)
+        GROUP BY d.item HAVING count(d.relevant) > 0),
+    patterns AS (SELECT found, n_rel, count(*) AS w FROM items GROUP BY found, n_rel),
+    ks AS (SELECT k FROM range(1, $max_k + 1) t(k)),
+    ideal AS (SELECT k AS m, sum(1.0 / log2(k + 1)) OVER (ORDER BY k) AS idcg FROM ks),
+    per AS (SELECT p.w, ks.k, p.n_rel, list_filter(p.found, lambda r: r <= ks.k) AS hit
+            FROM patterns p CROSS JOIN ks),
+    vals AS (SELECT per.w, per.k, unnest([
+        {{'metric': 'recall', 'v': len(hit) / n_rel}},
+        {{'metric': 'precision', 'v': len(hit) / per.k}},
+        {{'metric': 'ndcg', 'v': coalesce(list_sum(list_transform(
+            hit, lambda r: 1.0 / log2(r + 1))), 0) / i.idcg}},
+        {{'metric': 'hit_rate', 'v': (len(hit) > 0)::DOUBLE}},
+        {{'metric': 'mrr', 'v': coalesce(1.0 / list_min(hit), 0)}},
+        {{'metric': 'context_precision', 'v': coalesce(list_sum(list_transform(
+            hit, lambda r, j: j / r)) / len(hit), 0)}}]) AS m
+        FROM per JOIN ideal i ON i.m = least(per.k, per.n_rel))
+SELECT k, m.metric AS metric,
+       CASE WHEN m.metric = 'hit_rate' THEN 'binary' ELSE 'continuous' END AS kind,
+       sum(w)::BIGINT AS n, sum(w * m.v) / sum(w) AS mean,
+       CASE WHEN sum(w) > 1 THEN sqrt(greatest(sum(w * m.v * m.v)
+            - sum(w * m.v) * sum(w * m.v) / sum(w), 0) / (sum(w) - 1)) END AS sd
+FROM vals GROUP BY k, m.metric
+UNION ALL
+SELECT NULL, 'citation_hit_rate', 'continuous', count(*), avg(n_cited_rel / n_cited),
+       stddev_samp(n_cited_rel / n_cited)
+FROM items WHERE n_cited > 0
+ORDER BY k NULLS LAST, metric"""
+
+# What the generator had, per item: documents retrieved, how many judged (0: no gold
+# document), a relevant one in the top k, the first relevant rank, a relevant one cited.
+_EVIDENCE = """SELECT item, count(*) AS n_docs, count(relevant) AS n_judged,
+               coalesce(bool_or(relevant AND rank <= $k), false) AS relevant_in_k,
+               min(rank) FILTER (WHERE relevant) AS first_relevant,
+               coalesce(bool_or(relevant AND cited), false) AS cited_relevant
+        FROM docs"""
+
+_ATTRIBUTION_ITEMS = """WITH s AS (
+        SELECT item, metric, kind, value, passed, strata_json, date FROM ({scores})
+        WHERE metric = $answer OR metric = $faithfulness),
+    answer AS (SELECT item, date, value, strata_json,
+                      coalesce(NOT passed, kind = 'binary' AND value = 0) AS failed
+               FROM s WHERE metric = $answer),
+    subjects AS (SELECT * FROM ({subjects}) WHERE item IN (SELECT item FROM answer)),
+    chosen AS (SELECT a.*, s.error, s.refusal FROM answer a JOIN subjects s USING (item)
+               WHERE NOT $failing_only OR (a.failed AND s.error IS NULL)),
+    faith AS (SELECT item, CASE WHEN passed IS NOT NULL THEN passed
+                                WHEN kind = 'binary' THEN value = 1 END AS faithful,
+                     value AS faithfulness
+              FROM s WHERE metric = $faithfulness),
+    docs AS ({docs}),
+    evidence AS (""" + _EVIDENCE + """ WHERE item IN (SELECT item FROM chosen) GROUP BY item)
+SELECT c.item AS {id}, c.date, c.strata_json, c.value AS answer, c.failed,
+       c.error IS NOT NULL AS errored, f.faithful, f.faithfulness,
+       coalesce(e.n_docs, 0) AS n_docs, coalesce(e.n_judged, 0) AS n_judged,
+       coalesce(e.relevant_in_k, false) AS relevant_in_k, e.first_relevant,
+       coalesce(e.cited_relevant, false) AS cited_relevant, c.refusal, c.error
+FROM chosen c LEFT JOIN faith f USING (item) LEFT JOIN evidence e USING (item)
+ORDER BY c.item"""
+
+# Each metric's summary split by the evidence the generator had (a rollup row: evidence
+# null). Online traces add ``refusal`` (binary): declining is right when evidence is missing.
+_GENERATION = """WITH docs AS ({docs}),
+    evidence AS (
+        SELECT item, CASE WHEN count(relevant) = 0 THEN 'no gold document'
+                          WHEN bool_or(relevant AND rank <= $k) THEN 'relevant in top k'
+                          ELSE 'no relevant in top k' END AS evidence
+        FROM docs GROUP BY item),
+    s AS (SELECT item, metric, kind, value FROM ({scores})
+          UNION ALL
+          SELECT item, 'refusal', 'binary', refusal::DOUBLE FROM ({subjects})
+          WHERE refusal IS NOT NULL)
+SELECT e.evidence, s.metric, any_value(s.kind) AS kind, count(s.value) AS n,
+       avg(s.value) AS mean, stddev_samp(s.value) AS sd
+FROM s JOIN evidence e USING (item)
+GROUP BY GROUPING SETS ((e.evidence, s.metric), (s.metric))
+ORDER BY s.metric, e.evidence NULLS LAST"""
+
+# The texts behind listed items, the judge's reason for the answer metric and the top k
+# documents each generator read (✓ relevant).
+_DETAILS = """WITH ids AS (SELECT unnest($ids) AS item),
+    docs AS ({docs}),
+    top AS (SELECT item, string_agg(doc_id || CASE WHEN relevant THEN ' ✓' ELSE '' END
+                                    || CASE WHEN cited THEN ' (cited)' ELSE '' END, ', '
+                                    ORDER BY rank) AS top_k
+            FROM docs WHERE rank <= $k AND item IN (SELECT item FROM ids) GROUP BY item),
+    why AS (SELECT item, any_value(rationale) AS rationale FROM ({scores})
+            WHERE metric = $answer AND item IN (SELECT item FROM ids) GROUP BY item)
+SELECT t.item AS {id}, t.input, t.output, t.expected, top.top_k, why.rationale
+FROM ({texts}) t LEFT JOIN top USING (item) LEFT JOIN why USING (item)
+WHERE t.item IN (SELECT item FROM ids) ORDER BY t.item"""
+_TEXTS = {
+    "offline": "SELECT case_id AS item, input, output, expected FROM cases WHERE run_id = $run",
+    "online": "SELECT trace_id AS item, input, output, NULL::VARCHAR AS expected "
+              "FROM online_traces WHERE date BETWEEN $start AND $end",
+}
+
+
+def _sources(template: str) -> dict[str, str]:
+    """``template`` filled with each source's fragments: offline and online SQL."""
+    return {src: template.format(texts=_TEXTS[src], **parts)
+            for src, parts in _RAG_SOURCES.items()}
+
+
+_RETRIEVAL_SQL = _sources(_RETRIEVAL_METRICS)
+_ATTRIBUTION_SQL = _sources(_ATTRIBUTION_ITEMS)
+_GENERATION_SQL = _sources(_GENERATION)
+_DETAILS_SQL = _sources(_DETAILS)
+
+
+def slice_summary(con: Connection, run_id: str, key: str, key2: str | None = None
+                  ) -> pl.DataFrame:
+    """Per metric × value of ``key`` (column ``stratum``) × value of ``key2`` (``stratum2``;
+    null without a second key) in one run: kind, n, mean, sd. Null = the case lacks the key."""
+    return _frame(con, f"""
+        WITH g AS (SELECT s.metric, s.strata_json, {_MOMENTS} FROM scores s
+                   WHERE s.run_id = $run GROUP BY s.metric, s.strata_json)
+        SELECT g.metric, {_STRATUM} AS stratum, {_STRATUM2} AS stratum2, {_POOLED}
+        FROM g GROUP BY ALL ORDER BY metric, stratum NULLS LAST, stratum2 NULLS LAST""",
+                  run=run_id, key=key, key2=key2)
+
+
+def online_slice_summary(con: Connection, start: date, end: date, key: str,
+                         key2: str | None = None) -> pl.DataFrame:
+    """`slice_summary` over production traces scored on UTC days [start, end]."""
+    return _frame(con, f"""
+        WITH g AS (SELECT s.metric, s.strata_json, {_MOMENTS} FROM online_scores s
+                   WHERE s.date BETWEEN $start AND $end GROUP BY s.metric, s.strata_json)
+        SELECT g.metric, {_STRATUM} AS stratum, {_STRATUM2} AS stratum2, {_POOLED}
+        FROM g GROUP BY ALL ORDER BY metric, stratum NULLS LAST, stratum2 NULLS LAST""",
+                  start=start, end=end, key=key, key2=key2)
+
+
+def strata_mix(con: Connection, run_id: str, key: str, key2: str | None = None
+               ) -> pl.DataFrame:
+    """How many cases of the run (its golden set) fall in each value of ``key`` (``stratum``)
+    × ``key2`` (``stratum2``): the mix the run's means are averaged over."""
+    return _frame(con, """
+        SELECT strata[$key] AS stratum, strata[$key2] AS stratum2, count(*) AS n
+        FROM cases WHERE run_id = $run
+        GROUP BY ALL ORDER BY stratum NULLS LAST, stratum2 NULLS LAST""",
+                  run=run_id, key=key, key2=key2)
+
+
+def online_strata_mix(con: Connection, start: date, end: date, key: str,
+                      key2: str | None = None) -> pl.DataFrame:
+    """How many scored production traces of UTC days [start, end] fall in each value of
+    ``key`` × ``key2``: the traffic mix. Counted from the scores, which carry their trace's
+    strata as dictionary-encoded JSON: reading every trace's strata map takes 5–10× longer,
+    and the scorer picks traces without regard to their strata."""
+    return _frame(con, """
+        WITH g AS (SELECT strata_json, count(DISTINCT trace_id) AS n FROM online_scores
+                   WHERE date BETWEEN $start AND $end GROUP BY strata_json)
+        SELECT CAST(strata_json::JSON AS MAP(VARCHAR, VARCHAR))[$key] AS stratum,
+               CAST(strata_json::JSON AS MAP(VARCHAR, VARCHAR))[$key2] AS stratum2,
+               sum(n)::BIGINT AS n
+        FROM g GROUP BY ALL ORDER BY stratum NULLS LAST, stratum2 NULLS LAST""",
+                  start=start, end=end, key=key, key2=key2)
+
+
+def online_slice_traces(con: Connection, metric: str, start: date, end: date, key: str,
+                        value: str | None, key2: str | None = None,
+                        value2: str | None = None, limit: int = 500) -> pl.DataFrame:
+    """Traces of UTC days [start, end] scored on ``metric`` whose ``key`` is ``value`` (and
+    ``key2`` is ``value2``; a null value = the trace lacks the key), lowest scores first,
+    then newest: trace_id, timestamp, release, value, passed, rationale, input, output,
+    strata. Three reads, each small: the cell's distinct strata, the traces they pick, then
+    the texts from only those traces' days (one query joining them reads 10× more)."""
+    # the cell's strata, as a list: a filter on the parsed strata would be pushed below the
+    # DISTINCT by the optimizer and parse every score's strata (15× slower)
+    distinct = _frame(con, """
+        SELECT strata_json,
+               CAST(strata_json::JSON AS MAP(VARCHAR, VARCHAR))[$key] AS v,
+               CAST(strata_json::JSON AS MAP(VARCHAR, VARCHAR))[$key2] AS v2
+        FROM online_scores WHERE metric = $metric AND date BETWEEN $start AND $end
+        GROUP BY strata_json""", metric=metric, start=start, end=end, key=key, key2=key2)
+    same = pl.col("v").is_null() if value is None else pl.col("v") == value
+    if key2 is not None:
+        same &= pl.col("v2").is_null() if value2 is None else pl.col("v2") == value2
+    cell = distinct.filter(same)
+    picked = _frame(con, """
+        SELECT trace_id, date, timestamp, value FROM online_scores
+        WHERE metric = $metric AND date BETWEEN $start AND $end
+          AND strata_json IN (SELECT unnest($cell))
+        ORDER BY value NULLS LAST, timestamp DESC, trace_id LIMIT $limit""",
+                    metric=metric, start=start, end=end, cell=cell["strata_json"].to_list(),
+                    limit=limit)
+    span = {"first": picked["date"].min(), "last": picked["date"].max(),
+            "ids": picked["trace_id"].to_list()}
+    texts = _frame(con, """
+        SELECT trace_id, release, input, output, strata FROM online_traces
+        WHERE date BETWEEN $first AND $last AND trace_id IN (SELECT unnest($ids))""", **span)
+    why = _frame(con, """
+        SELECT trace_id, passed, rationale FROM online_scores
+        WHERE metric = $metric AND date BETWEEN $first AND $last
+          AND trace_id IN (SELECT unnest($ids))""", metric=metric, **span)
+    picked = picked.join(why, on="trace_id", how="left", maintain_order="left")
+    return picked.join(texts, on="trace_id", how="left", maintain_order="left").select(
+        "trace_id", "timestamp", "release", "value", "passed", "rationale", "input", "output",
+        "strata")
+
+
+def retrieval_metrics(con: Connection, run_id: str, max_k: int = 10) -> pl.DataFrame:
+    """The run's retrieval quality per cut k = 1…max_k (column ``k``) and metric: recall,
+    precision, ndcg, hit_rate (binary), mrr, context_precision, plus citation_hit_rate (k
+    null); kind, n, mean, sd over the cases with judged documents. A case whose retrieved
+    documents were all judged not relevant scores 0; one whose relevance is null (no gold
+    document exists) is left out. Definitions as in `evallib.scorers.retrieval`."""
+    return _frame(con, _RETRIEVAL_SQL["offline"], run=run_id, max_k=max_k)
+
+
+def online_retrieval_metrics(con: Connection, start: date, end: date, max_k: int = 10
+                             ) -> pl.DataFrame:
+    """`retrieval_metrics` over the production traces of UTC days [start, end] that logged
+    their retrievals."""
+    return _frame(con, _RETRIEVAL_SQL["online"], start=start, end=end, max_k=max_k)
+
+
+def attribution_items(con: Connection, run_id: str, k: int, answer: str,
+                      faithfulness: str, failing_only: bool = False) -> pl.DataFrame:
+    """One row per case of the run scored on ``answer`` (or only the failing ones: answer
+    failed, no error), with what `evallib.rag.classify` needs: failed, errored, faithful
+    (pass flag of ``faithfulness``; null if unscored), n_docs (retrieved), n_judged (with a
+    relevance label), relevant_in_k, first_relevant, cited_relevant; and the case's
+    strata_json, the answer's value, error. Texts and reasons: `attribution_details`."""
+    return _frame(con, _ATTRIBUTION_SQL["offline"], run=run_id, k=k, answer=answer,
+                  faithfulness=faithfulness, failing_only=failing_only)
+
+
+def online_attribution_items(con: Connection, start: date, end: date, k: int, answer: str,
+                             faithfulness: str, failing_only: bool = True) -> pl.DataFrame:
+    """`attribution_items` for production traces of UTC days [start, end] (``trace_id``,
+    ``date`` and ``refusal`` set)."""
+    return _frame(con, _ATTRIBUTION_SQL["online"], start=start, end=end, k=k, answer=answer,
+                  faithfulness=faithfulness, failing_only=failing_only)
+
+
+def attribution_details(con: Connection, run_id: str, k: int, answer: str,
+                        case_ids: Sequence[str]) -> pl.DataFrame:
+    """The listed cases of the run: case_id, input, output, expected, ``top_k`` (the top k
+    documents in rank order, ✓ = relevant, (cited) = the answer cites it) and the
+    ``rationale`` of the ``answer`` metric's score."""
+    return _frame(con, _DETAILS_SQL["offline"], run=run_id, k=k, answer=answer,
+                  ids=list(case_ids))
+
+
+def online_attribution_details(con: Connection, first_day: date, last_day: date, k: int,
+                               answer: str, trace_ids: Sequence[str]) -> pl.DataFrame:
+    """`attribution_details` for traces of UTC days [first_day, last_day] (only those days
+    are read: pass the listed traces' first and last day)."""
+    return _frame(con, _DETAILS_SQL["online"], start=first_day, end=last_day, k=k,
+                  answer=answer, ids=list(trace_ids))
+
+
+def generation_by_evidence(con: Connection, run_id: str, k: int) -> pl.DataFrame:
+    """Per metric of the run × the evidence its generator had (``evidence``: relevant in top
+    k / no relevant in top k / no gold document; null = all cases with retrievals): kind, n,
+    mean, sd. Cases without retrieval rows are left out."""
+    return _frame(con, _GENERATION_SQL["offline"], run=run_id, k=k)
+
+
+def online_generation_by_evidence(con: Connection, start: date, end: date, k: int
+                                  ) -> pl.DataFrame:
+    """`generation_by_evidence` for traces of UTC days [start, end] with logged retrievals,
+    plus ``refusal`` (binary: the trace declined to answer)."""
+    return _frame(con, _GENERATION_SQL["online"], start=start, end=end, k=k)

@@ -229,6 +229,61 @@ def test_compare_flow_pick_runs_slice_cases_download(server: str, browser_page,
     _full_page_screenshot(page, str(tmp_path / "compare.png"))
 
 
+def test_slices_flow_baseline_cell_cases(server: str, browser_page) -> None:
+    """Slices: a run's grid, then against its approved baseline, then one cell's cases."""
+    import re
+
+    page = browser_page
+    _load(page, f"{server}/slices")
+    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .heatmaplayer').first.wait_for()
+    page.get_by_text("Coverage: golden set vs production").wait_for()
+    _assert_no_exception(page)
+    picker = page.get_by_role("combobox", name="Against baseline", exact=True)
+    picker.click()
+    picker.fill("✅")
+    page.get_by_role("option", name=re.compile("^✅")).first.click()
+    page.wait_for_function("location.search.includes('vs=') && !location.search.includes("
+                           "'vs=%28none%29')")
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    page.get_by_text("cells significantly worse").last.wait_for()
+    cell = page.get_by_role("combobox", name="Cell", exact=True)
+    cell.click()
+    cell.fill("billing · difficulty=hard")
+    page.get_by_role("option", name="query_type=billing · difficulty=hard").click()
+    page.wait_for_function("location.search.includes('cell=')")
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    page.get_by_text(re.compile(r"query_type=billing · difficulty=hard: \d+ cases")).last \
+        .wait_for()
+    _assert_no_exception(page)
+
+
+def test_rag_flow_pick_a_class_and_download_it(server: str, browser_page) -> None:
+    """RAG: the retrieval curve, the attribution, one class's cases as CSV."""
+    import csv
+    import io
+    import re
+
+    page = browser_page
+    _load(page, f"{server}/rag")
+    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .scatterlayer .trace') \
+        .first.wait_for()
+    page.get_by_text("Failure attribution").wait_for()
+    _assert_no_exception(page)
+    page.locator(".st-key-rag_class").get_by_text("both", exact=True).click()
+    page.wait_for_function("location.search.includes('rag_class=both')")
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    button = page.get_by_role("button", name=re.compile(r"These \d+ cases \(CSV\)")).last
+    shown = int(re.search(r"These (\d+) cases", button.inner_text()).group(1))
+    with page.expect_download() as download:
+        button.click()
+    data = Path(download.value.path()).read_bytes()
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert len(rows) == shown > 0
+    assert {r["class"] for r in rows} == {"both"}
+    assert all(r["top_k"] for r in rows)  # what the generator had, for each case
+    _assert_no_exception(page)
+
+
 def test_online_page_split_by_release_and_the_canary_tab(server: str, browser_page) -> None:
     """Online: split the health charts by release (a line per release, kept in the URL),
     then the canary tab says the demo's canary is worse than the control."""

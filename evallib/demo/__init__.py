@@ -11,8 +11,9 @@ tells the same true story:
   quality rises release by release while latency and cost follow the model;
 - the newest run is a release candidate whose prompt change breaks one slice (billing × hard)
   while the overall mean stays put; it is built from the approved baseline's outcomes, so
-  the slice drop and the flat overall delta hold at any seed (the baseline's failure causes,
-  ~55% retrieval / ~35% generation / ~10% other, are calibrated, not forced);
+  the slice drop and the flat overall delta hold at any seed (the baseline's failure causes
+  in evallib.rag's classes, 35% retrieval / 20% both / 35% generation / 10% other, are
+  calibrated: a retrieval miss is "both" when its answer is also unfaithful);
 - production traffic follows the live release, with daily and weekly cycles, an incident day
   and a canary; users' thumbs follow the true quality, the judge does too except in one month
   when a cheaper judge model was swapped in (lenient and noisy).

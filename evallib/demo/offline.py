@@ -16,6 +16,7 @@ from .outcomes import (
     _attribution,
     _calibrate_causes,
     _candidate_outcome,
+    _hallucinating,
     _Outcome,
     _planted,
 )
@@ -23,6 +24,7 @@ from .params import (
     ADVERSARIAL,
     DATASET,
     DIFFICULTIES,
+    FAITHFUL,
     JUDGE_MODEL,
     JUDGE_VERSION,
     QUERY_TYPES,
@@ -48,9 +50,12 @@ from .timeline import _Release, _RunPlan
 
 def _offline_run(rng: np.random.Generator, plan: _RunPlan, pop: _Population,
                  ret: _Retrieval, outcome: _Outcome, progress: float, case_id: pa.Array,
-                 fixed: dict[str, pa.Array], in_slice: np.ndarray | None
+                 fixed: dict[str, pa.Array], in_slice: np.ndarray | None,
+                 hallucinating: np.ndarray, grounded: np.ndarray
                  ) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Cases, scores and retrievals of one run from its outcome."""
+    """Cases, scores and retrievals of one run from its outcome. A failed retrieval miss is
+    faithful to the wrong documents it got (``grounded``: its 4 or 5) unless it is
+    ``hallucinating`` (3 at most)."""
     n, t = pop.n, _text()
     correct, error = outcome.correct, outcome.error
     zc = np.clip(outcome.z, -2.0, 2.0)
@@ -61,8 +66,9 @@ def _offline_run(rng: np.random.Generator, plan: _RunPlan, pop: _Population,
         faith_shift = np.where(in_slice, -0.6, 0.15)
     values = {
         "correctness": c,
-        "faithfulness": _ordinal(2.7 + 1.5 * c + 0.35 * zc + 0.3 * ret.hit + faith_shift
-                                 + rng.normal(0.0, 0.55, n)),
+        "faithfulness": _faithfulness(
+            _ordinal(2.7 + 1.5 * c + 0.35 * zc + 0.3 * ret.hit + faith_shift
+                     + rng.normal(0.0, 0.55, n)), pop, ret, outcome, hallucinating, grounded),
         "answer_relevance": np.round(_sigmoid(0.6 + 1.3 * c + 0.35 * zc
                                               + rng.normal(0.0, 0.45, n)), 4),
         **{k: np.round(v, 4) for k, v in _retrieval_metrics(pop, ret, cited).items()},
@@ -109,6 +115,14 @@ def _offline_run(rng: np.random.Generator, plan: _RunPlan, pop: _Population,
     return cases_t, scores, retrievals
 
 
+def _faithfulness(faith: np.ndarray, pop: _Population, ret: _Retrieval, outcome: _Outcome,
+                  hallucinating: np.ndarray, grounded: np.ndarray) -> np.ndarray:
+    """Failed retrieval misses: faithful to the wrong context unless hallucinating."""
+    miss = ~pop.oos & ~ret.hit & ~outcome.correct & ~outcome.error
+    faith = np.where(miss & ~hallucinating, grounded, faith)
+    return np.where(hallucinating, np.minimum(faith, FAITHFUL - 1), faith)
+
+
 def _tags(pop: _Population, rng: np.random.Generator, n_promoted: int) -> pa.Array:
     n = pop.n
     critical = np.zeros(n, bool)
@@ -143,6 +157,9 @@ def _write_offline(wh: Warehouse, seed: int, plans: list[_RunPlan], releases: li
              "input": _inputs(pop), "expected": _expected(pop)}
     retrievals = [_retrieve(np.random.default_rng([seed, 4, g]), pop, reach)
                   for g, (_, reach) in enumerate(RETRIEVERS)]
+    case_rng = np.random.default_rng([seed, 5])  # per case: how it answers a retrieval miss
+    propensity = case_rng.random(cases)
+    grounded = np.where(case_rng.random(cases) < 0.45, 5.0, FAITHFUL)
     versions: dict[int, str] = {}
     in_slice = (pop.qt == QUERY_TYPES.index(REGRESSION_SLICE["query_type"])) \
         & (pop.diff == DIFFICULTIES.index(REGRESSION_SLICE["difficulty"]))
@@ -164,12 +181,17 @@ def _write_offline(wh: Warehouse, seed: int, plans: list[_RunPlan], releases: li
             outcome = _Outcome(z > 0, error, z)
             if plan is baseline:
                 _calibrate_causes(outcome, sub, ret)
+        hallucinating = _hallucinating(outcome, sub, ret, propensity[:n], plan is baseline)
+        if plan.kind == "candidate":  # its prompt change invents proration rules in the slice
+            hallucinating |= in_slice[:n] & ~sub.oos & ~ret.hit & ~outcome.correct \
+                & ~outcome.error
         sub_fixed = {k: v.slice(0, n) for k, v in fixed.items()}
         if n not in versions:
             versions[n] = dataset_version(pa.table({"case_id": case_id.slice(0, n), **sub_fixed}))
         progress = min(plan.config.index, n_rel - 1) / max(n_rel - 1, 1)
         tables = _offline_run(run_rng, plan, sub, ret, outcome, progress, case_id.slice(0, n),
-                              sub_fixed, in_slice[:n] if plan.kind == "candidate" else None)
+                              sub_fixed, in_slice[:n] if plan.kind == "candidate" else None,
+                              hallucinating, grounded[:n])
         meta = {
             "run_id": plan.run_id, "name": plan.name, "dataset": DATASET,
             "dataset_version": versions[n], "model": plan.config.model.name,
@@ -184,7 +206,7 @@ def _write_offline(wh: Warehouse, seed: int, plans: list[_RunPlan], releases: li
             result.rows[name] = result.rows.get(name, 0) + t.num_rows
         if plan is baseline:
             base_outcome, result.baseline = outcome, plan
-            result.attribution = _attribution(outcome, sub, ret)
+            result.attribution = _attribution(outcome, sub, ret, hallucinating)
         if plan.kind == "candidate":
             assert base_outcome is not None
             result.candidate = plan

@@ -13,11 +13,12 @@ import pyarrow.compute as pc
 
 from .. import schema as S
 from ..warehouse import Warehouse
-from .outcomes import _answer
+from .outcomes import _BOTH_GIVEN_MISS, _answer
 from .params import (
     _US_PER_DAY,
     ADVERSARIAL,
     DRIFT_JUDGE_MODEL,
+    FAITHFUL,
     JUDGE_MODEL,
     JUDGED_SHARE,
     LABELERS,
@@ -150,6 +151,13 @@ def _online_day(wh: Warehouse, story: _Story, day: int, acc: _OnlineAcc) -> None
         judge_c = (jz + rng.normal(0, 0.25, jn)) > 0
         faith = _ordinal(2.6 + 1.8 * jc + 0.3 * zc[judged] + 0.3 * ret.hit[judged]
                          + rng.normal(0, 0.45, jn))
+        # A wrong answer to a retrieval miss is mostly faithful to the wrong documents it
+        # got; some make unsupported claims (as offline, see params.FAILURE_CAUSES).
+        own = np.random.default_rng([story.seed, 6, day]).random((2, jn))
+        miss = ~pop.oos[judged] & ~ret.hit[judged] & ~jc
+        faith = np.where(miss & (own[0] >= _BOTH_GIVEN_MISS),
+                         np.where(own[1] < 0.45, 5.0, FAITHFUL),
+                         np.where(miss, np.minimum(faith, FAITHFUL - 1), faith))
     values = {
         "correctness": judge_c.astype(float),
         "faithfulness": faith,

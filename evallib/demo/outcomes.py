@@ -64,7 +64,31 @@ def _candidate_outcome(rng: np.random.Generator, pop: _Population, hit: np.ndarr
 
 
 def _causes(pop: _Population, ret: _Retrieval) -> dict[str, np.ndarray]:
+    """Where a failure starts: no gold document in the top 5 (a retrieval miss; split into
+    retrieval and both by the answer's faithfulness), one there, or none exists."""
     return {"retrieval": ~pop.oos & (ret.k == 0), "generation": ret.k > 0, "other": pop.oos}
+
+
+_BOTH_GIVEN_MISS = FAILURE_CAUSES["both"] / (FAILURE_CAUSES["retrieval"]
+                                             + FAILURE_CAUSES["both"])
+
+
+def _hallucinating(outcome: _Outcome, pop: _Population, ret: _Retrieval, u: np.ndarray,
+                   exact: bool = False) -> np.ndarray:
+    """Failed retrieval misses whose answer makes claims no retrieved document supports (the
+    rest answer faithfully from the wrong documents). ``u`` is each case's fixed propensity,
+    so the same cases hallucinate run after run; ``exact`` pins the share of failures to
+    FAILURE_CAUSES["both"] (the baseline), else each miss hallucinates with its expected
+    share."""
+    miss = _causes(pop, ret)["retrieval"] & ~outcome.correct & ~outcome.error
+    if not exact:
+        return miss & (u < _BOTH_GIVEN_MISS)
+    total = int((~outcome.correct & ~outcome.error).sum())
+    idx = np.flatnonzero(miss)
+    pick = idx[np.argsort(u[idx], kind="stable")[:round(FAILURE_CAUSES["both"] * total)]]
+    out = np.zeros(pop.n, bool)
+    out[pick] = True
+    return out
 
 
 def _calibrate_causes(outcome: _Outcome, pop: _Population, ret: _Retrieval) -> None:
@@ -73,7 +97,9 @@ def _calibrate_causes(outcome: _Outcome, pop: _Population, ret: _Retrieval) -> N
     move, and as many start passing as start failing, so the pass rate is unchanged."""
     failing = ~outcome.correct & ~outcome.error
     total = int(failing.sum())
-    targets = {k: round(share * total) for k, share in FAILURE_CAUSES.items()}
+    shares = {"retrieval": FAILURE_CAUSES["retrieval"] + FAILURE_CAUSES["both"],
+              "other": FAILURE_CAUSES["other"]}
+    targets = {k: round(share * total) for k, share in shares.items()}
     targets["generation"] = total - targets["retrieval"] - targets["other"]
     z = outcome.z
     for cause, mask in _causes(pop, ret).items():
@@ -88,13 +114,18 @@ def _calibrate_causes(outcome: _Outcome, pop: _Population, ret: _Retrieval) -> N
             outcome.correct[idx], z[idx] = True, np.maximum(z[idx], 0.05)
 
 
-def _attribution(outcome: _Outcome, pop: _Population, ret: _Retrieval) -> dict[str, float]:
-    """Why the run's failed cases failed: no gold document in the top 5 (retrieval), one
-    there and the answer still wrong (generation), or no gold document exists (other)."""
+def _attribution(outcome: _Outcome, pop: _Population, ret: _Retrieval,
+                 hallucinating: np.ndarray) -> dict[str, float]:
+    """Why the run's failed cases failed (evallib.rag's classes): no gold document in the
+    top 5 and a faithful answer (retrieval) or an unfaithful one (both), one there and the
+    answer still wrong (generation), or no gold document exists (other)."""
     failing = ~outcome.correct & ~outcome.error
     n = max(int(failing.sum()), 1)
-    return {cause: float((failing & mask).sum() / n)
-            for cause, mask in _causes(pop, ret).items()}
+    causes = _causes(pop, ret)
+    masks = {"retrieval": causes["retrieval"] & ~hallucinating,
+             "both": causes["retrieval"] & hallucinating,
+             "generation": causes["generation"], "other": causes["other"]}
+    return {cause: float((failing & mask).sum() / n) for cause, mask in masks.items()}
 
 
 def _planted(base: _Outcome, cand: _Outcome, in_slice: np.ndarray) -> dict[str, float]:

@@ -23,7 +23,7 @@ class DemoSummary:
     regressed_run_id: str
     regression_slice: dict[str, str]
     correctness: dict[str, float]  # baseline/candidate × overall/slice
-    failure_attribution: dict[str, float]  # baseline failures: retrieval/generation/other
+    failure_attribution: dict[str, float]  # baseline failures, evallib.rag's four classes
     judge_drift_month: str
     judge_feedback_spearman: dict[str, float]  # judge correctness vs thumbs: outside/drift
     incident_day: dt.date | None
@@ -41,8 +41,8 @@ class DemoSummary:
             f"  baseline {self.approved_baseline_run_id} vs candidate {self.regressed_run_id}:",
             f"    correctness overall {c['baseline_overall']:.3f} → {c['candidate_overall']:.3f},"
             f" {sl} {c['baseline_slice']:.3f} → {c['candidate_slice']:.3f}",
-            f"  baseline failures: retrieval {a['retrieval']:.0%}, generation "
-            f"{a['generation']:.0%}, other {a['other']:.0%}",
+            f"  baseline failures: retrieval {a['retrieval']:.0%}, both {a['both']:.0%}, "
+            f"generation {a['generation']:.0%}, other {a['other']:.0%}",
             f"  judge drift month {self.judge_drift_month}: Spearman(judge, thumbs) "
             f"{r['drift_month']:.2f} inside vs {r['outside']:.2f} outside",
             f"  incident day {self.incident_day}",

@@ -1,0 +1,194 @@
+"""Plotly figures of the Slices and RAG pages. No streamlit, no SQL.
+
+Labels from the data are HTML-escaped (plotly renders a subset of HTML). Every trace carries
+``meta={"role": ...}`` (series, band, key) as in `pages._charts`.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+import plotly.graph_objects as go
+import polars as pl
+
+from evallib.rag import CLASSES
+from pages._tables import MISSING
+
+CLASS_COLORS = {"retrieval": "#ff7f0e", "both": "#d62728", "generation": "#9467bd",
+                "other": "#7f7f7f"}
+GOLDEN_COLOR, TRAFFIC_COLOR = "#1f77b4", "#2ca02c"
+CURVES = {"recall": ("recall@k", "#1f77b4"), "hit_rate": ("hit rate@k", "#17becf"),
+          "ndcg": ("nDCG@k", "#2ca02c"), "mrr": ("MRR@k", "#ff7f0e"),
+          "precision": ("precision@k", "#9467bd")}
+
+
+def _order(values: list[str | None]) -> list[str]:
+    """Sorted stratum values, the missing value last."""
+    present = {MISSING if v is None else v for v in values}
+    return sorted(present - {MISSING}) + ([MISSING] if MISSING in present else [])
+
+
+def _digits(kind: str) -> int:
+    return 2 if kind == "ordinal" else 3
+
+
+def cell_heatmap(grid: pl.DataFrame, metric: str, key: str, key2: str | None) -> go.Figure:
+    """Values of ``key`` (rows) × values of ``key2`` (columns; one column without it), each
+    cell coloured by its mean and labelled with the mean, its 95% interval and n; ⚠️ = small
+    n. From `pages._slices_tables.cell_grid`."""
+    rows = _order(grid[key].to_list())
+    cols = _order(grid[key2].to_list()) if key2 else ["all"]
+    index = {(r[key], r[key2] if key2 else "all"): r for r in grid.iter_rows(named=True)}
+    z, text, hover = [], [], []
+    for rv in rows:
+        zr, tr, hr = [], [], []
+        for cv in cols:
+            cell = index.get((rv, cv))
+            if cell is None or cell["mean"] is None:
+                zr.append(None), tr.append(""), hr.append(f"{escape(rv)} · {escape(cv)}: —")
+                continue
+            d = _digits(cell["kind"])
+            ci = ("" if cell["ci_low"] is None else
+                  f"[{cell['ci_low']:.{d}f}, {cell['ci_high']:.{d}f}]")
+            zr.append(cell["mean"])
+            tr.append(f"<b>{cell['mean']:.{d}f}</b><br>{ci}<br>n={cell['n']} {cell['small n']}")
+            hr.append(f"{escape(cell['cell'])}<br>{metric} {cell['mean']:.{d}f} {ci}"
+                      f"<br>n = {cell['n']}")
+        z.append(zr), text.append(tr), hover.append(hr)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[escape(c) for c in cols], y=[escape(r) for r in rows], text=text,
+        texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
+        colorscale="RdYlGn", colorbar={"title": {"text": escape(metric)}}, xgap=2, ygap=2,
+        meta={"role": "series"}))
+    fig.update_yaxes(autorange="reversed", title_text=escape(key))
+    fig.update_xaxes(title_text=escape(key2) if key2 else "", side="top")
+    fig.update_layout(height=max(260, 70 * len(rows) + 110),
+                      margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    return fig
+
+
+def delta_heatmap(rows: pl.DataFrame, values: dict[str, dict[str, str]], key: str,
+                  key2: str | None) -> go.Figure:
+    """The same grid against a baseline: each cell coloured by the signed z of its paired
+    test (red worse, blue better), labelled with the delta, ● if significant after
+    Benjamini–Hochberg, ⚠️ if small. ``rows``: `pages._tables.slice_table` of one metric;
+    ``values``: `pages._tables.slice_options` (label → stratum values)."""
+    from scipy.special import ndtri
+
+    cells = {}
+    for r in rows.iter_rows(named=True):
+        v = values.get(r["slice"], {})
+        cells[(v.get(key, MISSING), v.get(key2, "all") if key2 else "all")] = r
+    ys = _order([k[0] for k in cells])
+    xs = _order([k[1] for k in cells]) if key2 else ["all"]
+    z, text, hover = [], [], []
+    for yv in ys:
+        zr, tr, hr = [], [], []
+        for xv in xs:
+            c = cells.get((yv, xv))
+            if c is None or c["delta"] is None or c["delta"] != c["delta"]:
+                zr.append(None), tr.append(""), hr.append("—")
+                continue
+            p = min(max(c["p"], 1e-12), 1.0)
+            zr.append(max(-4.0, min(4.0, float(ndtri(1 - p / 2)) * (1 if c["delta"] > 0
+                                                                        else -1))))
+            d = _digits(c["kind"])
+            mark = (" ●" if c["significant"] else "") + (" ⚠️" if c["small n"] else "")
+            tr.append(f"<b>{c['delta']:+.{d}f}</b>{mark}<br>n={c['n']}")
+            hr.append(f"{escape(c['slice'])}<br>{c['baseline']:.{d}f} → "
+                      f"{c['candidate']:.{d}f}<br>p = {c['p']:.2g}, adjusted "
+                      f"{c['p adjusted']:.2g}")
+        z.append(zr), text.append(tr), hover.append(hr)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[escape(x) for x in xs], y=[escape(y) for y in ys], text=text,
+        texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
+        zmid=0, zmin=-4, zmax=4, colorscale="RdBu", colorbar={"title": {"text": "signed z"}},
+        xgap=2, ygap=2, meta={"role": "series"}))
+    fig.update_yaxes(autorange="reversed", title_text=escape(key))
+    fig.update_xaxes(title_text=escape(key2) if key2 else "", side="top")
+    fig.update_layout(height=max(260, 70 * len(ys) + 110),
+                      margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    return fig
+
+
+def mix_bars(mixes: pl.DataFrame, key: str, key2: str | None) -> go.Figure:
+    """Each stratum's share of the golden set beside its share of production traffic
+    (`evallib.coverage.strata_mixes`), largest traffic share on top."""
+    labels = [escape(f"{a} · {b}" if key2 else str(a)) for a, b in
+              mixes.select("stratum", "stratum2").fill_null(MISSING).iter_rows()]
+    fig = go.Figure()
+    for col, name, color in (("golden_share", "golden set", GOLDEN_COLOR),
+                             ("traffic_share", "production", TRAFFIC_COLOR)):
+        n_col = "golden_n" if col == "golden_share" else "traffic_n"
+        fig.add_trace(go.Bar(
+            y=labels, x=mixes[col].to_list(), name=name, orientation="h",
+            marker_color=color, meta={"role": "series"},
+            customdata=mixes[n_col].to_list(),
+            hovertemplate=f"%{{y}}<br>{name}: %{{x:.1%}} (%{{customdata:,}})<extra></extra>"))
+    fig.update_layout(barmode="group", height=max(260, 34 * len(labels) + 120),
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": 1.04, "x": 0})
+    fig.update_xaxes(tickformat=".0%", title_text="share")
+    fig.update_yaxes(autorange="reversed",
+                     title_text=escape(f"{key} · {key2}" if key2 else key))
+    return fig
+
+
+def retrieval_curve(metrics: pl.DataFrame, k: int) -> go.Figure:
+    """recall, hit rate, nDCG, MRR and precision at every cut k (`queries.retrieval_metrics`
+    with intervals), each with its 95% interval as error bars; the chosen k marked."""
+    fig = go.Figure()
+    for name, (label, color) in CURVES.items():
+        rows = metrics.filter(pl.col("metric") == name).sort("k")
+        if rows.height == 0:
+            continue
+        mean = rows["mean"]
+        fig.add_trace(go.Scatter(
+            x=rows["k"].to_list(), y=mean.to_list(), name=label, mode="lines+markers",
+            line={"color": color, "width": 2}, meta={"role": "series"},
+            error_y={"type": "data", "visible": True, "thickness": 1, "width": 3,
+                     "array": (rows["ci_high"] - mean).fill_null(0).to_list(),
+                     "arrayminus": (mean - rows["ci_low"]).fill_null(0).to_list()},
+            customdata=rows.select("n", "ci_low", "ci_high").rows(),
+            hovertemplate=(f"{label} at k=%{{x}}: %{{y:.3f}} [%{{customdata[1]:.3f}}, "
+                           "%{customdata[2]:.3f}]<br>n = %{customdata[0]}<extra></extra>")))
+    fig.add_vline(x=k, line={"color": "grey", "dash": "dot"},
+                  annotation_text=f"k = {k} (context)", annotation_position="top")
+    fig.update_xaxes(title_text="k (top k retrieved documents)", dtick=1)
+    fig.update_yaxes(title_text="mean over cases (95% CI)", range=[0, 1.05])
+    fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                      legend={"orientation": "h", "y": 1.1, "x": 0})
+    return fig
+
+
+def attribution_bars(table: pl.DataFrame, title: str = "") -> go.Figure:
+    """Failing cases per stratum (a bar each, overall = "all") split by class, each part
+    labelled with its count and share. From `evallib.rag.attribution_table`."""
+    strata = list(dict.fromkeys(table["stratum"].to_list()))
+    fig = go.Figure()
+    for cls in CLASSES:
+        part = table.filter(pl.col("class") == cls)
+        by = {r["stratum"]: r for r in part.iter_rows(named=True)}
+        n = [by[s]["n"] if s in by else 0 for s in strata]
+        share = [by[s]["share"] if s in by else None for s in strata]
+        fig.add_trace(go.Bar(
+            y=[escape(s) for s in strata], x=n, name=cls, orientation="h",
+            marker_color=CLASS_COLORS[cls], meta={"role": "series", "class": cls},
+            text=[f"{v} ({s:.0%})" if v and s is not None else "" for v, s in
+                  zip(n, share, strict=True)],
+            textposition="inside", insidetextanchor="middle",
+            customdata=[_pct(s) for s in share],
+            hovertemplate=f"%{{y}}<br>{cls}: %{{x}} failing cases (%{{customdata}})"
+                          "<extra></extra>"))
+    fig.update_layout(barmode="stack", height=max(180, 40 * len(strata) + 110),
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": 1.08, "x": 0, "traceorder": "normal"},
+                      title={"text": escape(title), "font": {"size": 13}} if title else None)
+    fig.update_xaxes(title_text="failing cases")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def _pct(share: Any) -> str:
+    return "—" if share is None else f"{share:.0%} of attributed failures"

@@ -1,0 +1,243 @@
+"""RAG: was a failure retrieval's or generation's? Retrieval quality at every cut k, the
+generator's quality given the evidence it had, and every failing case attributed (overall,
+per slice, against a baseline), down to the cases and a CSV. Definitions: `evallib.rag`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import polars as pl
+import streamlit as st
+
+from evallib import rag
+from evallib.export import to_csv
+from pages import _rag_charts as rcharts
+from pages import _slices_tables as stables
+from pages import _tables as tables
+from pages._common import (
+    filters,
+    get_started,
+    leave_pages_directory_mode,
+    query,
+    url_choice,
+    warehouse,
+)
+
+OFFLINE, ONLINE = "Offline", "Online"
+MAX_K = 10
+LIST_LIMIT = 2000  # failing items listed (and in the CSV) at most; a run's are all there
+Details = Callable[[pl.DataFrame], pl.DataFrame]
+ALPHA = 0.05
+CARDS = (("recall", "recall@k"), ("precision", "precision@k"), ("mrr", "MRR@k"),
+         ("ndcg", "nDCG@k"), ("context_precision", "context precision@k"),
+         ("citation_hit_rate", "citation hit rate"))
+
+
+def _pick_row() -> None:
+    """A row picked in the per-slice table becomes the case list's class and slice."""
+    rows = st.session_state["attribution_table"].selection.rows
+    if rows:
+        stratum, cls = st.session_state["_attribution_rows"][rows[0]]
+        st.session_state["rag_class"] = cls
+        st.session_state["rag_slice"] = stratum
+
+
+def _metric_pickers(names: list[str], kinds: list[str]) -> tuple[str, str | None, int]:
+    a, b, c = st.columns([2, 2, 3])
+    rates = [m for m, k in zip(names, kinds, strict=True) if k == "binary"] or names
+    answer = a.selectbox("Answer metric", rates, key="answer", bind="query-params",
+                         index=rates.index("correctness") if "correctness" in rates else 0,
+                         help="A case fails when this metric does not pass.")
+    faiths = [stables.NONE, *names]
+    faith = b.selectbox("Faithfulness metric", faiths, key="faith", bind="query-params",
+                        index=faiths.index("faithfulness") if "faithfulness" in faiths else 0,
+                        help="Splits retrieval misses: an unfaithful answer makes it 'both'.")
+    k = c.slider("k: documents the generator read", 1, MAX_K, 5, key="k",
+                 bind="query-params", help="Metrics are cut at k; 'relevant retrieved' means "
+                                          "a relevant document in the top k.")
+    return answer, None if faith == stables.NONE else faith, k
+
+
+def retrieval(metrics: pl.DataFrame, k: int, what: str) -> None:
+    st.subheader("Retrieval")
+    if metrics.height == 0:
+        st.info(f"No {what} has retrieved documents with relevance labels.", icon="🔎")
+        return
+    at = stables.retrieval_at(metrics, k)
+    cards = st.columns(len(CARDS))
+    for card, (name, label) in zip(cards, CARDS, strict=True):
+        row = at.get(name)
+        if row is None:
+            card.metric(label.replace("@k", f"@{k}"), "—", border=True)
+            continue
+        card.metric(label.replace("@k", f"@{k}"), f"{row['mean']:.3f}", border=True,
+                    help=f"95% CI {tables.interval_text(row['mean'], row['ci_low'], row['ci_high'], row['kind'])}; "  # noqa: E501
+                         f"n = {row['n']} {what}s")
+    st.plotly_chart(rcharts.retrieval_curve(metrics, k), key="retrieval_curve",
+                    config={"displaylogo": False})
+    n = at["recall"]["n"] if "recall" in at else 0
+    st.caption(f"Over the {n} {what}s whose retrieved documents carry relevance labels (a "
+               f"{what} with no gold document is left out; one whose documents were all "
+               "judged irrelevant counts 0). Recall counts the relevant documents the "
+               "retrievals or the golden set know; citation hit rate = share of cited "
+               "documents that are relevant. Definitions as `evallib.scorers.retrieval`.")
+
+
+def generation(gen: pl.DataFrame, answer: str, faith: str | None, what: str) -> None:
+    st.subheader("Generation, given the evidence")
+    if gen.height == 0:
+        st.info(f"No {what} with retrievals is scored.")
+        return
+    first = [answer, *([faith] if faith else []), "refusal"]
+    st.dataframe(stables.generation_table(gen, first), hide_index=True, key="generation")
+    refusal = ("**refusal** = the trace declined to answer: right when the evidence is "
+               "missing, wrong when a relevant document was there. " if what == "trace" else
+               f"With no gold document (out of scope) the right answer is to decline, so "
+               f"**{answer}** there is refusal correctness. ")
+    st.caption(f"Each metric's mean [95% CI] by what the generator had in its top k: a "
+               f"relevant document, none, or no gold document exists. {refusal}"
+               f"A low {answer} *with* the evidence is the generator's.")
+
+
+def attribution(items: pl.DataFrame, base_items: pl.DataFrame | None, keys: list[str],
+                what: str, name: str, details: Details) -> None:
+    st.subheader("Failure attribution")
+    overall = rag.attribution_table(items)
+    failing = int(overall["failing"][0]) if overall.height else 0
+    unattributed = int(overall["not_attributed"][0]) if overall.height else 0
+    if failing == 0:
+        st.info(f"No failing {what} to attribute"
+                + (f" ({unattributed} failing without retrieval data)." if unattributed
+                   else "."))
+        return
+    st.caption(f"{failing} failing {what}s (answer metric failed, no error)"
+               + (f"; {unattributed} more have no retrieval data and are not attributed"
+                  if unattributed else "")
+               + ". 🔍 retrieval = no relevant document in the top k and a faithful answer; "
+               "💥 both = no relevant document and an unfaithful answer; ✍️ generation = a "
+               "relevant document in the top k, answer still wrong; 🚫 other = no gold "
+               "document exists. Shares with 95% Wilson intervals.")
+    cards = st.columns(len(rag.CLASSES))
+    for card, row in zip(cards, overall.iter_rows(named=True), strict=True):
+        card.metric(f"{stables.CLASS_ICONS[row['class']]} {row['class']}", row["n"],
+                    border=True, help=f"{row['share']:.0%} of attributed failures "
+                                      f"[{row['ci_low']:.0%}, {row['ci_high']:.0%}]")
+    key = st.selectbox("Per slice of", keys, key="rag_key", bind="query-params")
+    per = rag.attribution_table(items, key)
+    chart, table = st.tabs(["Chart", "Table"])
+    chart.plotly_chart(rcharts.attribution_bars(pl.concat([overall, per])),
+                       key="attribution_chart", config={"displaylogo": False})
+    st.session_state["_attribution_rows"] = list(per.select("stratum", "class").iter_rows())
+    table.dataframe(stables.attribution_display(per), hide_index=True,
+                    key="attribution_table", on_select=_pick_row, selection_mode="single-row")
+    if base_items is not None:
+        shift(base_items, items, key, name)
+    cases(items, key, what, details)
+
+
+def shift(base_items: pl.DataFrame, items: pl.DataFrame, key: str, name: str) -> None:
+    st.markdown(f"**Against the baseline** ({name})")
+    moved = rag.attribution_shift(base_items, items, None, ALPHA)
+    by_slice = rag.attribution_shift(base_items, items, key, ALPHA)
+    both = pl.concat([moved, by_slice])
+    st.caption("Per class, the failing cases both runs scored, each run's count and share; "
+               "a paired McNemar test of 'fails with this class', Benjamini–Hochberg "
+               f"adjusted (overall and per {key} separately). Biggest moves first.")
+    st.dataframe(stables.shift_display(both), hide_index=True, key="shift_table",
+                 column_config={c: st.column_config.NumberColumn(format="percent")
+                                for c in ("baseline share", "run share")})
+    with st.expander("How cases moved between outcomes (baseline → run)"):
+        st.dataframe(rag.transitions(base_items, items), hide_index=True, key="transitions")
+
+
+def cases(items: pl.DataFrame, key: str, what: str, details: Details) -> None:
+    st.markdown(f"**The failing {what}s**")
+    slices = [stables.ALL, *sorted(set(rag.with_stratum(items, key)["stratum"]))]
+    a, b = st.columns([3, 2])
+    cls = a.segmented_control("Class", ["all", *rag.CLASSES], key="rag_class",
+                              bind="query-params", default="all", required=True)
+    stratum = b.selectbox(f"{key}", slices, key="rag_slice", bind="query-params",
+                          index=slices.index(url_choice(slices, "rag_slice", stables.ALL)))
+    picked = stables.class_cases(items, None if cls == "all" else cls, key,
+                                 None if stratum == stables.ALL else stratum)
+    if picked.height > LIST_LIMIT:
+        st.caption(f"The newest {LIST_LIMIT:,} of {picked.height:,} {what}s.")
+        picked = picked.head(LIST_LIMIT)
+    picked = stables.with_details(picked, details(picked))
+    st.dataframe(picked, hide_index=True, key="class_cases")
+    st.download_button(f"⬇️ These {picked.height} {what}s (CSV)", to_csv(picked),
+                       key="download_class", mime="text/csv",
+                       file_name=f"failures-{cls}-{stratum}.csv".replace(" ", "_"))
+
+
+def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
+    runs = query("runs_overview", f.dataset)
+    if runs.height == 0:
+        get_started(warehouse().root, "offline runs")
+        return
+    labels = tables.run_labels(runs)
+    ids = list(labels)
+    newest, approved = tables.default_pair(runs)
+    left, right = st.columns(2)
+    run = left.selectbox("Run", ids, format_func=labels.get, key="rag_run",
+                         index=ids.index(url_choice(ids, "run", newest)))
+    bases = [stables.NONE, *[i for i in ids if i != run]]
+    default = approved if approved in bases else stables.NONE
+    baseline = right.selectbox(
+        "Against baseline", bases, key="rag_baseline",
+        format_func=lambda r: "(none)" if r == stables.NONE else labels[r],
+        index=bases.index(url_choice(bases, "vs", default)),
+        help="Default: the newest approved run before the newest run.")
+    st.query_params["run"], st.query_params["vs"] = run, baseline
+    m = query("metrics", f.dataset)
+    answer, faith, k = _metric_pickers(m["metric"].to_list(), m["kind"].to_list())
+    retrieval(query("retrieval_metrics", run, MAX_K), k, "case")
+    generation(query("generation_by_evidence", run, k), answer, faith, "case")
+    items = rag.classify(query("attribution_items", run, k, answer, faith or "", False))
+    base_items = None if baseline == stables.NONE else rag.classify(
+        query("attribution_items", baseline, k, answer, faith or "", False))
+    def details(listed: pl.DataFrame) -> pl.DataFrame:
+        return query("attribution_details", run, k, answer, tuple(listed["case_id"]))
+
+    attribution(items, base_items, query("strata_keys", f.dataset)["key"].to_list(), "case",
+                labels.get(baseline, ""), details)
+
+
+def online(wh, f) -> None:  # noqa: ANN001
+    if not wh.has_online or f.start is None:
+        get_started(wh.root, "online traffic")
+        return
+    st.caption(f"Production traces {f.start:%Y-%m-%d} → {f.end:%Y-%m-%d} (UTC days; change "
+               "in the sidebar) that logged their retrievals.")
+    m = query("online_metrics")
+    answer, faith, k = _metric_pickers(m["metric"].to_list(), m["kind"].to_list())
+    retrieval(query("online_retrieval_metrics", f.start, f.end, MAX_K), k, "trace")
+    generation(query("online_generation_by_evidence", f.start, f.end, k), answer, faith,
+               "trace")
+    items = rag.classify(query("online_attribution_items", f.start, f.end, k, answer,
+                               faith or "", True))
+    def details(listed: pl.DataFrame) -> pl.DataFrame:
+        if listed.height == 0:
+            return pl.DataFrame(schema={"trace_id": pl.String})
+        return query("online_attribution_details", listed["date"].min(), listed["date"].max(),
+                     k, answer, tuple(listed["trace_id"]))
+
+    attribution(items, None, query("online_strata_keys")["key"].to_list(), "trace", "",
+                details)
+
+
+leave_pages_directory_mode()
+st.title("🔎 RAG")
+wh, f = warehouse(), filters()
+if wh.is_empty:
+    get_started(wh.root, "runs and no online data")
+    st.stop()
+available = [s for s, ok in ((OFFLINE, wh.has_offline), (ONLINE, wh.has_online)) if ok]
+source = st.segmented_control("Source", available, key="source", bind="query-params",
+                              default=available[0], required=True,
+                              help="A run of the golden set, or production traces of the "
+                                   "sidebar's days.")
+if source == ONLINE:
+    online(wh, f)
+else:
+    offline(f)
