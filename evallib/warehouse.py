@@ -8,6 +8,7 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -86,23 +87,30 @@ class Warehouse:
         if tables["cases"].num_rows == 0:
             raise DataError("a run needs at least one case", source=sources.get("cases", "cases"))
         known = tables["cases"]["case_id"]
+        at = {}  # each score's (retrieval's) case: one hash pass checks and finds its strata
         for name in ("scores", "retrievals"):
             t = tables[name]
-            missing = pc.invert(pc.is_in(t["case_id"], known))
-            i = pc.index(missing, True).as_py()
+            at[name] = pc.index_in(t["case_id"], value_set=known)
+            i = pc.index(pc.is_null(at[name]), True).as_py()
             if i >= 0:
                 raise DataError(f"case_id {t['case_id'][i].as_py()!r} is not among the run's cases",
                                 source=sources.get(name, name), row=i, field="case_id")
-        tables["scores"] = _with_strata(tables["scores"], "case_id", tables["cases"])
-        if meta.get("dataset_version") is None:
-            meta["dataset_version"] = dataset_version(tables["cases"])
+        tables["scores"] = _with_strata(tables["scores"], "case_id", tables["cases"],
+                                        at["scores"])
         meta.update(write_id=write_id, committed_at=datetime.now(UTC))
-        runs_row = to_arrow(S.RUNS, [meta], source=sources.get("run", "run"))
+        to_arrow(S.RUNS, [{**meta, "dataset_version": meta.get("dataset_version") or "-"}],
+                 source=sources.get("run", "run"))  # all checked before anything is written
 
         previous = {n: self.store.list_parts(S.TABLES[n], run_id) for n in S.OFFLINE_DATA}
-        for name, t in tables.items():
-            if t.num_rows:
-                self.store.write_part(S.TABLES[name], t.drop(["run_id"]), run_id, write_id)
+        with ThreadPoolExecutor(1) as pool:  # hash the cases while Parquet is written
+            version = None if meta.get("dataset_version") is not None else \
+                pool.submit(dataset_version, tables["cases"])
+            for name, t in tables.items():
+                if t.num_rows:
+                    self.store.write_part(S.TABLES[name], t.drop(["run_id"]), run_id, write_id)
+            if version is not None:
+                meta["dataset_version"] = version.result()
+        runs_row = to_arrow(S.RUNS, [meta], source=sources.get("run", "run"))
         self.store.write_part(S.RUNS, runs_row, write_id=write_id)  # the commit
         # Earlier writes of this run (replaced, or orphaned by a crash) are invisible now.
         self.store.remove([p for paths in previous.values() for p in paths])
@@ -264,13 +272,16 @@ def _with_date(rows: Rows) -> Rows:
     return out
 
 
-def _with_strata(scores: pa.Table, key: str, owners: pa.Table) -> pa.Table:
-    """Fill ``strata_json`` of each score from its case (or trace) in ``owners``."""
+def _with_strata(scores: pa.Table, key: str, owners: pa.Table,
+                 at: pa.ChunkedArray | None = None) -> pa.Table:
+    """Fill ``strata_json`` of each score from its case (or trace) in ``owners`` (``at``:
+    each score's row in ``owners``, when the caller has it already)."""
     if not scores.num_rows:
         return scores
     canonical = pa.chunked_array([_strata_json(c) for c in owners["strata"].chunks],
                                  type=pa.string())
-    at = pc.index_in(scores[key], value_set=owners[key])
+    if at is None:
+        at = pc.index_in(scores[key], value_set=owners[key])
     i = scores.column_names.index("strata_json")
     return scores.set_column(i, "strata_json", pc.take(canonical, at))
 
