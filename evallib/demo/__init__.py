@@ -15,7 +15,8 @@ tells the same true story:
   in evallib.rag's classes, 35% retrieval / 20% both / 35% generation / 10% other, are
   calibrated: a retrieval miss is "both" when its answer is also unfaithful);
 - production traffic follows the live release, with daily and weekly cycles, an incident day
-  and a canary; users' thumbs follow the true quality, the judge does too except in one month
+  and a canary whose broken tool schema triples tool errors (so its quality dips); users'
+  thumbs follow the true quality, the judge does too except in one month
   when a cheaper judge model was swapped in (lenient and noisy).
 
 Everything is vectorised with numpy and written as pyarrow tables through `Warehouse`; the

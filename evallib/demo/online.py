@@ -95,7 +95,9 @@ def _online_day(wh: Warehouse, story: _Story, day: int, acc: _OnlineAcc) -> None
     reach = np.array([RETRIEVERS[r.retriever][1] for r in story.releases])[rel]
     ret = _retrieve(rng, pop, reach)
     in_window = (day == story.incident_day) & (hour >= 13) & (hour < 17)
-    tool_error = rng.random(n) < np.where(in_window & (pop.qt <= 2), 0.35, 0.015)
+    # The canary ships a broken tool schema: its tool calls fail three times as often.
+    tool_error = rng.random(n) < np.where(in_window & (pop.qt <= 2), 0.35,
+                                          np.where(canary, 0.045, 0.015))
     error = rng.random(n) < np.where(in_window, 0.15, 0.004)
     z = _answer(rng, pop, ret.hit, skill) - 1.5 * tool_error
     correct = z > 0
