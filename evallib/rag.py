@@ -25,17 +25,21 @@ other         no retrieved document has a relevance        nothing to attribute:
 A failing case without any retrieval rows is *not attributed* (counted apart: production
 logs retrievals for a sample of traces only). Shares are of the attributed failures.
 
-Why faithfulness splits only the misses: with the evidence in context, a wrong answer is the
-generator's fault whatever it cites; without it, every wrong answer lacks support, so only an
-answer that also contradicts or goes beyond its own context (unfaithful) shows a second,
-generation-side failure. A plain 2×2 of "relevant retrieved?" × "faithful?" would call most
-misses "both" whenever the judge scores faithfulness against the question's truth rather
-than the context, which is why the demo (`evallib demo`) plants the four classes explicitly:
-its approved baseline rc-v3.1 fails 35% retrieval / 20% both / 35% generation / 10% other
-(`DemoSummary.failure_attribution`), and `classify` finds exactly those cases.
+Why faithfulness splits only the misses: with the evidence in its context, a wrong answer is
+the generator's whatever it cites. Without it, a wrong answer that stays with the documents
+it got (faithful to them, still wrong) is the retriever's alone, while one that goes beyond
+them (unfaithful: made up instead of declining) shows a second failure on the generator's
+side. The demo used to make faithfulness track correctness, so 48 of the 49 misses of its
+baseline also scored unfaithful and a plain "relevant retrieved?" × "faithful?" grid called
+nearly all of them "both"; it now plants the four classes explicitly (a failed miss answers
+faithfully from the wrong documents unless it hallucinates, about a third of them). On the
+default demo the approved baseline rc-v3.1 fails 89 cases: 31 retrieval, 18 both, 31
+generation, 9 other (35/20/35/10%), the planted `DemoSummary.failure_attribution`, and
+`classify` finds exactly those cases (tests/test_rag.py).
 
-Rows come from `evallib.queries.attribution_items` (offline) or
-`online_attribution_items`; everything here is polars over those few thousand rows.
+Rows come from `evallib.queries.attribution_items` (offline) or `online_attribution_items`
+(the per-item facts, computed in DuckDB); here is polars over those rows (a run's 5,000
+cases, or a production window's failing traces).
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ def _metric_pickers(names: list[str], kinds: list[str]) -> tuple[str, str | None
 
 def retrieval(metrics: pl.DataFrame, k: int, what: str) -> None:
     st.subheader("Retrieval")
+    metrics = metrics.filter(pl.col("n") > 0)
     if metrics.height == 0:
         st.info(f"No {what} has retrieved documents with relevance labels.", icon="🔎")
         return
@@ -122,10 +123,11 @@ def attribution(items: pl.DataFrame, base_items: pl.DataFrame | None, keys: list
         card.metric(f"{stables.CLASS_ICONS[row['class']]} {row['class']}", row["n"],
                     border=True, help=f"{row['share']:.0%} of attributed failures "
                                       f"[{row['ci_low']:.0%}, {row['ci_high']:.0%}]")
-    key = st.selectbox("Per slice of", keys, key="rag_key", bind="query-params")
+    key = st.selectbox("Per slice of", keys, key="rag_key", bind="query-params") \
+        if keys else None  # cases without strata: overall only
     per = rag.attribution_table(items, key)
     chart, table = st.tabs(["Chart", "Table"])
-    chart.plotly_chart(rcharts.attribution_bars(pl.concat([overall, per])),
+    chart.plotly_chart(rcharts.attribution_bars(pl.concat([overall, per]) if key else overall),
                        key="attribution_chart", config={"displaylogo": False})
     st.session_state["_attribution_rows"] = list(per.select("stratum", "class").iter_rows())
     table.dataframe(stables.attribution_display(per), hide_index=True,
@@ -135,11 +137,12 @@ def attribution(items: pl.DataFrame, base_items: pl.DataFrame | None, keys: list
     cases(items, key, what, details)
 
 
-def shift(base_items: pl.DataFrame, items: pl.DataFrame, key: str, name: str) -> None:
+def shift(base_items: pl.DataFrame, items: pl.DataFrame, key: str | None, name: str
+          ) -> None:
     st.markdown(f"**Against the baseline** ({name})")
     moved = rag.attribution_shift(base_items, items, None, ALPHA)
-    by_slice = rag.attribution_shift(base_items, items, key, ALPHA)
-    both = pl.concat([moved, by_slice])
+    both = pl.concat([moved, rag.attribution_shift(base_items, items, key, ALPHA)]) \
+        if key else moved
     st.caption("Per class, the failing cases both runs scored, each run's count and share; "
                "a paired McNemar test of 'fails with this class', Benjamini–Hochberg "
                f"adjusted (overall and per {key} separately). Biggest moves first.")
@@ -150,14 +153,15 @@ def shift(base_items: pl.DataFrame, items: pl.DataFrame, key: str, name: str) ->
         st.dataframe(rag.transitions(base_items, items), hide_index=True, key="transitions")
 
 
-def cases(items: pl.DataFrame, key: str, what: str, details: Details) -> None:
+def cases(items: pl.DataFrame, key: str | None, what: str, details: Details) -> None:
     st.markdown(f"**The failing {what}s**")
-    slices = [stables.ALL, *sorted(set(rag.with_stratum(items, key)["stratum"]))]
     a, b = st.columns([3, 2])
     cls = a.segmented_control("Class", ["all", *rag.CLASSES], key="rag_class",
                               bind="query-params", default="all", required=True)
-    stratum = b.selectbox(f"{key}", slices, key="rag_slice", bind="query-params",
-                          index=slices.index(url_choice(slices, "rag_slice", stables.ALL)))
+    stratum = stables.ALL
+    if key is not None:
+        slices = [stables.ALL, *sorted(set(rag.with_stratum(items, key)["stratum"]))]
+        stratum = b.selectbox(key, slices, key="rag_slice", bind="query-params")
     picked = stables.class_cases(items, None if cls == "all" else cls, key,
                                  None if stratum == stables.ALL else stratum)
     if picked.height > LIST_LIMIT:

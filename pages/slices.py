@@ -37,6 +37,10 @@ def _pick_cell() -> None:
 
 def _keys(keys: list[str]) -> tuple[str, str | None]:
     """First and optional second stratum key, bound to the URL."""
+    if not keys:
+        st.info("These cases carry no strata (`strata` in the results): nothing to slice by.",
+                icon="🧩")
+        st.stop()
     a, b = st.columns(2)
     key = a.selectbox("Stratum", keys, key="key", bind="query-params",
                       help="Rows of the grid: one per value of this key.")

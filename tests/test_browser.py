@@ -269,10 +269,14 @@ def test_rag_flow_pick_a_class_and_download_it(server: str, browser_page) -> Non
         .first.wait_for()
     page.get_by_text("Failure attribution").wait_for()
     _assert_no_exception(page)
+    every = page.get_by_role("button", name=re.compile(r"These \d+ cases \(CSV\)")).last
+    before = every.inner_text()  # all classes
     page.locator(".st-key-rag_class").get_by_text("both", exact=True).click()
     page.wait_for_function("location.search.includes('rag_class=both')")
+    button = page.get_by_role("button", name=re.compile(r"These \d+ cases \(CSV\)")).filter(
+        has_not_text=before).last
+    button.wait_for()  # the rerun has drawn the list of one class
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
-    button = page.get_by_role("button", name=re.compile(r"These \d+ cases \(CSV\)")).last
     shown = int(re.search(r"These (\d+) cases", button.inner_text()).group(1))
     with page.expect_download() as download:
         button.click()

@@ -165,3 +165,23 @@ def test_empty_warehouse_says_how_to_get_data(monkeypatch, empty_root) -> None:
         at.switch_page(page).run()
         assert not at.exception
         assert any("has no" in str(i.value) for i in at.info)
+
+
+def test_a_run_without_strata_or_retrievals(monkeypatch, tmp_path: Path) -> None:
+    """An imported run with nothing to slice and no retrievals: both pages say so."""
+    from evallib import Warehouse
+
+    Warehouse(tmp_path).record_run(
+        {"name": "bare", "dataset": "d"}, [{"case_id": "a"}, {"case_id": "b"}],
+        [{"case_id": c, "metric": "correctness", "value": v, "kind": "binary",
+          "passed": v == 1} for c, v in (("a", 1.0), ("b", 0.0))])
+    monkeypatch.setenv("EVALLIB_WAREHOUSE", str(tmp_path))
+    at = _open()
+    assert any("no strata" in str(i.value) for i in at.info)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/rag.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    infos = " ".join(str(i.value) for i in at.info)
+    assert "No case has retrieved documents" in infos
+    assert "1 failing without retrieval data" in infos
