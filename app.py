@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from pages._common import sidebar
+from pages._common import require_login, sidebar
 
 st.set_page_config(page_title="Eval Flywheel", page_icon="🎡", layout="wide")
+require_login()  # only when [auth] is configured in .streamlit/secrets.toml
 page = st.navigation([
     st.Page("pages/runs.py", title="Runs", icon="🏁", default=True),
     st.Page("pages/compare.py", title="Compare", icon="⚖️"),

@@ -62,8 +62,8 @@ def _write_id(path: str) -> str:
 
 
 def connect(root: str | os.PathLike[str] | Store | None = None, *,
-            threads: int | None = None, memory_limit: str | None = None
-            ) -> duckdb.DuckDBPyConnection:
+            threads: int | None = None, memory_limit: str | None = None,
+            read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Views over the warehouse as of this call (a snapshot: every table is listed once
     here, so all queries on the connection agree; data written later shows up in a new
     connection):
@@ -83,6 +83,10 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
       elsewhere: the same numbers either way (see `evallib.rollup`);
     - ``unreadable_files`` (table_name, path, reason): part files left out because they are
       not readable Parquet of their table (`evallib check` quarantines them).
+
+    ``read_only`` (the dashboard's): DuckDB may then open the listed part files and nothing
+    else (no COPY TO, ATTACH, INSTALL, read_csv of another file), and its configuration is
+    locked so no statement can undo that.
     """
     store = root if isinstance(root, Store) else Store(root)
     config: dict[str, str | int] = {}
@@ -116,6 +120,12 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
     writes = dict(con.sql("SELECT run_id, write_id FROM runs").fetchall())
     rollups = _moment_views(con, store, listings, writes)
     _unreadable_table(con, {**listings, **rollups})
+    if read_only:
+        readable = sorted({u for listing in (*listings.values(), *rollups.values())
+                           for u in listing.urls})
+        con.execute(f"SET allowed_paths = [{', '.join(map(_sql_str, readable))}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
     return con
 
 

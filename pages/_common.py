@@ -77,8 +77,9 @@ def warehouse() -> Warehouse:
 def _connection(root: str, snapshot: tuple) -> duckdb.DuckDBPyConnection:
     """One read-only (views only) DuckDB connection per warehouse state, shared by sessions;
     every query runs on its own cursor. A connection is a snapshot of the files listed when
-    it was made: renewed every minute, so new online traffic shows up."""
-    return connect(root)
+    it was made: renewed every minute, so new online traffic shows up. Read-only: DuckDB may
+    open those files and nothing else."""
+    return connect(root, read_only=True)
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=MAX_ENTRIES, show_spinner=False)
@@ -179,6 +180,27 @@ def sidebar() -> Filters:
     filters = Filters(dataset, start, end)
     st.session_state["_filters"] = filters
     return filters
+
+
+def require_login() -> None:
+    """Sign in first, through Streamlit's OIDC login, when ``[auth]`` is configured in
+    ``.streamlit/secrets.toml``; without it the dashboard is open to whoever reaches it (it
+    binds to 127.0.0.1)."""
+    try:
+        configured = "auth" in st.secrets
+    except FileNotFoundError:  # no secrets file at all
+        configured = False
+    if not configured:
+        return
+    if getattr(st.user, "is_logged_in", False):
+        who = st.user.get("email") or st.user.get("name") or "signed in"
+        st.sidebar.caption(f"👤 {who}")
+        st.sidebar.button("Log out", on_click=st.logout)
+        return
+    st.title("🎡 Eval Flywheel")
+    st.info("Sign in to see the team's evals.", icon="🔐")
+    st.button("Log in", on_click=st.login, type="primary")
+    st.stop()
 
 
 def unreadable_warning() -> None:
