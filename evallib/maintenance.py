@@ -54,7 +54,8 @@ def check(root: str | os.PathLike[str] | Store | None = None, *, tmp_age: float 
         if now - _mtime(store, path) >= tmp_age:  # younger: a write may be in progress
             store.remove([path])
             report.removed_temp.append(path)
-    listings = {t.name: list_table(store, t) for t in S.TABLES.values()}
+    listings = {t.name: list_table(store, t) for t in (*S.TABLES.values(),
+                                                       *S.ROLLUPS.values())}
     for listing in listings.values():
         report.files += len(listing.parts) + len(listing.unreadable) + len(listing.replaced)
         for part, why in listing.unreadable:  # what connect() skips: the same footer check

@@ -132,3 +132,20 @@ def test_late_scores_find_their_traces_beside_a_corrupt_file(tmp_path: Path) -> 
     with connect(tmp_path) as con:
         assert con.sql("SELECT strata_json FROM online_scores WHERE metric = 'relevance'"
                        ).fetchall() == [('{"tier":"gold"}',)]
+
+
+def test_a_corrupt_rollup_is_skipped_and_quarantined(tmp_path: Path) -> None:
+    from evallib.rollup import rollup
+
+    _warehouse(tmp_path)
+    rollup(tmp_path)
+    with connect(tmp_path) as con:
+        rolled = _daily_n(con)
+    rollup_file = next((tmp_path / "online_daily_rollup").glob("part-*.parquet"))
+    rollup_file.write_bytes(rollup_file.read_bytes()[:-20])  # cut short
+    with connect(tmp_path) as con:
+        assert _daily_n(con) == rolled == [4, 4, 4]  # read raw instead
+        assert queries.unreadable_files(con)["path"].to_list() == [str(rollup_file)]
+    assert main(["check", "--warehouse", str(tmp_path)]) == 1
+    with connect(tmp_path) as con:
+        assert queries.unreadable_files(con).height == 0
