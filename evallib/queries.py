@@ -694,7 +694,7 @@ def alerts(con: Connection, since: date | None = None) -> pl.DataFrame:
 # means not judged: an item whose rows are all unjudged has no gold document; one judged
 # with nothing relevant retrieved is a miss.
 
-_STRATUM2 = "CAST(g.strata_json::JSON AS MAP(VARCHAR, VARCHAR))[$key2]"
+_STRATUM2 = _STRATUM.replace("$key", "$key2")  # null when there is no second key
 _RAG_SOURCES = {
     "offline": {
         "docs": "SELECT case_id AS item, doc_id, rank, relevant, cited FROM retrievals "
@@ -846,8 +846,8 @@ def slice_summary(con: Connection, run_id: str, key: str, key2: str | None = Non
     """Per metric × value of ``key`` (column ``stratum``) × value of ``key2`` (``stratum2``;
     null without a second key) in one run: kind, n, mean, sd. Null = the case lacks the key."""
     return _frame(con, f"""
-        WITH g AS (SELECT s.metric, s.strata_json, {_MOMENTS} FROM scores s
-                   WHERE s.run_id = $run GROUP BY s.metric, s.strata_json)
+        WITH g AS (SELECT metric, strata_json, kind, n, sx, sxx FROM run_score_moments
+                   WHERE run_id = $run)
         SELECT g.metric, {_STRATUM} AS stratum, {_STRATUM2} AS stratum2, {_POOLED}
         FROM g GROUP BY ALL ORDER BY metric, stratum NULLS LAST, stratum2 NULLS LAST""",
                   run=run_id, key=key, key2=key2)
@@ -857,8 +857,8 @@ def online_slice_summary(con: Connection, start: date, end: date, key: str,
                          key2: str | None = None) -> pl.DataFrame:
     """`slice_summary` over production traces scored on UTC days [start, end]."""
     return _frame(con, f"""
-        WITH g AS (SELECT s.metric, s.strata_json, {_MOMENTS} FROM online_scores s
-                   WHERE s.date BETWEEN $start AND $end GROUP BY s.metric, s.strata_json)
+        WITH g AS (SELECT metric, strata_json, kind, n, sx, sxx FROM online_score_moments
+                   WHERE date BETWEEN $start AND $end)
         SELECT g.metric, {_STRATUM} AS stratum, {_STRATUM2} AS stratum2, {_POOLED}
         FROM g GROUP BY ALL ORDER BY metric, stratum NULLS LAST, stratum2 NULLS LAST""",
                   start=start, end=end, key=key, key2=key2)
@@ -878,15 +878,16 @@ def strata_mix(con: Connection, run_id: str, key: str, key2: str | None = None
 def online_strata_mix(con: Connection, start: date, end: date, key: str,
                       key2: str | None = None) -> pl.DataFrame:
     """How many scored production traces of UTC days [start, end] fall in each value of
-    ``key`` × ``key2``: the traffic mix. Counted from the scores, which carry their trace's
-    strata as dictionary-encoded JSON: reading every trace's strata map takes 5–10× longer,
-    and the scorer picks traces without regard to their strata."""
-    return _frame(con, """
-        WITH g AS (SELECT strata_json, count(DISTINCT trace_id) AS n FROM online_scores
-                   WHERE date BETWEEN $start AND $end GROUP BY strata_json)
-        SELECT CAST(strata_json::JSON AS MAP(VARCHAR, VARCHAR))[$key] AS stratum,
-               CAST(strata_json::JSON AS MAP(VARCHAR, VARCHAR))[$key2] AS stratum2,
-               sum(n)::BIGINT AS n
+    ``key`` × ``key2``: the traffic mix. Per day and strata, the traces scored on the
+    most-scored metric, from the score moments (rolled up per day): reading every trace's
+    strata map takes 5–10× longer, and the scorer picks traces whatever their strata."""
+    return _frame(con, f"""
+        WITH m AS (SELECT date, metric, strata_json, sum(n_rows) AS n FROM online_score_moments
+                   WHERE date BETWEEN $start AND $end GROUP BY ALL),
+             g AS (SELECT strata_json, sum(n) AS n
+                   FROM (SELECT date, strata_json, max(n) AS n FROM m GROUP BY ALL)
+                   GROUP BY strata_json)
+        SELECT {_STRATUM} AS stratum, {_STRATUM2} AS stratum2, sum(n)::BIGINT AS n
         FROM g GROUP BY ALL ORDER BY stratum NULLS LAST, stratum2 NULLS LAST""",
                   start=start, end=end, key=key, key2=key2)
 
@@ -901,12 +902,11 @@ def online_slice_traces(con: Connection, metric: str, start: date, end: date, ke
     the texts from only those traces' days (one query joining them reads 10× more)."""
     # the cell's strata, as a list: a filter on the parsed strata would be pushed below the
     # DISTINCT by the optimizer and parse every score's strata (15× slower)
-    distinct = _frame(con, """
-        SELECT strata_json,
-               CAST(strata_json::JSON AS MAP(VARCHAR, VARCHAR))[$key] AS v,
-               CAST(strata_json::JSON AS MAP(VARCHAR, VARCHAR))[$key2] AS v2
-        FROM online_scores WHERE metric = $metric AND date BETWEEN $start AND $end
-        GROUP BY strata_json""", metric=metric, start=start, end=end, key=key, key2=key2)
+    distinct = _frame(con, f"""
+        SELECT g.strata_json, {_STRATUM} AS v, {_STRATUM2} AS v2
+        FROM (SELECT DISTINCT strata_json FROM online_score_moments
+              WHERE metric = $metric AND date BETWEEN $start AND $end) g""",
+                      metric=metric, start=start, end=end, key=key, key2=key2)
     same = pl.col("v").is_null() if value is None else pl.col("v") == value
     if key2 is not None:
         same &= pl.col("v2").is_null() if value2 is None else pl.col("v2") == value2
