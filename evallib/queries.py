@@ -792,7 +792,8 @@ FROM chosen c LEFT JOIN faith f USING (item) LEFT JOIN evidence e USING (item)
 ORDER BY c.item"""
 
 # Each metric's summary split by the evidence the generator had (a rollup row: evidence
-# null). Online traces add ``refusal`` (binary): declining is right when evidence is missing.
+# null), plus ``cites_relevant`` (binary, of the items citing something: a cited document is
+# relevant) and, online, ``refusal`` (binary: declining is right when evidence is missing).
 _GENERATION = """WITH docs AS ({docs}),
     evidence AS (
         SELECT item, CASE WHEN count(relevant) = 0 THEN 'no gold document'
@@ -802,7 +803,10 @@ _GENERATION = """WITH docs AS ({docs}),
     s AS (SELECT item, metric, kind, value FROM ({scores})
           UNION ALL
           SELECT item, 'refusal', 'binary', refusal::DOUBLE FROM ({subjects})
-          WHERE refusal IS NOT NULL)
+          WHERE refusal IS NOT NULL
+          UNION ALL
+          SELECT item, 'cites_relevant', 'binary', bool_or(relevant AND cited)::DOUBLE
+          FROM docs GROUP BY item HAVING count(relevant) > 0 AND bool_or(cited))
 SELECT e.evidence, s.metric, any_value(s.kind) AS kind, count(s.value) AS n,
        avg(s.value) AS mean, stddev_samp(s.value) AS sd
 FROM s JOIN evidence e USING (item)
@@ -988,7 +992,8 @@ def online_attribution_details(con: Connection, first_day: date, last_day: date,
 def generation_by_evidence(con: Connection, run_id: str, k: int) -> pl.DataFrame:
     """Per metric of the run × the evidence its generator had (``evidence``: relevant in top
     k / no relevant in top k / no gold document; null = all cases with retrievals): kind, n,
-    mean, sd. Cases without retrieval rows are left out."""
+    mean, sd; with ``cites_relevant`` (of the answers citing a document, those citing a
+    relevant one). Cases without retrieval rows are left out."""
     return _frame(con, _GENERATION_SQL["offline"], run=run_id, k=k)
 
 

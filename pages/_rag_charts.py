@@ -154,7 +154,7 @@ def retrieval_curve(metrics: pl.DataFrame, k: int) -> go.Figure:
             hovertemplate=(f"{label} at k=%{{x}}: %{{y:.3f}} [%{{customdata[1]:.3f}}, "
                            "%{customdata[2]:.3f}]<br>n = %{customdata[0]}<extra></extra>")))
     fig.add_vline(x=k, line={"color": "grey", "dash": "dot"},
-                  annotation_text=f"k = {k} (context)", annotation_position="top")
+                  annotation_text=f"k = {k} (context)", annotation_position="bottom right")
     fig.update_xaxes(title_text="k (top k retrieved documents)", dtick=1)
     fig.update_yaxes(title_text="mean over cases (95% CI)", range=[0, 1.05])
     fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 50, "b": 10},

@@ -89,14 +89,16 @@ def generation(gen: pl.DataFrame, answer: str, faith: str | None, what: str) -> 
     if gen.height == 0:
         st.info(f"No {what} with retrievals is scored.")
         return
-    first = [answer, *([faith] if faith else []), "refusal"]
+    first = [answer, *([faith] if faith else []), "cites_relevant", "refusal"]
     st.dataframe(stables.generation_table(gen, first), hide_index=True, key="generation")
     refusal = ("**refusal** = the trace declined to answer: right when the evidence is "
                "missing, wrong when a relevant document was there. " if what == "trace" else
                f"With no gold document (out of scope) the right answer is to decline, so "
                f"**{answer}** there is refusal correctness. ")
     st.caption(f"Each metric's mean [95% CI] by what the generator had in its top k: a "
-               f"relevant document, none, or no gold document exists. {refusal}"
+               f"relevant document, none, or no gold document exists. **cites_relevant** = "
+               f"of the answers citing a document, the share citing a relevant one (citation "
+               f"faithfulness). {refusal}"
                f"A low {answer} *with* the evidence is the generator's.")
 
 

@@ -185,6 +185,23 @@ def test_details_show_what_the_generator_read(hand) -> None:
     assert d.filter(pl.col("case_id") == "c1")["input"].item() == "q c1"
 
 
+def test_generation_by_evidence_by_hand(hand) -> None:
+    _, con = hand
+    gen = queries.generation_by_evidence(con, "r1", 5)
+    cell = {(e, m): (n, mean) for e, m, n, mean in
+            gen.select("evidence", "metric", "n", "mean").iter_rows()}
+    # correctness (c7 errored: unscored; c5 has no retrievals): relevant in top 5 = c1, c6,
+    # c8, c9 → 2 of 4 correct; no relevant = c2, c3 → 0 of 2; no gold document = c4
+    assert cell[("relevant in top k", "correctness")] == (4, 0.5)
+    assert cell[("no relevant in top k", "correctness")] == (2, 0.0)
+    assert cell[("no gold document", "correctness")] == (1, 0.0)
+    assert cell[(None, "correctness")] == (7, 2 / 7)
+    # cites_relevant, of the judged answers citing something: c1 (d2 ✓), c6 (d1 ✓), c3 (d6)
+    assert cell[("relevant in top k", "cites_relevant")] == (2, 1.0)
+    assert cell[("no relevant in top k", "cites_relevant")] == (1, 0.0)
+    assert cell[(None, "cites_relevant")][0] == 3
+
+
 def test_classify_without_a_faithfulness_metric_calls_every_miss_retrieval(hand) -> None:
     _, con = hand
     items = rag.classify(queries.attribution_items(con, "r1", 5, "correctness", ""))
