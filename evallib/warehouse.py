@@ -242,8 +242,6 @@ class Warehouse:
             self.store.write_part(S.ALERTS, t)
         return t.num_rows
 
-    # --- monitoring ----------------------------------------------------------------------
-
 
 def _with_date(rows: Rows) -> Rows:
     """Fill the ``date`` partition from ``timestamp`` (UTC day) when the caller left it out."""
