@@ -220,17 +220,24 @@ def test_errors_are_logged_not_raised_and_bad_items_cost_only_themselves(tmp_pat
 
 _CHILD = """
 import sys
+import threading
 from evallib.online import BufferedRecorder
 
+LOCK = threading.Lock()  # two threads print: keep each line whole
+
+def say(line):
+    with LOCK:
+        print(line, flush=True)
+
 def flushed(stats):
-    print(f"flushed {stats.written}", flush=True)
+    say(f"flushed {stats.written}")
 
 rec = BufferedRecorder(sys.argv[1], max_batch=20, flush_interval=0.05, max_queue=200,
                        on_flush=flushed)
 i = 0
 while True:
     if rec.record(f"t{i:07d}", input=f"question {i} from a{i}@corp.com", output="answer"):
-        print(f"queued {i}", flush=True)
+        say(f"queued {i}")
     i += 1
 """
 
