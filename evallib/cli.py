@@ -159,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="say what would be merged")
     p.add_argument("--json", action="store_true")
 
-    p = command("rollup", _rollup, "roll up scores per day and per run (what is not rolled "
-                "up is read raw: the same answers, faster)")
+    p = command("rollup", _rollup, "roll up scores per day and per run, and production "
+                "traffic (health, latency, quality, feedback) per day: what is not rolled up "
+                "is read raw, the same answers, slower")
     p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
                    help="duckdb (default, in process) or spark (pyspark: the `spark` extra "
                         "and Java 17; local mode unless EVALLIB_SPARK_MASTER is set)")
@@ -538,8 +539,9 @@ def _rollup(args: argparse.Namespace) -> int:
         print(json.dumps(vars(report), indent=2))
     else:
         print(f"rolled up {report.days} days of online scores and {report.runs} runs "
-              f"({report.rows:,} rollup rows) with {report.engine} in {report.seconds:.1f} s; "
-              f"{report.fresh_days} days and {report.fresh_runs} runs were fresh already")
+              f"(and {report.traffic_days} days of traffic: {report.rows:,} rollup rows) with "
+              f"{report.engine} in {report.seconds:.1f} s; {report.fresh_days} days and "
+              f"{report.fresh_runs} runs were fresh already")
     return 0
 
 

@@ -13,6 +13,7 @@ import os
 import duckdb
 import pyarrow as pa
 
+from . import online_rollups as traffic
 from . import schema as S
 from .catalog import Listing, list_table
 from .rollup import MOMENT_COLUMNS, MOMENTS, Current, current, write_id
@@ -119,6 +120,7 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
                     f"({_read(files, table)})")
     writes = dict(con.sql("SELECT run_id, write_id FROM runs").fetchall())
     rollups = _moment_views(con, store, listings, writes)
+    _traffic_views(con, listings, rollups)
     _unreadable_table(con, {**listings, **rollups})
     if read_only:
         readable = sorted({u for listing in (*listings.values(), *rollups.values())
@@ -165,6 +167,22 @@ def _moment_views(con: duckdb.DuckDBPyConnection, store: Store, listings: dict[s
                     f"GROUP BY {key}, metric UNION ALL SELECT {key}, metric, {MOMENTS} "
                     f"FROM {raw} GROUP BY {key}, metric")
     return rollups
+
+
+def _traffic_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
+                   rollups: dict[str, Listing]) -> None:
+    """Per traffic rollup (`evallib.online_rollups`): its fresh days, plus the same
+    aggregate over the raw rows of the days it misses."""
+    for spec in traffic.SPECS:
+        cur = current(rollups[spec.table.name], traffic.fingerprints(spec, listings))
+        raw = [p for p in listings[spec.source.name].parts if p.partition not in cur.fresh]
+        days = {p.partition for p in raw if p.partition}
+        joined = traffic.trace_parts(listings, days) if spec.joins_traces else []
+        aggregate = spec.sql("duckdb", f"({_read([p.url for p in raw], spec.source)})",
+                             f"({_read([p.url for p in joined], S.ONLINE_TRACES)})")
+        con.execute(f"CREATE VIEW {spec.view} AS "
+                    f"SELECT * FROM ({_fresh_rows(cur, spec.table, 'date')}) "
+                    f"UNION ALL BY NAME SELECT * FROM ({aggregate})")
 
 
 def _fresh_rows(cur: Current, table: S.Table, key: str) -> str:

@@ -214,8 +214,9 @@ def online_date_range(con: Connection) -> pl.DataFrame:
 def online_releases(con: Connection, start: date, end: date) -> pl.DataFrame:
     """Releases serving traffic in [start, end], with the day each was first seen."""
     return _frame(con, """
-        SELECT release, min(date) AS first_day, max(date) AS last_day, count(*) AS n_traces
-        FROM online_traces
+        SELECT release, min(date) AS first_day, max(date) AS last_day,
+               sum(n)::BIGINT AS n_traces
+        FROM online_trace_moments
         WHERE release IS NOT NULL AND date BETWEEN $start AND $end
         GROUP BY release ORDER BY first_day, release""", start=start, end=end)
 
@@ -409,6 +410,10 @@ _HEALTH_COLUMNS = """bucket, grp, n, n_error, n_refusal, n_tool_error,
            latency_q[1] AS latency_p50, latency_q[2] AS latency_p95,
            latency_q[3] AS latency_p99, n_latency, mean_log_latency, sd_log_latency,
            n_cost, cost_usd, mean_cost, sd_cost, mean_tokens_in, mean_tokens_out"""
+_HEALTH_ORDER = ["bucket", "grp", "n", "n_error", "n_refusal", "n_tool_error", "latency_p50",
+                 "latency_p95", "latency_p99", "n_latency", "mean_log_latency",
+                 "sd_log_latency", "n_cost", "cost_usd", "mean_cost", "sd_cost",
+                 "mean_tokens_in", "mean_tokens_out"]
 _QUALITY = """any_value(s.kind) AS kind, count(s.value) AS n, avg(s.value) AS mean,
            stddev_samp(s.value) AS sd, count_if(s.passed)::BIGINT AS n_passed,
            count(s.passed) AS n_pass_known"""
@@ -439,12 +444,94 @@ def _split_params(by: str | None, key: str | None) -> dict[str, Any]:
     return {"by": by or "none", "key": key or ""}
 
 
+# Daily views read the traffic rollups (`evallib.online_rollups`) through their views: per
+# day × release × variant × strata, pooled here into the chosen split. A stratum's value is
+# read from each distinct strata JSON once (see _STRATUM), not per row.
+_GROUPED = """g AS MATERIALIZED (
+                   SELECT date, CASE $by WHEN 'release' THEN release
+                                         WHEN 'variant' THEN variant END AS grp0,
+                          CASE WHEN $by = 'stratum' THEN coalesce(strata_json, '{{}}')
+                               ELSE '{{}}' END AS strata_json,
+                          {sums}
+                   FROM {view} WHERE date BETWEEN $start AND $end GROUP BY ALL),
+             k AS (SELECT g.strata_json AS strata_key, """ + _STRATUM + """ AS v
+                   FROM (SELECT DISTINCT strata_json FROM g) g),
+             m AS (SELECT CAST(g.date AS TIMESTAMPTZ) AS bucket,
+                          CASE WHEN $by = 'stratum' THEN k.v ELSE g.grp0 END AS grp, {pooled}
+                   FROM g JOIN k ON k.strata_key = g.strata_json GROUP BY ALL)"""
+_TRACE_SUMS = ", ".join(f"sum({c})::{t} AS {c}" for c, t in (
+    ("n", "BIGINT"), ("n_error", "BIGINT"), ("n_refusal", "BIGINT"),
+    ("n_tool_error", "BIGINT"), ("n_latency", "BIGINT"), ("s_log_latency", "DOUBLE"),
+    ("ss_log_latency", "DOUBLE"), ("n_cost", "BIGINT"), ("s_cost", "DOUBLE"),
+    ("ss_cost", "DOUBLE"), ("n_tokens_in", "BIGINT"), ("s_tokens_in", "DOUBLE"),
+    ("n_tokens_out", "BIGINT"), ("s_tokens_out", "DOUBLE")))
+
+
+def _sd(n: str, s: str, ss: str) -> str:
+    """The sample sd from a count, a sum and a sum of squares (null below two values)."""
+    return (f"CASE WHEN sum({n}) > 1 THEN sqrt(greatest(sum({ss}) - sum({s}) * sum({s}) "
+            f"/ sum({n}), 0) / (sum({n}) - 1)) END")
+
+
+_DAILY_HEALTH = "WITH " + _GROUPED.format(
+    view="online_trace_moments", sums=_TRACE_SUMS, pooled=f"""
+                          sum(n)::BIGINT AS n, sum(n_error)::BIGINT AS n_error,
+                          sum(n_refusal)::BIGINT AS n_refusal,
+                          sum(n_tool_error)::BIGINT AS n_tool_error,
+                          sum(n_latency)::BIGINT AS n_latency,
+                          sum(s_log_latency) / sum(n_latency) AS mean_log_latency,
+                          {_sd("n_latency", "s_log_latency", "ss_log_latency")}
+                              AS sd_log_latency,
+                          sum(n_cost)::BIGINT AS n_cost, sum(s_cost) AS cost_usd,
+                          sum(s_cost) / sum(n_cost) AS mean_cost,
+                          {_sd("n_cost", "s_cost", "ss_cost")} AS sd_cost,
+                          sum(s_tokens_in) / sum(n_tokens_in) AS mean_tokens_in,
+                          sum(s_tokens_out) / sum(n_tokens_out) AS mean_tokens_out""") + """
+        SELECT * FROM m"""
+# Each day's latency quantiles of the split (they do not pool: the rollup keeps each split).
+_DAILY_LATENCY = """
+        SELECT CAST(date AS TIMESTAMPTZ) AS bucket, grp, latency_p50, latency_p95, latency_p99
+        FROM online_latency_quantiles
+        WHERE date BETWEEN $start AND $end
+          AND dim = CASE $by WHEN 'none' THEN 'all' WHEN 'stratum' THEN 'strata.' || $key
+                             ELSE $by END"""
+
+_DAILY_QUALITY = "WITH " + _GROUPED.format(
+    view="online_quality_moments",
+    sums="metric, any_value(kind) AS kind, sum(n) AS n, sum(sx) AS sx, sum(sxx) AS sxx, "
+         "sum(n_passed) AS n_passed, sum(n_pass_known) AS n_pass_known",
+    pooled=f"""metric, any_value(kind) AS kind, sum(n)::BIGINT AS n,
+                          sum(sx) / sum(n) AS mean, {_sd("n", "sx", "sxx")} AS sd,
+                          CASE WHEN sum(n_pass_known) > 0 THEN sum(n_passed)::BIGINT END
+                              AS n_passed, sum(n_pass_known)::BIGINT AS n_pass_known""") + """
+        SELECT * FROM m ORDER BY bucket, grp NULLS LAST, metric"""
+
+_DAILY_FEEDBACK = "WITH " + _GROUPED.format(
+    view="online_feedback_moments",
+    sums=", ".join(f"sum({c}) AS {c}" for c in ("n_thumbs", "n_thumbs_up", "n_rating",
+                                                 "s_rating", "ss_rating", "n_edit",
+                                                 "n_comment")),
+    pooled=f"""sum(n_thumbs)::BIGINT AS n_thumbs, sum(n_thumbs_up)::BIGINT AS n_thumbs_up,
+                          sum(n_rating)::BIGINT AS n_rating,
+                          sum(s_rating) / sum(n_rating) AS mean_rating,
+                          {_sd("n_rating", "s_rating", "ss_rating")} AS sd_rating,
+                          sum(n_edit)::BIGINT AS n_edit,
+                          sum(n_comment)::BIGINT AS n_comment""") + """
+        SELECT * FROM m ORDER BY bucket, grp NULLS LAST"""
+
+
 def online_health(con: Connection, start: date, end: date, hourly: bool = False,
                   by: str | None = None, key: str | None = None) -> pl.DataFrame:
     """Per day (or hour) × group (``grp``: release, variant or the value of stratum ``key``;
     null when not split) of production traces: n, error / refusal / tool-error counts,
     latency p50/p95/p99, moments of ln(latency) and of cost (the monitor's tests need
     mergeable moments), total cost and mean tokens."""
+    if not hourly:
+        params = {"start": start, "end": end, **_split_params(by, key)}
+        health = _frame(con, _DAILY_HEALTH, **params)
+        quantiles = _frame(con, _DAILY_LATENCY, **params)
+        return health.join(quantiles, on=["bucket", "grp"], how="left", nulls_equal=True) \
+            .select(_HEALTH_ORDER).sort("bucket", "grp", nulls_last=True)
     return _frame(con, f"""
         SELECT {_HEALTH_COLUMNS} FROM (
             SELECT {_BUCKET.format(a="t")} AS bucket, {_SPLIT} AS grp, {_HEALTH}
@@ -457,7 +544,10 @@ def online_quality(con: Connection, start: date, end: date, hourly: bool = False
                    by: str | None = None, key: str | None = None) -> pl.DataFrame:
     """Per day (or hour, of the score) × group × metric of online scores: kind, n, mean,
     sd, n_passed and n_pass_known (rows with a pass flag). Split by a trace column through
-    a join with the traces of the window; unsplit reads the scores alone."""
+    a join with the traces of the window; unsplit reads the scores alone. Daily: from the
+    quality rollup (a score whose trace is missing counts in the null group)."""
+    if not hourly:
+        return _frame(con, _DAILY_QUALITY, start=start, end=end, **_split_params(by, key))
     if by is None:
         return _frame(con, f"""
             SELECT {_BUCKET.format(a="s")} AS bucket, CAST(NULL AS VARCHAR) AS grp,
@@ -486,6 +576,8 @@ def online_feedback(con: Connection, start: date, end: date, hourly: bool = Fals
                     by: str | None = None, key: str | None = None) -> pl.DataFrame:
     """Per day (or hour, of the feedback event) × group: thumbs given and up, ratings (n,
     mean, sd), edits and comments."""
+    if not hourly:
+        return _frame(con, _DAILY_FEEDBACK, start=start, end=end, **_split_params(by, key))
     if by is None:
         return _frame(con, f"""
             SELECT {_BUCKET.format(a="f")} AS bucket, CAST(NULL AS VARCHAR) AS grp, {_FEEDBACK}
@@ -503,7 +595,7 @@ def online_variant_days(con: Connection, start: date, end: date) -> pl.DataFrame
     """Traces per day × variant in [start, end] (variant null: not recorded): which days a
     canary and its control served side by side."""
     return _frame(con, """
-        SELECT date AS day, variant, count(*) AS n FROM online_traces
+        SELECT date AS day, variant, sum(n)::BIGINT AS n FROM online_trace_moments
         WHERE date BETWEEN $start AND $end GROUP BY ALL ORDER BY day, n DESC""",
                   start=start, end=end)
 
@@ -641,21 +733,28 @@ def judge_human_counts(con: Connection, start: date, end: date) -> pl.DataFrame:
 def release_scores(con: Connection, end: date) -> pl.DataFrame:
     """Per release that served traffic up to ``end`` and has an approved run that
     qualified it: the run, each offline metric's mean (kind, n) and the release's online
-    satisfaction: thumbs-up share and mean rating of its traces (n each)."""
+    satisfaction: thumbs-up share and mean rating given to its traces up to ``end`` (n
+    each), from the traffic rollups; ``first_day`` = the first day it served."""
     return _frame(con, """
         WITH rel AS (SELECT release, arg_max(run_id, started_at) AS run_id FROM runs
                      WHERE release IS NOT NULL AND approved GROUP BY release),
              off AS (SELECT r.release, r.run_id, s.metric, any_value(s.kind) AS kind,
-                            count(s.value) AS n, avg(s.value) AS offline
-                     FROM scores s JOIN rel r USING (run_id) GROUP BY ALL),
-             onl AS (SELECT t.release, f.kind AS feedback, count(*) AS n_feedback,
-                            avg(f.value) AS online, min(t.date) AS first_day
-                     FROM feedback f
-                     JOIN (SELECT trace_id, release, date FROM online_traces
-                           WHERE date <= $end AND release IS NOT NULL) t USING (trace_id)
-                     WHERE f.kind IN ('thumbs', 'rating') AND f.value IS NOT NULL
-                       AND f.date <= CAST($end AS DATE) + 7
-                     GROUP BY ALL)
+                            sum(s.n)::BIGINT AS n, sum(s.sx) / sum(s.n) AS offline
+                     FROM run_metric_moments s JOIN rel r USING (run_id) GROUP BY ALL),
+             served AS (SELECT release, min(date) AS first_day FROM online_trace_moments
+                        WHERE date <= $end AND release IS NOT NULL GROUP BY release),
+             fb AS (SELECT release, sum(n_thumbs) AS n_thumbs, sum(n_thumbs_up) AS n_up,
+                           sum(n_rating) AS n_rating, sum(s_rating) AS s_rating
+                    FROM online_feedback_moments
+                    WHERE date <= $end AND release IS NOT NULL GROUP BY release),
+             onl AS (SELECT fb.release, x.feedback, x.n AS n_feedback, x.online,
+                            served.first_day
+                     FROM fb JOIN served USING (release),
+                          unnest([{'feedback': 'thumbs', 'n': fb.n_thumbs::BIGINT,
+                                   'online': fb.n_up / fb.n_thumbs},
+                                  {'feedback': 'rating', 'n': fb.n_rating::BIGINT,
+                                   'online': fb.s_rating / fb.n_rating}]) AS u(x)
+                     WHERE x.n > 0)
         SELECT off.release, off.run_id, off.metric, off.kind, off.n, off.offline,
                onl.feedback, onl.n_feedback, onl.online, onl.first_day
         FROM off JOIN onl USING (release)

@@ -1,5 +1,7 @@
 """`evallib rollup`: score rollups per day and per run, so an aggregate over a year of
-traffic or over every run reads thousands of rows instead of millions.
+traffic or over every run reads thousands of rows instead of millions. The traffic rollups
+(health, latency, quality and feedback per day × release × variant × strata) are specified
+in `evallib.online_rollups` and kept fresh the same way, day by day.
 
 Both rollups (`schema.ROLLUPS`) hold the mergeable moments of scores (rows, scored rows,
 sum, sum of squares, rows passed) per metric × strata, so every mean, sd and stratum split
@@ -40,6 +42,7 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
+from . import online_rollups as traffic
 from . import schema as S
 from .catalog import SOURCE, Listing, Part, list_table
 from .errors import EvallibError
@@ -74,6 +77,10 @@ class Plan:
     runs: dict[str, tuple[str, list[Part]]] = field(default_factory=dict)
     daily: Current = field(default_factory=Current)
     per_run: Current = field(default_factory=Current)
+    # the traffic rollups (evallib.online_rollups), by table name: (current, days to do)
+    traffic: dict[str, tuple[Current, dict[str, tuple[str, list[Part]]]]] = \
+        field(default_factory=dict)
+    listings: dict[str, Listing] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +93,7 @@ class RollupReport:
     fresh_runs: int
     seconds: float
     removed: list[str] = field(default_factory=list)  # superseded rollup files
+    traffic_days: int = 0  # days rolled up again for the traffic rollups (the most of any)
 
 
 def write_id(part: Part) -> str:
@@ -107,13 +115,24 @@ def plan(store: Store, since: date | None = None) -> Plan:
     """Days (from ``since``) and runs (started from ``since``) without a fresh rollup."""
     from .db import connect
 
-    online = list_table(store, S.ONLINE_SCORES)
+    listings = {t.name: list_table(store, t)
+                for t in (S.ONLINE_SCORES, S.ONLINE_TRACES, S.FEEDBACK)}
+    online = listings[S.ONLINE_SCORES.name]
     fingerprints = online.fingerprints()
-    out = Plan(daily=current(list_table(store, S.ONLINE_DAILY_ROLLUP), fingerprints))
+    out = Plan(daily=current(list_table(store, S.ONLINE_DAILY_ROLLUP), fingerprints),
+               listings=listings)
     for p in online.parts:
         day = p.partition
         if day and day not in out.daily.fresh and (since is None or day >= since.isoformat()):
             out.days.setdefault(day, (fingerprints[day], []))[1].append(p)
+    for spec in traffic.SPECS:
+        fps = traffic.fingerprints(spec, listings)
+        cur, todo = current(list_table(store, spec.table), fps), {}
+        for p in listings[spec.source.name].parts:
+            day = p.partition
+            if day and day not in cur.fresh and (since is None or day >= since.isoformat()):
+                todo.setdefault(day, (fps[day], []))[1].append(p)
+        out.traffic[spec.table.name] = (cur, todo)
 
     with connect(store) as con:  # the committed write of each run, as readers see it
         runs = con.sql("SELECT run_id, write_id, started_at FROM runs").pl()
@@ -154,9 +173,25 @@ def rollup(root: str | os.PathLike[str] | Store | None = None, *, engine: str = 
         else:
             new = aggregate(store, parts, source)
         rows += _write(store, table, key, cur, {k: v for k, (v, _) in items.items()}, new)
+    for spec in traffic.SPECS:
+        cur, items = todo.traffic[spec.table.name]
+        if not items and not cur.stale:
+            continue
+        parts = [p for _, ps in items.values() for p in ps]
+        joined = traffic.trace_parts(todo.listings, set(items)) if spec.joins_traces else []
+        if engine == "spark":
+            from .rollup_spark import aggregate_sql
+
+            new = aggregate_sql(spec, [p.url for p in parts], [p.url for p in joined],
+                                store)
+        else:
+            new = aggregate_traffic(store, spec, parts, joined)
+        rows += _write(store, spec.table, "date", cur,
+                       {k: v for k, (v, _) in items.items()}, new)
     removed = remove_superseded(store, grace)
     return RollupReport(engine, len(todo.days), len(todo.runs), rows, len(todo.daily.fresh),
-                        len(todo.per_run.fresh), time.perf_counter() - started, removed)
+                        len(todo.per_run.fresh), time.perf_counter() - started, removed,
+                        max((len(d) for _, d in todo.traffic.values()), default=0))
 
 
 def aggregate(store: Store, parts: list[Part], table: S.Table) -> pl.DataFrame:
@@ -176,6 +211,20 @@ def aggregate(store: Store, parts: list[Part], table: S.Table) -> pl.DataFrame:
                        f"GROUP BY {key}, metric, strata_json").pl()
 
 
+def aggregate_traffic(store: Store, spec: traffic.Spec, parts: list[Part],
+                      traces: list[Part]) -> pl.DataFrame:
+    """A traffic rollup's rows for these part files (and the traces they belong to)."""
+    from .db import _read
+
+    with duckdb.connect(":memory:") as con:
+        con.execute("SET TimeZone = 'UTC'")
+        if not store.is_local:
+            con.register_filesystem(store.fs)
+        sql = spec.sql("duckdb", f"({_read([p.url for p in parts], spec.source)})",
+                       f"({_read([p.url for p in traces], S.ONLINE_TRACES)})")
+        return con.sql(sql).pl()
+
+
 def _moment_schema() -> dict[str, pl.DataType]:
     empty = pl.from_arrow(S.RUN_METRIC_ROLLUP.schema.empty_table())
     return {n: t for n, t in empty.schema.items() if n != "run_id"}
@@ -186,7 +235,8 @@ def _write(store: Store, table: S.Table, key: str, cur: Current, sources: dict[s
     """One new file: the current file's fresh rows and the new ones, sorted so a day range
     or a run reads few row groups; its footer maps each day (run) to its source."""
     fs = None if store.is_local else store.fs
-    frames = [pl.from_arrow(new.to_arrow().cast(table.schema))] if new.height else []
+    frames = [pl.from_arrow(new.select(table.schema.names).to_arrow().cast(table.schema))] \
+        if new.height else []
     if cur.part is not None and cur.fresh:
         keep = sorted(cur.fresh)
         values = [date.fromisoformat(k) for k in keep] if key == "date" else keep
@@ -194,7 +244,9 @@ def _write(store: Store, table: S.Table, key: str, cur: Current, sources: dict[s
         frames.append(pl.from_arrow(kept.cast(table.schema)))
     rows = pl.concat(frames) if frames else pl.DataFrame(
         schema=dict(pl.from_arrow(table.schema.empty_table()).schema))
-    rows = rows.sort([key, "metric", "strata_json"], nulls_last=True)
+    order = [c for c in ("dim", "grp", "release", "variant", "metric", "strata_json", "bin")
+             if c in rows.columns]
+    rows = rows.sort([key, *order], nulls_last=True)
     source = {**{k: cur.source[k] for k in cur.fresh}, **sources}
     store.write_part(table, rows.to_arrow().cast(table.schema), row_group_size=65_536,
                      metadata={SOURCE: json.dumps(source, sort_keys=True)})

@@ -72,3 +72,34 @@ def aggregate(urls: list[str], base: str, key: str) -> pl.DataFrame:
         F.when(F.count("passed") > 0, F.count(F.when(F.col("passed"), 1))).alias("n_passed"),
     )
     return pl.from_arrow(out.toArrow())
+
+
+def aggregate_sql(spec: Any, urls: list[str], trace_urls: list[str], store: Any
+                  ) -> pl.DataFrame:
+    """A traffic rollup (`evallib.online_rollups.Spec`) of these part files: the same SQL
+    as DuckDB runs, on Spark, over temporary views ``src`` and ``traces``."""
+    from pyspark.sql import functions as F
+
+    from . import schema as S
+
+    spark = session()
+
+    def view(name: str, table: Any, paths: list[str]) -> None:
+        if paths:
+            df = spark.read.option("basePath", store.url(table.name)).parquet(*paths)
+            df = df.withColumn("date", F.to_date("date"))
+        else:  # no files: an empty frame of the table's columns
+            df = spark.createDataFrame([], schema=_spark_schema(table))
+        df.createOrReplaceTempView(name)
+
+    view("src", spec.source, urls)
+    if spec.joins_traces:
+        view("traces", S.ONLINE_TRACES, trace_urls)
+    out = spark.sql(spec.sql("spark", "src", "traces"))
+    return pl.from_arrow(out.toArrow())
+
+
+def _spark_schema(table: Any) -> Any:
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(table.schema)

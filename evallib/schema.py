@@ -355,4 +355,61 @@ RUN_METRIC_ROLLUP = Table(
     doc="scores per run × metric × strata; a run is fresh while its committed write is the "
         "one summarised (its footer maps each run to its write_id)",
 )
-ROLLUPS: dict[str, Table] = {t.name: t for t in (ONLINE_DAILY_ROLLUP, RUN_METRIC_ROLLUP)}
+# Production traffic per day × release × variant × strata (the trace's, as JSON), so the
+# Online page's health, quality and feedback over months read rollups (evallib.online_rollups).
+_TRAFFIC_GROUP = (
+    _c("date", pa.date32(), True),
+    _c("release", _S),
+    _c("variant", _S),
+    _c("strata_json", _S, False, "the trace's strata as JSON"),
+)
+ONLINE_TRACE_ROLLUP = Table(
+    "online_trace_rollup",
+    (*_TRAFFIC_GROUP,
+     _c("n", _I, True, "traces"),
+     _c("n_error", _I, True), _c("n_refusal", _I, True), _c("n_tool_error", _I, True),
+     _c("n_latency", _I, True, "traces with latency_ms > 0"),
+     _c("s_log_latency", _F, False, "sum of ln(latency_ms)"),
+     _c("ss_log_latency", _F, False, "sum of its squares"),
+     _c("n_cost", _I, True), _c("s_cost", _F), _c("ss_cost", _F),
+     _c("n_tokens_in", _I, True), _c("s_tokens_in", _I),
+     _c("n_tokens_out", _I, True), _c("s_tokens_out", _I)),
+    partition=None, key=(),
+    doc="online_traces per day × release × variant × strata: counts and moments",
+)
+ONLINE_LATENCY_ROLLUP = Table(
+    "online_latency_rollup",
+    (_c("date", pa.date32(), True),
+     _c("dim", _S, True, "all, release, variant or strata.<key>: what grp is a value of"),
+     _c("grp", _S),
+     _c("n", _I, True, "traces with a latency"),
+     _c("latency_p50", _F), _c("latency_p95", _F), _c("latency_p99", _F)),
+    partition=None, key=(),
+    doc="latency quantiles per day: overall, per release, per variant and per value of "
+        "each stratum (quantiles do not pool, so each split the Online page offers is kept)",
+)
+ONLINE_QUALITY_ROLLUP = Table(
+    "online_quality_rollup",
+    (*_TRAFFIC_GROUP[:3],
+     _c("metric", _S, True),
+     _c("strata_json", _S, False, "the scores' strata, as in online_scores"),
+     _c("kind", _S, True),
+     _c("n", _I, True, "scored rows"), _c("sx", _F), _c("sxx", _F),
+     _c("n_passed", _I, True), _c("n_pass_known", _I, True, "rows with a pass flag")),
+    partition=None, key=(),
+    doc="online_scores per day (of the score) × its trace's release and variant × metric × "
+        "strata",
+)
+ONLINE_FEEDBACK_ROLLUP = Table(
+    "online_feedback_rollup",
+    (*_TRAFFIC_GROUP,
+     _c("n_thumbs", _I, True), _c("n_thumbs_up", _I, True),
+     _c("n_rating", _I, True), _c("s_rating", _F), _c("ss_rating", _F),
+     _c("n_edit", _I, True), _c("n_comment", _I, True)),
+    partition=None, key=(),
+    doc="feedback per day (of the event) × its trace's release, variant and strata",
+)
+TRAFFIC_ROLLUPS = (ONLINE_TRACE_ROLLUP, ONLINE_LATENCY_ROLLUP, ONLINE_QUALITY_ROLLUP,
+                   ONLINE_FEEDBACK_ROLLUP)
+ROLLUPS: dict[str, Table] = {t.name: t for t in (ONLINE_DAILY_ROLLUP, RUN_METRIC_ROLLUP,
+                                                 *TRAFFIC_ROLLUPS)}

@@ -10,15 +10,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
 from evallib import Warehouse, connect, queries
+from evallib import online_rollups as traffic
 from evallib import schema as S
+from evallib.catalog import list_table
 from evallib.cli import main
 from evallib.compact import compact
 from evallib.demo import build_demo
-from evallib.rollup import rollup
+from evallib.rollup import current, rollup
+from evallib.store import Store
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +53,26 @@ def _answers(root: Path) -> dict[str, pl.DataFrame]:
                 out[f"offline {metric} {key}"] = queries.offline_trend(con, dataset, metric, key)
             out[f"online {key}"] = queries.online_daily(con, "correctness", first, last, key)
             out[f"online half {key}"] = queries.online_daily(con, "correctness", mid, last, key)
+        for by, key in ((None, None), ("release", None), ("variant", None),
+                        ("stratum", "difficulty")):  # the Online page's daily views
+            for name in ("online_health", "online_quality", "online_feedback"):
+                fn = getattr(queries, name)
+                out[f"{name} {by}"] = fn(con, first, last, False, by, key)
+                out[f"{name} half {by}"] = fn(con, mid, last, False, by, key)
+        out["variant days"] = queries.online_variant_days(con, first, last)
+        out["releases"] = queries.online_releases(con, mid, last)
+    return out
+
+
+def _traffic_unrolled(root: Path) -> dict[str, int]:
+    """Per traffic rollup, the days the views read raw."""
+    store = Store(str(root))
+    listings = {t.name: list_table(store, t) for t in S.TABLES.values()}
+    out = {}
+    for spec in traffic.SPECS:
+        cur = current(list_table(store, spec.table), traffic.fingerprints(spec, listings))
+        days = {p.partition for p in listings[spec.source.name].parts}
+        out[spec.table.name] = len(days - cur.fresh)
     return out
 
 
@@ -77,9 +101,16 @@ def _late_score_and_a_replaced_run(root: Path) -> None:
         run = queries.runs_overview(con).row(-1, named=True)
         cases = con.sql("SELECT case_id, strata FROM cases WHERE run_id = $r",
                         params={"r": run["run_id"]}).pl()
+    at = datetime(day.year, day.month, day.day, 23, tzinfo=UTC)
     wh.record_online(scores=[{"trace_id": trace, "metric": "correctness", "value": 0,
-                              "kind": "binary", "timestamp": datetime(day.year, day.month,
-                                                                      day.day, 23, tzinfo=UTC)}])
+                              "kind": "binary", "timestamp": at}])
+    # a late trace two days before, and feedback on it: its day and the week after go stale
+    late = at - timedelta(days=2)
+    wh.record_online([{"trace_id": "late-trace", "timestamp": late, "release": "late",
+                       "variant": "control", "latency_ms": 123.0,
+                       "strata": {"difficulty": "hard"}}],
+                     feedback=[{"trace_id": "late-trace", "kind": "thumbs", "value": 1,
+                                "timestamp": at}])
     wh.record_run({"run_id": run["run_id"], "name": "redone", "dataset": run["dataset"],
                    "started_at": run["started_at"]},
                   cases.to_dicts(),
@@ -91,18 +122,26 @@ def test_same_answers_with_and_without_rollups(rolled: Path, tmp_path: Path) -> 
     with_ = _copy(rolled, tmp_path / "with", rollups=True)
     without = _copy(rolled, tmp_path / "without", rollups=False)
     assert _unrolled(with_) == (0, 0)  # everything comes from the rollups …
+    assert set(_traffic_unrolled(with_).values()) == {0}
     assert all(n > 0 for n in _unrolled(without))  # … or from the raw rows
+    assert set(_traffic_unrolled(without).values()) == {40}
     _assert_same(_answers(with_), _answers(without))
 
     for root in (with_, without):  # a day and a run go stale: those are read raw
         _late_score_and_a_replaced_run(root)
     online, offline = _unrolled(with_)
     assert 0 < online < _unrolled(without)[0] and 0 < offline < _unrolled(without)[1]
+    # the late trace's day; scores and feedback belong to the traces of the week before
+    # them, so their days from the trace's to the last (6 days) are read raw
+    assert _traffic_unrolled(with_) == {"online_trace_rollup": 1, "online_latency_rollup": 1,
+                                        "online_quality_rollup": 6,
+                                        "online_feedback_rollup": 6}
     _assert_same(_answers(with_), _answers(without))
 
     report = rollup(with_)  # only the stale day and the replaced run are rolled again
     assert (report.days, report.runs) == (1, 1)
     assert _unrolled(with_) == (0, 0)
+    assert set(_traffic_unrolled(with_).values()) == {0}
     _assert_same(_answers(with_), _answers(without))
 
 
@@ -179,10 +218,10 @@ def test_spark_and_duckdb_compute_the_same_rollups(rolled: Path, tmp_path: Path)
         by[engine] = {name: pl.read_parquet(next((root / name).glob("part-*.parquet")))
                       for name in S.ROLLUPS}
         by[engine]["answers"] = _answers(root)
-    for name, key in (("online_daily_rollup", "date"), ("run_metric_rollup", "run_id")):
-        a, b = (by[e][name].sort(key, "metric", "strata_json", nulls_last=True)
-                for e in ("duckdb", "spark"))
-        assert a.height > 100
+    for name, table in S.ROLLUPS.items():
+        keys = [c.name for c in table.columns if c.type in (pa.string(), pa.date32())]
+        a, b = (by[e][name].sort(keys, nulls_last=True) for e in ("duckdb", "spark"))
+        assert a.height > 100, name
         assert_frame_equal(a, b, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
     _assert_same(by["duckdb"]["answers"], by["spark"]["answers"])
 

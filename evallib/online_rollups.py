@@ -1,0 +1,145 @@
+"""Daily rollups of production traffic (`schema.TRAFFIC_ROLLUPS`), so the Online page's
+health, quality and feedback over months read a few hundred rows per day instead of
+tens of thousands of traces.
+
+Each rollup is one aggregate, written once here as SQL that DuckDB and Spark both run
+(`evallib rollup --engine duckdb|spark`), over ``{src}`` (one day's rows of its source
+table or several) and, for scores and feedback, ``{traces}`` (the traces they belong to:
+release, variant and strata are the trace's). `evallib.db` unites each rollup's fresh days
+with the same aggregate over the raw rows of the other days, so a query answers the same
+with rollups, without or with some days gone stale.
+
+A day's rollup is fresh while its source files are those summarised; a score or feedback
+event may belong to a trace of the week before, so for those the fingerprint also covers
+the traces of the seven days up to the day.
+
+Latency quantiles do not pool, so the latency rollup keeps each day's p50/p95/p99 overall,
+per release, per variant and per value of each stratum: the splits the Online page offers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from . import schema as S
+from .catalog import Listing, Part
+
+TRACE_DAYS_BACK = 7  # a score or feedback event belongs to a trace of up to a week before
+
+
+@dataclass(frozen=True)
+class Spec:
+    table: S.Table  # the rollup
+    source: S.Table  # the rows it summarises, one day at a time
+    view: str  # `evallib.db`'s view: fresh rollup rows + the raw days, aggregated alike
+    duckdb: str  # the aggregate over {src} (and {traces})
+    spark: str | None = None  # when Spark's dialect differs
+
+    @property
+    def joins_traces(self) -> bool:
+        return "{traces}" in self.duckdb
+
+    def sql(self, engine: str, src: str, traces: str) -> str:
+        text = self.spark if engine == "spark" and self.spark else self.duckdb
+        return text.format(src=src, traces=traces)
+
+
+_TRACES = """SELECT date, release, variant, to_json(strata) AS strata_json, count(*) AS n,
+       count(error) AS n_error,
+       count(CASE WHEN refusal THEN 1 END) AS n_refusal,
+       count(CASE WHEN tool_error THEN 1 END) AS n_tool_error,
+       count(CASE WHEN latency_ms > 0 THEN 1 END) AS n_latency,
+       sum(CASE WHEN latency_ms > 0 THEN ln(latency_ms) END) AS s_log_latency,
+       sum(CASE WHEN latency_ms > 0 THEN ln(latency_ms) * ln(latency_ms) END)
+           AS ss_log_latency,
+       count(cost_usd) AS n_cost, sum(cost_usd) AS s_cost, sum(cost_usd * cost_usd) AS ss_cost,
+       count(tokens_in) AS n_tokens_in, CAST(sum(tokens_in) AS BIGINT) AS s_tokens_in,
+       count(tokens_out) AS n_tokens_out, CAST(sum(tokens_out) AS BIGINT) AS s_tokens_out
+FROM {src} GROUP BY date, release, variant, to_json(strata)"""
+
+# Quantiles do not pool: one row per day and per split the Online page offers. {explode}:
+# each trace's strata as rows (skey, svalue), the one line the dialects differ on.
+_Q = ("count(latency_ms) AS n, {q}(latency_ms, 0.5) AS latency_p50, "
+      "{q}(latency_ms, 0.95) AS latency_p95, {q}(latency_ms, 0.99) AS latency_p99")
+_LATENCY = """WITH t AS (SELECT date, release, variant, strata, latency_ms FROM {src}
+           WHERE latency_ms IS NOT NULL)
+SELECT date, 'all' AS dim, CAST(NULL AS STRING) AS grp, %(q)s FROM t GROUP BY date
+UNION ALL
+SELECT date, 'release' AS dim, release AS grp, %(q)s FROM t GROUP BY date, release
+UNION ALL
+SELECT date, 'variant' AS dim, variant AS grp, %(q)s FROM t GROUP BY date, variant
+UNION ALL
+SELECT date, concat('strata.', skey) AS dim, svalue AS grp, %(q)s
+FROM ({explode}) e GROUP BY date, skey, svalue"""
+_EXPLODE = {
+    "duckdb": "SELECT date, latency_ms, unnest(map_keys(strata)) AS skey, "
+              "unnest(map_values(strata)) AS svalue FROM t",
+    "spark": "SELECT date, latency_ms, explode(strata) AS (skey, svalue) FROM t",
+}
+# the same interpolated quantile: DuckDB's quantile_cont is Spark's (exact) percentile
+_QUANTILE = {"duckdb": "quantile_cont", "spark": "percentile"}
+
+
+def _latency(engine: str) -> str:
+    return (_LATENCY % {"q": _Q.format(q=_QUANTILE[engine])}).replace(
+        "{explode}", _EXPLODE[engine])
+
+
+_QUALITY = """SELECT s.date, t.release, t.variant, s.metric, s.strata_json,
+       any_value(s.kind) AS kind, count(s.value) AS n, sum(s.value) AS sx,
+       sum(s.value * s.value) AS sxx, count(CASE WHEN s.passed THEN 1 END) AS n_passed,
+       count(s.passed) AS n_pass_known
+FROM {src} s LEFT JOIN {traces} t ON s.trace_id = t.trace_id
+GROUP BY s.date, t.release, t.variant, s.metric, s.strata_json"""
+
+_FEEDBACK = """SELECT f.date, t.release, t.variant, to_json(t.strata) AS strata_json,
+       count(CASE WHEN f.kind = 'thumbs' AND f.value IS NOT NULL THEN 1 END) AS n_thumbs,
+       count(CASE WHEN f.kind = 'thumbs' AND f.value = 1 THEN 1 END) AS n_thumbs_up,
+       count(CASE WHEN f.kind = 'rating' AND f.value IS NOT NULL THEN 1 END) AS n_rating,
+       sum(CASE WHEN f.kind = 'rating' THEN f.value END) AS s_rating,
+       sum(CASE WHEN f.kind = 'rating' THEN f.value * f.value END) AS ss_rating,
+       count(CASE WHEN f.kind = 'edit' THEN 1 END) AS n_edit,
+       count(CASE WHEN f.kind = 'comment' THEN 1 END) AS n_comment
+FROM {src} f LEFT JOIN {traces} t ON f.trace_id = t.trace_id
+GROUP BY f.date, t.release, t.variant, to_json(t.strata)"""
+
+SPECS = (
+    Spec(S.ONLINE_TRACE_ROLLUP, S.ONLINE_TRACES, "online_trace_moments", _TRACES),
+    Spec(S.ONLINE_LATENCY_ROLLUP, S.ONLINE_TRACES, "online_latency_quantiles",
+         _latency("duckdb"), _latency("spark")),
+    Spec(S.ONLINE_QUALITY_ROLLUP, S.ONLINE_SCORES, "online_quality_moments", _QUALITY),
+    Spec(S.ONLINE_FEEDBACK_ROLLUP, S.FEEDBACK, "online_feedback_moments", _FEEDBACK),
+)
+
+
+def fingerprints(spec: Spec, listings: dict[str, Listing]) -> dict[str, str]:
+    """Per day of the source: what its rollup rows depend on (the source's files, and for
+    scores and feedback the files of the traces of the week up to the day)."""
+    own = listings[spec.source.name].fingerprints()
+    if not spec.joins_traces:
+        return {d: fp for d, fp in own.items() if d}
+    traces = listings[S.ONLINE_TRACES.name].fingerprints()
+    out = {}
+    for day, fp in own.items():
+        if day:
+            h = hashlib.blake2b(fp.encode(), digest_size=12)
+            for d in sorted(trace_days([day])):  # a set: its order varies by process
+                h.update(f"|{d}:{traces.get(d, '')}".encode())
+            out[day] = h.hexdigest()
+    return out
+
+
+def trace_days(days: list[str] | set[str]) -> set[str]:
+    """The days whose traces the scores or feedback of ``days`` may belong to."""
+    out: set[str] = set()
+    for day in days:
+        d = date.fromisoformat(day)
+        out |= {(d - timedelta(days=i)).isoformat() for i in range(TRACE_DAYS_BACK + 1)}
+    return out
+
+
+def trace_parts(listings: dict[str, Listing], days: list[str] | set[str]) -> list[Part]:
+    wanted = trace_days(days)
+    return [p for p in listings[S.ONLINE_TRACES.name].parts if p.partition in wanted]
