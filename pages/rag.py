@@ -5,6 +5,7 @@ per slice, against a baseline), down to the cases and a CSV. Definitions: `evall
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import polars as pl
 import streamlit as st
@@ -25,6 +26,8 @@ from pages._common import (
 
 OFFLINE, ONLINE = "Offline", "Online"
 MAX_K = 10
+# Online: how many of the sidebar's newest days to read (None: all of them)
+WINDOWS = {"last day": 1, "last 7 days": 7, "last 28 days": 28, "the sidebar's days": None}
 LIST_LIMIT = 2000  # failing items listed (and in the CSV) at most; a run's are all there
 Details = Callable[[pl.DataFrame], pl.DataFrame]
 ALPHA = 0.05
@@ -213,14 +216,20 @@ def online(wh, f) -> None:  # noqa: ANN001
     if not wh.has_online or f.start is None:
         get_started(wh.root, "online traffic")
         return
-    st.caption(f"Production traces {f.start:%Y-%m-%d} → {f.end:%Y-%m-%d} (UTC days; change "
-               "in the sidebar) that logged their retrievals.")
+    window = st.segmented_control(
+        "Window", list(WINDOWS), default="last 7 days", key="rag_window", bind="query-params",
+        required=True, help="The newest days of the sidebar's window. These views read every "
+                            "retrieved document: over months they take seconds.")
+    days = WINDOWS[window]
+    start = f.start if days is None else max(f.start, f.end - timedelta(days=days - 1))
+    st.caption(f"Production traces {start:%Y-%m-%d} → {f.end:%Y-%m-%d} (UTC days) that "
+               "logged their retrievals.")
     m = query("online_metrics")
     answer, faith, k = _metric_pickers(m["metric"].to_list(), m["kind"].to_list())
-    retrieval(query("online_retrieval_metrics", f.start, f.end, MAX_K), k, "trace")
-    generation(query("online_generation_by_evidence", f.start, f.end, k), answer, faith,
+    retrieval(query("online_retrieval_metrics", start, f.end, MAX_K), k, "trace")
+    generation(query("online_generation_by_evidence", start, f.end, k), answer, faith,
                "trace")
-    items = rag.classify(query("online_attribution_items", f.start, f.end, k, answer,
+    items = rag.classify(query("online_attribution_items", start, f.end, k, answer,
                                faith or "", True))
     def details(listed: pl.DataFrame) -> pl.DataFrame:
         if listed.height == 0:
