@@ -105,12 +105,48 @@ _FEEDBACK = """SELECT f.date, t.release, t.variant, to_json(t.strata) AS strata_
 FROM {src} f LEFT JOIN {traces} t ON f.trace_id = t.trace_id
 GROUP BY f.date, t.release, t.variant, to_json(t.strata)"""
 
+# Drift (`queries.online_drift_counts`): per day, how many traces fall in each 2%-wide log
+# bin of input length (characters) and output length (tokens), and each stratum value; how
+# many scores take each value (continuous ones to 0.01, floor(100 v + 0.5) so both engines
+# bin alike). Reference and window are sums of days.
+_LOG_BIN = "round(exp(floor(ln(1 + {v}) * 50) / 50) - 1, 1)"
+_TRACE_DRIFT = """SELECT date, 'input length (characters)' AS feature, 'continuous' AS kind,
+       CAST(NULL AS STRING) AS value, <input> AS x, count(*) AS n
+FROM {src} WHERE input IS NOT NULL GROUP BY date, <input>
+UNION ALL
+SELECT date, 'output length (tokens)' AS feature, 'continuous' AS kind,
+       CAST(NULL AS STRING) AS value, <output> AS x, count(*) AS n
+FROM {src} WHERE tokens_out IS NOT NULL GROUP BY date, <output>
+UNION ALL
+SELECT date, concat('stratum ', skey) AS feature, 'categorical' AS kind, svalue AS value,
+       CAST(NULL AS DOUBLE) AS x, count(*) AS n
+FROM ({explode}) e GROUP BY date, skey, svalue""".replace(
+    "<input>", _LOG_BIN.format(v="length(input)")).replace(
+    "<output>", _LOG_BIN.format(v="tokens_out"))
+_STRATA_ROWS = {
+    "duckdb": "SELECT date, unnest(map_keys(strata)) AS skey, "
+              "unnest(map_values(strata)) AS svalue FROM {src}",
+    "spark": "SELECT date, explode(strata) AS (skey, svalue) FROM {src}",
+}
+_SCORE_DRIFT = """SELECT date, concat('score ', metric) AS feature,
+       CASE WHEN kind = 'continuous' THEN 'continuous' ELSE 'categorical' END AS kind,
+       CASE WHEN kind <> 'continuous' THEN CAST(value AS STRING) END AS value,
+       CASE WHEN kind = 'continuous' THEN floor(value * 100 + 0.5) / 100 END AS x,
+       count(*) AS n
+FROM {src} WHERE value IS NOT NULL
+GROUP BY date, metric, kind, CASE WHEN kind <> 'continuous' THEN CAST(value AS STRING) END,
+         CASE WHEN kind = 'continuous' THEN floor(value * 100 + 0.5) / 100 END"""
+
 SPECS = (
     Spec(S.ONLINE_TRACE_ROLLUP, S.ONLINE_TRACES, "online_trace_moments", _TRACES),
     Spec(S.ONLINE_LATENCY_ROLLUP, S.ONLINE_TRACES, "online_latency_quantiles",
          _latency("duckdb"), _latency("spark")),
     Spec(S.ONLINE_QUALITY_ROLLUP, S.ONLINE_SCORES, "online_quality_moments", _QUALITY),
     Spec(S.ONLINE_FEEDBACK_ROLLUP, S.FEEDBACK, "online_feedback_moments", _FEEDBACK),
+    Spec(S.ONLINE_TRACE_DRIFT_ROLLUP, S.ONLINE_TRACES, "online_trace_drift",
+         _TRACE_DRIFT.replace("{explode}", _STRATA_ROWS["duckdb"]),
+         _TRACE_DRIFT.replace("{explode}", _STRATA_ROWS["spark"])),
+    Spec(S.ONLINE_SCORE_DRIFT_ROLLUP, S.ONLINE_SCORES, "online_score_drift", _SCORE_DRIFT),
 )
 
 

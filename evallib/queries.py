@@ -651,9 +651,6 @@ def variant_feedback(con: Connection, days: Sequence[date], a: str, b: str) -> p
         GROUP BY ALL ORDER BY ALL""", a=a, b=b, **_days_params(days))
 
 
-# A length's 2%-wide bin on a log scale, as its lower edge in the length's own unit.
-_LOG_BIN = "round(exp(floor(ln(1 + {v}) * 50) / 50) - 1, 1)"
-
 
 def online_drift_counts(con: Connection, ref_start: date, ref_end: date, start: date,
                         end: date) -> pl.DataFrame:
@@ -662,34 +659,14 @@ def online_drift_counts(con: Connection, ref_start: date, ref_end: date, start: 
     Features: input length (characters) and output length (tokens) in 2%-wide log bins
     (``x`` = the bin's lower edge, in characters or tokens), each stratum key's values,
     each online metric's
-    values (categorical for binary/ordinal, ``x`` rounded to 0.01 for continuous)."""
-    return _frame(con, f"""
-        WITH t AS (SELECT CASE WHEN date >= $start THEN 'window' ELSE 'reference' END
-                              AS period, input, tokens_out, strata
-                   FROM online_traces
-                   WHERE date BETWEEN $ref_start AND $ref_end OR date BETWEEN $start AND $end),
-             g AS (SELECT period, strata, count(*) AS n FROM t GROUP BY ALL),
-             e AS (SELECT period, unnest(map_entries(strata)) AS kv, n FROM g)
-        SELECT 'input length (characters)' AS feature, 'continuous' AS kind,
-               CAST(NULL AS VARCHAR) AS value, {_LOG_BIN.format(v="length(input)")} AS x,
-               period, count(*) AS n
-        FROM t WHERE input IS NOT NULL GROUP BY ALL
-        UNION ALL
-        SELECT 'output length (tokens)', 'continuous', NULL,
-               {_LOG_BIN.format(v="tokens_out")}, period, count(*)
-        FROM t WHERE tokens_out IS NOT NULL GROUP BY ALL
-        UNION ALL
-        SELECT 'stratum ' || kv.key, 'categorical', kv.value, NULL, period, sum(n)::BIGINT
-        FROM e GROUP BY ALL
-        UNION ALL
-        SELECT 'score ' || metric, CASE WHEN kind = 'continuous' THEN 'continuous'
-                                        ELSE 'categorical' END,
-               CASE WHEN kind <> 'continuous' THEN CAST(value AS VARCHAR) END,
-               CASE WHEN kind = 'continuous' THEN round(value, 2) END,
-               CASE WHEN date >= $start THEN 'window' ELSE 'reference' END, count(*)
-        FROM online_scores
-        WHERE (date BETWEEN $ref_start AND $ref_end OR date BETWEEN $start AND $end)
-          AND value IS NOT NULL
+    values (categorical for binary/ordinal, ``x`` rounded to 0.01 for continuous). From the
+    drift rollups: sums of days."""
+    return _frame(con, """
+        SELECT feature, kind, value, x,
+               CASE WHEN date >= $start THEN 'window' ELSE 'reference' END AS period,
+               sum(n)::BIGINT AS n
+        FROM (SELECT * FROM online_trace_drift UNION ALL SELECT * FROM online_score_drift)
+        WHERE date BETWEEN $ref_start AND $ref_end OR date BETWEEN $start AND $end
         GROUP BY ALL
         ORDER BY feature, period, value, x""",
                   ref_start=ref_start, ref_end=ref_end, start=start, end=end)

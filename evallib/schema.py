@@ -409,7 +409,24 @@ ONLINE_FEEDBACK_ROLLUP = Table(
     partition=None, key=(),
     doc="feedback per day (of the event) × its trace's release, variant and strata",
 )
+_DRIFT_COLUMNS = (
+    _c("date", pa.date32(), True),
+    _c("feature", _S, True, "input length (characters), output length (tokens), "
+                            "stratum <key> or score <metric>"),
+    _c("kind", _S, True, "continuous or categorical"),
+    _c("value", _S, False, "a categorical feature's value"),
+    _c("x", _F, False, "a continuous feature's bin (its lower edge, or the value to 0.01)"),
+    _c("n", _I, True),
+)
+ONLINE_TRACE_DRIFT_ROLLUP = Table(
+    "online_trace_drift_rollup", _DRIFT_COLUMNS, partition=None, key=(),
+    doc="per day: traces per bin of input and output length and per stratum value",
+)
+ONLINE_SCORE_DRIFT_ROLLUP = Table(
+    "online_score_drift_rollup", _DRIFT_COLUMNS, partition=None, key=(),
+    doc="per day: online scores per metric × value (continuous ones to 0.01)",
+)
 TRAFFIC_ROLLUPS = (ONLINE_TRACE_ROLLUP, ONLINE_LATENCY_ROLLUP, ONLINE_QUALITY_ROLLUP,
-                   ONLINE_FEEDBACK_ROLLUP)
+                   ONLINE_FEEDBACK_ROLLUP, ONLINE_TRACE_DRIFT_ROLLUP, ONLINE_SCORE_DRIFT_ROLLUP)
 ROLLUPS: dict[str, Table] = {t.name: t for t in (ONLINE_DAILY_ROLLUP, RUN_METRIC_ROLLUP,
                                                  *TRAFFIC_ROLLUPS)}

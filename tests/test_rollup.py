@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -60,6 +59,8 @@ def _answers(root: Path) -> dict[str, pl.DataFrame]:
                 out[f"{name} {by}"] = fn(con, first, last, False, by, key)
                 out[f"{name} half {by}"] = fn(con, mid, last, False, by, key)
         out["variant days"] = queries.online_variant_days(con, first, last)
+        out["drift"] = queries.online_drift_counts(con, first, mid, mid + timedelta(days=1),
+                                                   last)
         out["releases"] = queries.online_releases(con, mid, last)
     return out
 
@@ -135,7 +136,9 @@ def test_same_answers_with_and_without_rollups(rolled: Path, tmp_path: Path) -> 
     # them, so their days from the trace's to the last (6 days) are read raw
     assert _traffic_unrolled(with_) == {"online_trace_rollup": 1, "online_latency_rollup": 1,
                                         "online_quality_rollup": 6,
-                                        "online_feedback_rollup": 6}
+                                        "online_feedback_rollup": 6,
+                                        "online_trace_drift_rollup": 1,
+                                        "online_score_drift_rollup": 1}
     _assert_same(_answers(with_), _answers(without))
 
     report = rollup(with_)  # only the stale day and the replaced run are rolled again
@@ -219,8 +222,8 @@ def test_spark_and_duckdb_compute_the_same_rollups(rolled: Path, tmp_path: Path)
                       for name in S.ROLLUPS}
         by[engine]["answers"] = _answers(root)
     for name, table in S.ROLLUPS.items():
-        keys = [c.name for c in table.columns if c.type in (pa.string(), pa.date32())]
-        a, b = (by[e][name].sort(keys, nulls_last=True) for e in ("duckdb", "spark"))
+        a, b = (by[e][name].sort(table.schema.names, nulls_last=True)
+                for e in ("duckdb", "spark"))  # the group columns come first: a unique order
         assert a.height > 100, name
         assert_frame_equal(a, b, check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
     _assert_same(by["duckdb"]["answers"], by["spark"]["answers"])
