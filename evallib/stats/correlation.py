@@ -84,63 +84,106 @@ def _status(n: int, r: float, low: float, high: float, threshold: float, min_n: 
     return "unclear"
 
 
-def _tables(x: Floats, y: Floats, w: Floats) -> tuple[Floats, Floats, Floats]:
-    """Sorted distinct x and y values and the (len x) × (len y) table of counts."""
+#: Bootstrap tables are drawn and scored at most this many cell counts at a time.
+_CHUNK = 1 << 21
+
+
+@dataclass(frozen=True)
+class _Cells:
+    """A contingency table as its non-empty cells, in row-major order (x, then y).
+
+    Never dense: raw pairs of two continuous scores have as many distinct values as pairs,
+    so a dense table is n × n and its bootstrap n_boot × n × n (2,000 pairs × 300 resamples
+    grew a test worker to 18 GB). Cells are at most n, and a multinomial over them resamples
+    the pairs just as one over the dense table does (empty cells never receive a pair)."""
+
+    xs: Floats  # distinct x values, ascending
+    ys: Floats
+    xi: NDArray[np.int64]  # each cell's index into xs
+    yi: NDArray[np.int64]
+    w: Floats  # each cell's count
+    x_starts: NDArray[np.int64]  # first cell of each x value
+    by_y: NDArray[np.int64]  # the cells in (y, x) order
+    y_starts: NDArray[np.int64]  # first cell of each y value, in by_y order
+
+
+def _cells(x: Floats, y: Floats, w: Floats) -> _Cells:
+    keep = w > 0
+    x, y, w = x[keep], y[keep], w[keep]
     xs, xi = np.unique(x, return_inverse=True)
     ys, yi = np.unique(y, return_inverse=True)
-    table = np.zeros((len(xs), len(ys)))
-    np.add.at(table, (xi, yi), w)
-    return xs, ys, table
+    codes, ci = np.unique(xi.astype(np.int64) * len(ys) + yi, return_inverse=True)
+    xi, yi = np.divmod(codes, max(len(ys), 1))
+    by_y = np.lexsort((xi, yi))
+    return _Cells(xs, ys, xi, yi, np.bincount(ci, weights=w, minlength=len(codes)),
+                  _starts(xi), by_y, _starts(yi[by_y]))
 
 
-def _weighted_pearson(a: Floats, b: Floats, t: Floats) -> Floats:
-    """Pearson's r of row scores ``a`` (B × R) and column scores ``b`` (B × C) weighted
-    by tables ``t`` (B × R × C)."""
-    n = t.sum(axis=(1, 2))
-    rows, cols = t.sum(axis=2), t.sum(axis=1)
-    ma = (rows * a).sum(axis=1) / n
-    mb = (cols * b).sum(axis=1) / n
-    da, db = a - ma[:, None], b - mb[:, None]
-    cov = np.einsum("br,brc,bc->b", da, t, db)
-    va = (rows * da ** 2).sum(axis=1)
-    vb = (cols * db ** 2).sum(axis=1)
+def _starts(sorted_index: NDArray[np.int64]) -> NDArray[np.int64]:
+    return np.flatnonzero(np.r_[True, sorted_index[1:] != sorted_index[:-1]])
+
+
+def _margins(c: _Cells, w: Floats) -> tuple[Floats, Floats]:
+    """Row (x) and column (y) totals of tables ``w`` (B × cells): B × len(xs), B × len(ys)."""
+    return (np.add.reduceat(w, c.x_starts, axis=1),
+            np.add.reduceat(w[:, c.by_y], c.y_starts, axis=1))
+
+
+def _weighted_pearson(a: Floats, b: Floats, w: Floats) -> Floats:
+    """Pearson's r of cell scores ``a`` and ``b`` (B × cells, or one row for all) weighted
+    by the cell counts ``w`` (B × cells)."""
+    n = w.sum(axis=1)
+    da = a - (w * a).sum(axis=1)[:, None] / n[:, None]
+    db = b - (w * b).sum(axis=1)[:, None] / n[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return cov / np.sqrt(va * vb)
+        return (w * da * db).sum(axis=1) / np.sqrt(
+            (w * da * da).sum(axis=1) * (w * db * db).sum(axis=1))
 
 
 def _midranks(margins: Floats) -> Floats:
     return np.cumsum(margins, axis=-1) - margins + (margins + 1) / 2
 
 
-def _kendall_tau_b(t: Floats) -> Floats:
-    """Kendall's tau-b of tables ``t`` (B × R × C) from concordant and discordant pairs."""
-    # below_right[r, c] = sum of t[r', c'] with r' > r and c' > c; below_left: c' < c.
-    suffix = np.flip(np.cumsum(np.flip(t, 1), 1), 1)  # rows r' >= r
-    below = np.concatenate([suffix[:, 1:], np.zeros_like(suffix[:, :1])], 1)  # r' > r
-    right = np.flip(np.cumsum(np.flip(below, 2), 2), 2)
-    below_right = np.concatenate([right[:, :, 1:], np.zeros_like(right[:, :, :1])], 2)
-    left = np.cumsum(below, 2)
-    below_left = np.concatenate([np.zeros_like(left[:, :, :1]), left[:, :, :-1]], 2)
-    s = (t * (below_right - below_left)).sum(axis=(1, 2))
-    n = t.sum(axis=(1, 2))
+def _kendall_tau_b(c: _Cells, w: Floats) -> Floats:
+    """Kendall's tau-b of tables ``w`` (B × cells): concordant minus discordant pairs of
+    cells, a block of cells against all at a time (memory bounded, time B × cells²)."""
+    k = len(c.w)
+    block = max(1, _CHUNK // k)
+    s = np.zeros(w.shape[0])
+    for i in range(0, k, block):
+        sign = (np.sign(c.xi[i:i + block, None] - c.xi[None, :])
+                * np.sign(c.yi[i:i + block, None] - c.yi[None, :])).astype(np.float64)
+        s += ((w @ sign.T) * w[:, i:i + block]).sum(axis=1)
+    rows, cols = _margins(c, w)
+    n = w.sum(axis=1)
     n0 = n * (n - 1) / 2
-    n1 = (t.sum(2) * (t.sum(2) - 1) / 2).sum(1)
-    n2 = (t.sum(1) * (t.sum(1) - 1) / 2).sum(1)
+    n1 = (rows * (rows - 1) / 2).sum(axis=1)
+    n2 = (cols * (cols - 1) / 2).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return s / np.sqrt((n0 - n1) * (n0 - n2))
+        return s / 2 / np.sqrt((n0 - n1) * (n0 - n2))  # s counted each pair twice
 
 
-def _coefficient(method: str, xs: Floats, ys: Floats, t: Floats) -> Floats:
-    """The coefficient of each table in ``t`` (B × R × C)."""
+def _coefficient(method: str, c: _Cells, w: Floats) -> Floats:
+    """The coefficient of each table ``w`` (B × cells) over the cells ``c``."""
     if method == "pointbiserial":
-        b = t.shape[0]
-        return _weighted_pearson(np.broadcast_to(xs, (b, len(xs))),
-                                 np.broadcast_to(ys, (b, len(ys))), t)
+        return _weighted_pearson(c.xs[c.xi][None], c.ys[c.yi][None], w)
     if method == "spearman":
-        return _weighted_pearson(_midranks(t.sum(2)), _midranks(t.sum(1)), t)
+        rows, cols = _margins(c, w)
+        return _weighted_pearson(_midranks(rows)[:, c.xi], _midranks(cols)[:, c.yi], w)
     if method == "kendall":
-        return _kendall_tau_b(t)
+        return _kendall_tau_b(c, w)
     raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+
+
+def _bootstrap(method: str, c: _Cells, n: int, n_boot: int, seed: int) -> Floats:
+    """The coefficients of ``n_boot`` resamples of the n pairs (a multinomial draw of the
+    cells), drawn and scored a chunk at a time so memory does not grow with n_boot."""
+    rng = np.random.default_rng(seed)
+    per = max(1, _CHUNK // len(c.w))
+    return np.concatenate([
+        _coefficient(method, c, rng.multinomial(n, c.w / n, size=min(per, n_boot - i))
+                     .astype(np.float64))
+        for i in range(0, n_boot, per)])
 
 
 def correlation_from_table(x: ArrayLike, y: ArrayLike, counts: ArrayLike, method: str, *,
@@ -148,18 +191,17 @@ def correlation_from_table(x: ArrayLike, y: ArrayLike, counts: ArrayLike, method
                            min_n: int = MIN_N) -> Correlation:
     """The coefficient of pairs given as (x value, y value, how many pairs), with a
     percentile bootstrap interval (resampling pairs) and the review's status."""
-    w = np.asarray(counts, dtype=np.float64)
-    xs, ys, table = _tables(np.asarray(x, np.float64), np.asarray(y, np.float64), w)
-    n = int(round(table.sum()))
-    if n < 2 or len(xs) < 2 or len(ys) < 2:  # a constant side has no correlation
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    c = _cells(np.asarray(x, np.float64), np.asarray(y, np.float64),
+               np.asarray(counts, dtype=np.float64))
+    n = int(round(c.w.sum()))
+    if n < 2 or len(c.xs) < 2 or len(c.ys) < 2:  # a constant side has no correlation
         return Correlation(method, n, NAN, NAN, NAN, "too few")
-    r = float(_coefficient(method, xs, ys, table[None])[0])
+    r = float(_coefficient(method, c, c.w[None])[0])
     low = high = NAN
     if n >= 3 and n_boot > 0:
-        rng = np.random.default_rng(seed)
-        flat = table.ravel()
-        boots = rng.multinomial(n, flat / n, size=n_boot).reshape(n_boot, *table.shape)
-        rs = _coefficient(method, xs, ys, boots.astype(np.float64))
+        rs = _bootstrap(method, c, n, n_boot, seed)
         rs = rs[np.isfinite(rs)]  # a resample with a constant side has no coefficient
         if rs.size >= n_boot // 2:
             low, high = (float(v) for v in np.quantile(
