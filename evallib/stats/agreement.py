@@ -4,10 +4,12 @@ between the judge's score and human labels of the same traces.
 - Cohen's kappa (statsmodels ``cohens_kappa``) with linear weights for a 1–5 scale, plain
   for pass/fail, and its asymptotic 95% interval. It needs categories: a continuous score
   has none, so its kappa is NaN.
-- Krippendorff's alpha (the ``krippendorff`` package) at the metric's level of measurement
-  (nominal for binary, ordinal, interval for continuous), with a percentile bootstrap
-  interval over the labelled traces. Alpha depends only on how often each (judge, human)
-  pair occurs, so traces with equal pairs are resampled as cells of that table.
+- Krippendorff's alpha at the metric's level of measurement (nominal for binary, ordinal,
+  interval for continuous), with a percentile bootstrap interval over the labelled traces.
+  Alpha depends only on how often each (judge, human) pair occurs, so traces with equal
+  pairs are resampled as cells of that table. Computed from the table's non-empty cells
+  (`_alpha_cells`; equal to the ``krippendorff`` package, the tests check), since a
+  continuous score has as many values as labels.
 
 Inputs are counts per (judge value, human value), as `evallib.queries.judge_human_counts`
 returns them. Krippendorff's guide: alpha ≥ 0.8 reliable, ≥ 0.667 tentative; an interval
@@ -22,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import polars as pl
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from .intervals import CONFIDENCE
 
@@ -33,6 +35,9 @@ ALPHA_THRESHOLD = 0.667
 MIN_N = 20
 NAN = math.nan
 _LEVEL = {"binary": "nominal", "ordinal": "ordinal", "continuous": "interval"}
+#: Bootstrap tables are drawn and scored at most this many cell counts at a time.
+_CHUNK = 1 << 21
+Floats = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,15 @@ class Agreement:
         return self.status == "below"
 
 
-def _kappa(table: np.ndarray, values: np.ndarray, kind: str) -> tuple[float, float, float, str]:
+def _kappa(ji: NDArray[np.int64], hi: NDArray[np.int64], cells: Floats, values: Floats,
+           kind: str) -> tuple[float, float, float, str]:
     from statsmodels.stats.inter_rater import cohens_kappa
 
     if kind == "continuous":
         return NAN, NAN, NAN, ""
     weights = "linear" if kind == "ordinal" else "none"
+    table = np.zeros((len(values), len(values)))  # categories: a few values
+    table[ji, hi] = cells
     try:
         res = cohens_kappa(table, weights=values if kind == "ordinal" else None,
                            wt="linear" if kind == "ordinal" else None)
@@ -78,50 +86,53 @@ def _kappa(table: np.ndarray, values: np.ndarray, kind: str) -> tuple[float, flo
     return kappa, kappa - half, kappa + half, weights
 
 
-def _alpha(table: np.ndarray, values: np.ndarray, level: str) -> float:
-    """Krippendorff's alpha (the package's) of units each rated twice, from the judge ×
-    human table of counts."""
-    import krippendorff
-
-    ji, hi = np.nonzero(table)
-    k = table[ji, hi].astype(np.int64)
-    units = np.repeat(np.arange(len(k)), k)
-    if len(units) < 2:
-        return NAN
-    vc = np.zeros((len(units), len(values)))
-    np.add.at(vc, (np.arange(len(units)), ji[units]), 1)
-    np.add.at(vc, (np.arange(len(units)), hi[units]), 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        try:
-            a = float(krippendorff.alpha(value_counts=vc, value_domain=values,
-                                         level_of_measurement=level))
-        except (ValueError, ZeroDivisionError):
-            return NAN
-    return a if math.isfinite(a) else NAN
+def _value_totals(index: NDArray[np.int64], w: Floats, n_values: int) -> Floats:
+    """How often each value was given on one side of tables ``w`` (B × cells): B × V."""
+    order = np.argsort(index, kind="stable")
+    given = index[order]
+    starts = np.flatnonzero(np.r_[True, given[1:] != given[:-1]])
+    out = np.zeros((w.shape[0], n_values))
+    out[:, given[starts]] = np.add.reduceat(w[:, order], starts, axis=1)
+    return out
 
 
-def _alpha_tables(tables: np.ndarray, values: np.ndarray, level: str) -> np.ndarray:
-    """The same alpha for many tables at once (B × V × V), for the bootstrap: each unit
-    rated twice adds (a, b) and (b, a) to the coincidence matrix, so alpha is a function of
-    the table. Written out because the package takes one reliability matrix per call
-    (a thousand calls take seconds); tests check both agree."""
-    o = tables + np.swapaxes(tables, 1, 2)  # coincidences
-    n_v = o.sum(axis=2)  # B × V
+def _alpha_cells(ji: NDArray[np.int64], hi: NDArray[np.int64], w: Floats, values: Floats,
+                 level: str) -> Floats:
+    """Krippendorff's alpha of tables given as cells (judge value ``values[ji]``, human
+    value ``values[hi]``) with counts ``w`` (B × cells), each unit rated twice.
+
+    Written out because the package cannot scale to continuous scores: it builds a units ×
+    values × values array (300 labels of a continuous score: gigabytes) and takes one
+    table per call. Here alpha = 1 - (n - 1)·observed/expected with observed = 2·Σ cells
+    w·δ²(judge, human) and expected = Σ_c Σ_k n_c n_k δ²(c, k) = 2n·Σ_c n_c (m_c - m̄)²
+    for δ² = (m_c - m_k)²: the interval metric on the values, and the ordinal metric on
+    their cumulative midpoints m_c = Σ_{g<c} n_g + n_c/2 (the same expression). Memory is
+    B × (cells + values), never values². Tests check it equals the package."""
+    n_v = _value_totals(ji, w, len(values)) + _value_totals(hi, w, len(values))
     n = n_v.sum(axis=1)
     if level == "nominal":
-        d2 = np.broadcast_to(1.0 - np.eye(len(values)), o.shape)
-    elif level == "interval":
-        d2 = np.broadcast_to((values[:, None] - values[None, :]) ** 2, o.shape)
-    else:  # ordinal: (sum of n_g for g between c and k, minus half of n_c + n_k)^2
-        cum = np.cumsum(n_v, axis=1)
-        lo = np.minimum.outer(np.arange(len(values)), np.arange(len(values)))
-        hi = np.maximum.outer(np.arange(len(values)), np.arange(len(values)))
-        between = cum[:, hi] - cum[:, lo] + n_v[:, lo]
-        d2 = (between - (n_v[:, :, None] + n_v[:, None, :]) / 2) ** 2
-    observed = (o * d2).sum(axis=(1, 2))
-    expected = np.einsum("bc,bk,bck->b", n_v, n_v, d2)
+        observed = 2 * w[:, ji != hi].sum(axis=1)
+        expected = n * n - (n_v * n_v).sum(axis=1)
+    else:
+        m = (np.broadcast_to(values, n_v.shape) if level == "interval"
+             else np.cumsum(n_v, axis=1) - n_v / 2)
+        observed = 2 * (w * (m[:, ji] - m[:, hi]) ** 2).sum(axis=1)
+        centred = m - (n_v * m).sum(axis=1, keepdims=True) / n[:, None]
+        expected = 2 * n * (n_v * centred * centred).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return 1 - (n - 1) * observed / expected
+
+
+def _alpha_bootstrap(ji: NDArray[np.int64], hi: NDArray[np.int64], w: Floats, n: int,
+                     values: Floats, level: str, n_boot: int, seed: int) -> Floats:
+    """Alpha of ``n_boot`` resamples of the n labelled traces (a multinomial draw of the
+    cells), drawn a chunk at a time so memory does not grow with n_boot."""
+    rng = np.random.default_rng(seed)
+    per = max(1, _CHUNK // len(w))
+    return np.concatenate([
+        _alpha_cells(ji, hi, rng.multinomial(n, w / n, size=min(per, n_boot - i))
+                     .astype(np.float64), values, level)
+        for i in range(0, n_boot, per)])
 
 
 def agreement_from_counts(judge: ArrayLike, human: ArrayLike, counts: ArrayLike, kind: str,
@@ -139,18 +150,19 @@ def agreement_from_counts(judge: ArrayLike, human: ArrayLike, counts: ArrayLike,
     if n == 0:
         return Agreement(kind, 0, NAN, NAN, NAN, NAN, "", NAN, NAN, NAN, level, "too few")
     values = np.unique(np.concatenate([j, h]))
-    ji, hi = np.searchsorted(values, j), np.searchsorted(values, h)
-    table = np.zeros((len(values), len(values)))
-    np.add.at(table, (ji, hi), w)
-    raw = float(np.trace(table) / n)
-    kappa, k_low, k_high, weights = _kappa(table, values, kind)
-    alpha = _alpha(table, values, level)
+    # the (judge, human) table as its non-empty cells, row-major: a continuous score has as
+    # many values as labels, and a dense values × values table (times n_boot) does not fit
+    codes, ci = np.unique(np.searchsorted(values, j) * len(values) + np.searchsorted(values, h),
+                          return_inverse=True)
+    ji, hi = np.divmod(codes, len(values))
+    cells = np.bincount(ci, weights=w, minlength=len(codes))
+    raw = float(cells[ji == hi].sum() / n)
+    kappa, k_low, k_high, weights = _kappa(ji, hi, cells, values, kind)
+    alpha = float(_alpha_cells(ji, hi, cells[None], values, level)[0]) if n >= 2 else NAN
+    alpha = alpha if math.isfinite(alpha) else NAN
     a_low = a_high = NAN
     if n >= 3 and n_boot > 0 and math.isfinite(alpha):
-        rng = np.random.default_rng(seed)
-        flat = table.ravel()
-        draws = rng.multinomial(n, flat / n, size=n_boot).reshape(n_boot, *table.shape)
-        boots = _alpha_tables(draws.astype(np.float64), values, level)
+        boots = _alpha_bootstrap(ji, hi, cells, n, values, level, n_boot, seed)
         boots = boots[np.isfinite(boots)]
         if boots.size >= n_boot // 2:
             a_low, a_high = (float(v) for v in np.quantile(
