@@ -212,10 +212,16 @@ def test_compare_flow_pick_runs_slice_cases_download(server: str, browser_page,
     # (the URL keeps case_slice only when it differs from the default, the worst slice)
     page.wait_for_function("() => [...document.querySelectorAll('input[aria-label=\"Slice\"]')]"
                            ".some(e => e.value === 'query_type=billing · difficulty=hard')")
+    button = page.get_by_role("button", name=re.compile(r"These \d+ cases")).last
+    regressed = button.inner_text()
     page.locator(".st-key-case_status").get_by_text("all", exact=True).click()
     page.wait_for_function("location.search.includes('case_status=all')")
+    # the rerun may not have started yet: wait for the button to name the new list
+    page.wait_for_function(
+        "before => { const b = [...document.querySelectorAll('button')]"
+        ".filter(e => /These \\d+ cases/.test(e.innerText)); "
+        "return b.length && b[b.length - 1].innerText !== before; }", arg=regressed)
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
-    button = page.get_by_role("button", name=re.compile(r"These \d+ cases")).last
     shown = int(re.search(r"These (\d+) cases", button.inner_text()).group(1))
     with page.expect_download() as download:
         button.click()
