@@ -217,7 +217,7 @@ def online(wh, f) -> None:  # noqa: ANN001
         get_started(wh.root, "online traffic")
         return
     window = st.segmented_control(
-        "Window", list(WINDOWS), default="last 7 days", key="rag_window", bind="query-params",
+        "Window", list(WINDOWS), default="last day", key="rag_window", bind="query-params",
         required=True, help="The newest days of the sidebar's window. These views read every "
                             "retrieved document: over months they take seconds.")
     days = WINDOWS[window]

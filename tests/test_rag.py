@@ -415,8 +415,8 @@ def test_page_online_source(demo_app) -> None:
     assert any(m.label.startswith("recall@5") for m in at.metric)
     with evallib.connect(demo_app) as con:
         first, last = queries.online_date_range(con).row(0)
-    # the newest 7 days by default; the sidebar's whole window when asked
-    assert f"Production traces {last - dt.timedelta(days=6)} → {last}" in text
+    # the newest day by default; the sidebar's whole window when asked
+    assert f"Production traces {last} → {last}" in text
     wide = _open(source="Online", rag_window="the sidebar's days")
     assert f"Production traces {first} → {last}" in "\n".join(str(c.value) for c in wide.caption)
     shown = {m.label: m.value for m in at.metric}
