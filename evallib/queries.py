@@ -261,18 +261,20 @@ def paired_scores(con: Connection, candidate: str, baseline: str) -> pl.DataFram
         ORDER BY c.metric, c.case_id""", candidate=candidate, baseline=baseline)
 
 
-def case_scores(con: Connection, run_id: str, baseline: str | None = None) -> pl.DataFrame:
-    """Every case of ``run_id`` with each of its scores, one row per (case, metric): the
-    case's fields, ``metric, kind, value, passed, rationale``, and with a ``baseline`` run the
-    same case's ``baseline_value, baseline_passed, baseline_rationale, baseline_output``
-    (null when the baseline lacks the case or metric). A case without scores has one row
-    with a null metric. Ordered by case_id, metric."""
+def case_scores(con: Connection, run_id: str, baseline: str | None = None,
+                metric: str | None = None) -> pl.DataFrame:
+    """Every case of ``run_id`` with each of its scores (only ``metric``'s, if given: a page
+    lists one metric, and every metric repeats the case's texts), one row per (case,
+    metric): the case's fields, ``metric, kind, value, passed, rationale``, and with a
+    ``baseline`` run the same case's ``baseline_value, baseline_passed, baseline_rationale,
+    baseline_output`` (null when the baseline lacks the case or metric). A case without
+    (those) scores has one row with a null metric. Ordered by case_id, metric."""
     return _frame(con, """
         WITH c AS (SELECT * FROM cases WHERE run_id = $run),
              s AS (SELECT case_id, metric, kind, value, passed, rationale FROM scores
-                   WHERE run_id = $run),
+                   WHERE run_id = $run AND ($metric IS NULL OR metric = $metric)),
              b AS (SELECT case_id, metric, value, passed, rationale FROM scores
-                   WHERE run_id = $baseline),
+                   WHERE run_id = $baseline AND ($metric IS NULL OR metric = $metric)),
              bc AS (SELECT case_id, any_value(output) AS output FROM cases
                     WHERE run_id = $baseline GROUP BY case_id)
         SELECT c.case_id, c.strata, c.tags, c.input, c.output, c.expected, c.error,
@@ -283,7 +285,7 @@ def case_scores(con: Connection, run_id: str, baseline: str | None = None) -> pl
         FROM c LEFT JOIN s USING (case_id)
         LEFT JOIN b ON b.case_id = c.case_id AND b.metric = s.metric
         LEFT JOIN bc ON bc.case_id = c.case_id
-        ORDER BY c.case_id, s.metric""", run=run_id, baseline=baseline)
+        ORDER BY c.case_id, s.metric""", run=run_id, baseline=baseline, metric=metric)
 
 
 def case_sets(con: Connection, candidate: str, baseline: str) -> dict[str, int]:

@@ -155,7 +155,8 @@ status = c3.segmented_control("Cases that", ["regressed", "improved", "unchanged
                               default="regressed", key="case_status", bind="query-params",
                               required=True)
 where = options.get(chosen)
-everything = tables.case_table(query("case_scores", candidate, baseline), metric, where, None)
+everything = tables.case_table(query("case_scores", candidate, baseline, metric), metric, where,
+                               None)
 cases = everything if status == "all" else everything.filter(everything["status"] == status)
 kind = dict(headline.select("metric", "kind").iter_rows()).get(metric, "continuous")
 paired = everything.drop_nulls(["baseline", "candidate"])

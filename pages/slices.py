@@ -110,8 +110,9 @@ def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
         grid, values = _grid(query("slice_summary", run, key, key2), metric, key, key2, "case")
         chosen = _cell_picker(list(values))
         where = values.get(chosen)
-        cases = tables.case_table(stables.in_cell(query("case_scores", run, None), where or {}),
-                                  metric, None, None)
+        cases = tables.case_table(
+            stables.in_cell(query("case_scores", run, None, metric), where or {}),
+            metric, None, None)
         cases = stables.run_cases(cases)
     else:
         result = comparison(run, baseline, (slicing,), ALPHA)
@@ -141,7 +142,7 @@ def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
             config={"displaylogo": False})
         chosen = _cell_picker(list(dict.fromkeys(rows["slice"].to_list())))
         where = values.get(chosen)
-        cases = tables.case_table(query("case_scores", run, baseline), metric, where, None)
+        cases = tables.case_table(query("case_scores", run, baseline, metric), metric, where, None)
 
     st.subheader("Cases")
     st.caption(f"**{metric}**, {chosen if where else 'every case'}: {cases.height} cases, "
