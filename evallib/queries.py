@@ -447,26 +447,19 @@ def _split_params(by: str | None, key: str | None) -> dict[str, Any]:
 
 
 # Daily views read the traffic rollups (`evallib.online_rollups`) through their views: per
-# day × release × variant × strata, pooled here into the chosen split. A stratum's value is
-# read from each distinct strata JSON once (see _STRATUM), not per row.
-_GROUPED = """g AS MATERIALIZED (
-                   SELECT date, CASE $by WHEN 'release' THEN release
-                                         WHEN 'variant' THEN variant END AS grp0,
-                          CASE WHEN $by = 'stratum' THEN coalesce(strata_json, '{{}}')
-                               ELSE '{{}}' END AS strata_json,
-                          {sums}
-                   FROM {view} WHERE date BETWEEN $start AND $end GROUP BY ALL),
-             k AS (SELECT g.strata_json AS strata_key, """ + _STRATUM + """ AS v
-                   FROM (SELECT DISTINCT strata_json FROM g) g),
-             m AS (SELECT CAST(g.date AS TIMESTAMPTZ) AS bucket,
-                          CASE WHEN $by = 'stratum' THEN k.v ELSE g.grp0 END AS grp, {pooled}
-                   FROM g JOIN k ON k.strata_key = g.strata_json GROUP BY ALL)"""
-_TRACE_SUMS = ", ".join(f"sum({c})::{t} AS {c}" for c, t in (
-    ("n", "BIGINT"), ("n_error", "BIGINT"), ("n_refusal", "BIGINT"),
-    ("n_tool_error", "BIGINT"), ("n_latency", "BIGINT"), ("s_log_latency", "DOUBLE"),
-    ("ss_log_latency", "DOUBLE"), ("n_cost", "BIGINT"), ("s_cost", "DOUBLE"),
-    ("ss_cost", "DOUBLE"), ("n_tokens_in", "BIGINT"), ("s_tokens_in", "DOUBLE"),
-    ("n_tokens_out", "BIGINT"), ("s_tokens_out", "DOUBLE")))
+# day × release × variant × strata, pooled here into the chosen split. Unsplit or by release
+# or variant: one aggregation. By a stratum: the key's value is read once per distinct strata
+# JSON (see _STRATUM) and joined on before aggregating (grouping by strata first costs 2×).
+_PLAIN = """m AS (SELECT CAST(date AS TIMESTAMPTZ) AS bucket,
+                          CASE $by WHEN 'release' THEN release WHEN 'variant' THEN variant
+                          END AS grp, {pooled}
+                   FROM {view} WHERE date BETWEEN $start AND $end GROUP BY ALL)"""
+_BY_STRATUM = """k AS (SELECT g.strata_json AS strata_key, """ + _STRATUM + """ AS v
+                   FROM (SELECT DISTINCT coalesce(strata_json, '{{}}') AS strata_json
+                         FROM {view} WHERE date BETWEEN $start AND $end) g),
+             m AS (SELECT CAST(r.date AS TIMESTAMPTZ) AS bucket, k.v AS grp, {pooled}
+                   FROM {view} r JOIN k ON k.strata_key = coalesce(r.strata_json, '{{}}')
+                   WHERE r.date BETWEEN $start AND $end GROUP BY ALL)"""
 
 
 def _sd(n: str, s: str, ss: str) -> str:
@@ -475,8 +468,15 @@ def _sd(n: str, s: str, ss: str) -> str:
             f"/ sum({n}), 0) / (sum({n}) - 1)) END")
 
 
-_DAILY_HEALTH = "WITH " + _GROUPED.format(
-    view="online_trace_moments", sums=_TRACE_SUMS, pooled=f"""
+def _daily(view: str, pooled: str, order: str) -> dict[bool, str]:
+    """The daily SQL of a traffic view, unsplit or split by release or variant (False) and
+    by a stratum (True)."""
+    return {by_stratum: "WITH " + template.format(view=view, pooled=pooled)
+            + f"\n        SELECT * FROM m ORDER BY {order}"
+            for by_stratum, template in ((False, _PLAIN), (True, _BY_STRATUM))}
+
+
+_DAILY_HEALTH = _daily("online_trace_moments", f"""
                           sum(n)::BIGINT AS n, sum(n_error)::BIGINT AS n_error,
                           sum(n_refusal)::BIGINT AS n_refusal,
                           sum(n_tool_error)::BIGINT AS n_tool_error,
@@ -488,8 +488,8 @@ _DAILY_HEALTH = "WITH " + _GROUPED.format(
                           sum(s_cost) / sum(n_cost) AS mean_cost,
                           {_sd("n_cost", "s_cost", "ss_cost")} AS sd_cost,
                           sum(s_tokens_in) / sum(n_tokens_in) AS mean_tokens_in,
-                          sum(s_tokens_out) / sum(n_tokens_out) AS mean_tokens_out""") + """
-        SELECT * FROM m"""
+                          sum(s_tokens_out) / sum(n_tokens_out) AS mean_tokens_out""",
+                       "bucket, grp NULLS LAST")
 # Each day's latency quantiles of the split (they do not pool: the rollup keeps each split).
 _DAILY_LATENCY = """
         SELECT CAST(date AS TIMESTAMPTZ) AS bucket, grp, latency_p50, latency_p95, latency_p99
@@ -497,29 +497,28 @@ _DAILY_LATENCY = """
         WHERE date BETWEEN $start AND $end
           AND dim = CASE $by WHEN 'none' THEN 'all' WHEN 'stratum' THEN 'strata.' || $key
                              ELSE $by END"""
-
-_DAILY_QUALITY = "WITH " + _GROUPED.format(
-    view="online_quality_moments",
-    sums="metric, any_value(kind) AS kind, sum(n) AS n, sum(sx) AS sx, sum(sxx) AS sxx, "
-         "sum(n_passed) AS n_passed, sum(n_pass_known) AS n_pass_known",
-    pooled=f"""metric, any_value(kind) AS kind, sum(n)::BIGINT AS n,
-                          sum(sx) / sum(n) AS mean, {_sd("n", "sx", "sxx")} AS sd,
+_DAILY_QUALITY = _daily("online_quality_moments", f"""metric, any_value(kind) AS kind,
+                          sum(n)::BIGINT AS n, sum(sx) / sum(n) AS mean,
+                          {_sd("n", "sx", "sxx")} AS sd,
                           CASE WHEN sum(n_pass_known) > 0 THEN sum(n_passed)::BIGINT END
-                              AS n_passed, sum(n_pass_known)::BIGINT AS n_pass_known""") + """
-        SELECT * FROM m ORDER BY bucket, grp NULLS LAST, metric"""
-
-_DAILY_FEEDBACK = "WITH " + _GROUPED.format(
-    view="online_feedback_moments",
-    sums=", ".join(f"sum({c}) AS {c}" for c in ("n_thumbs", "n_thumbs_up", "n_rating",
-                                                 "s_rating", "ss_rating", "n_edit",
-                                                 "n_comment")),
-    pooled=f"""sum(n_thumbs)::BIGINT AS n_thumbs, sum(n_thumbs_up)::BIGINT AS n_thumbs_up,
+                              AS n_passed, sum(n_pass_known)::BIGINT AS n_pass_known""",
+                        "bucket, grp NULLS LAST, metric")
+_DAILY_FEEDBACK = _daily("online_feedback_moments", f"""
+                          sum(n_thumbs)::BIGINT AS n_thumbs,
+                          sum(n_thumbs_up)::BIGINT AS n_thumbs_up,
                           sum(n_rating)::BIGINT AS n_rating,
                           sum(s_rating) / sum(n_rating) AS mean_rating,
                           {_sd("n_rating", "s_rating", "ss_rating")} AS sd_rating,
                           sum(n_edit)::BIGINT AS n_edit,
-                          sum(n_comment)::BIGINT AS n_comment""") + """
-        SELECT * FROM m ORDER BY bucket, grp NULLS LAST"""
+                          sum(n_comment)::BIGINT AS n_comment""", "bucket, grp NULLS LAST")
+
+
+def _daily_frame(con: Connection, sql: dict[bool, str], start: date, end: date,
+                 by: str | None, key: str | None) -> pl.DataFrame:
+    split = _split_params(by, key)
+    if by == "stratum":
+        return _frame(con, sql[True], start=start, end=end, key=split["key"])
+    return _frame(con, sql[False], start=start, end=end, by=split["by"])
 
 
 def online_health(con: Connection, start: date, end: date, hourly: bool = False,
@@ -530,7 +529,7 @@ def online_health(con: Connection, start: date, end: date, hourly: bool = False,
     mergeable moments), total cost and mean tokens."""
     if not hourly:
         params = {"start": start, "end": end, **_split_params(by, key)}
-        health = _frame(con, _DAILY_HEALTH, **params)
+        health = _daily_frame(con, _DAILY_HEALTH, start, end, by, key)
         quantiles = _frame(con, _DAILY_LATENCY, **params)
         return health.join(quantiles, on=["bucket", "grp"], how="left", nulls_equal=True) \
             .select(_HEALTH_ORDER).sort("bucket", "grp", nulls_last=True)
@@ -549,7 +548,7 @@ def online_quality(con: Connection, start: date, end: date, hourly: bool = False
     a join with the traces of the window; unsplit reads the scores alone. Daily: from the
     quality rollup (a score whose trace is missing counts in the null group)."""
     if not hourly:
-        return _frame(con, _DAILY_QUALITY, start=start, end=end, **_split_params(by, key))
+        return _daily_frame(con, _DAILY_QUALITY, start, end, by, key)
     if by is None:
         return _frame(con, f"""
             SELECT {_BUCKET.format(a="s")} AS bucket, CAST(NULL AS VARCHAR) AS grp,
@@ -579,7 +578,7 @@ def online_feedback(con: Connection, start: date, end: date, hourly: bool = Fals
     """Per day (or hour, of the feedback event) × group: thumbs given and up, ratings (n,
     mean, sd), edits and comments."""
     if not hourly:
-        return _frame(con, _DAILY_FEEDBACK, start=start, end=end, **_split_params(by, key))
+        return _daily_frame(con, _DAILY_FEEDBACK, start, end, by, key)
     if by is None:
         return _frame(con, f"""
             SELECT {_BUCKET.format(a="f")} AS bucket, CAST(NULL AS VARCHAR) AS grp, {_FEEDBACK}
