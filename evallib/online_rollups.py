@@ -1,5 +1,5 @@
 """Daily rollups of production traffic (`schema.TRAFFIC_ROLLUPS`), so the Online page's
-health, quality and feedback over months read a few hundred rows per day instead of
+health, quality, feedback and drift over months read a few hundred rows per day instead of
 tens of thousands of traces.
 
 Each rollup is one aggregate, written once here as SQL that DuckDB and Spark both run
@@ -171,7 +171,10 @@ def trace_days(days: list[str] | set[str]) -> set[str]:
     """The days whose traces the scores or feedback of ``days`` may belong to."""
     out: set[str] = set()
     for day in days:
-        d = date.fromisoformat(day)
+        try:
+            d = date.fromisoformat(day)
+        except ValueError:  # not a day (a stray directory): nothing belongs to it
+            continue
         out |= {(d - timedelta(days=i)).isoformat() for i in range(TRACE_DAYS_BACK + 1)}
     return out
 
