@@ -258,6 +258,19 @@ def filters() -> Filters:
     return st.session_state.get("_filters", Filters())
 
 
+OFFLINE, ONLINE = "Offline", "Online"  # the source picker's options; its value is in the URL
+
+
+def pick_source(wh: Warehouse) -> str:
+    """Offline (a run of the golden set) or Online (production traces of the sidebar's
+    days), of those the warehouse holds; bound to the URL."""
+    available = [s for s, ok in ((OFFLINE, wh.has_offline), (ONLINE, wh.has_online)) if ok]
+    return st.segmented_control("Source", available, key="source", bind="query-params",
+                                default=available[0], required=True,
+                                help="A run of the golden set, or production traces of the "
+                                     "sidebar's days.")
+
+
 def get_started(root: str, missing: str = "data") -> None:
     """What to do when the warehouse has nothing to show yet."""
     st.info(f"The warehouse at `{root}` has no {missing} yet.", icon="🌱")

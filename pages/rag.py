@@ -16,15 +16,16 @@ from pages import _rag_charts as rcharts
 from pages import _slices_tables as stables
 from pages import _tables as tables
 from pages._common import (
+    ONLINE,
     filters,
     get_started,
     leave_pages_directory_mode,
+    pick_source,
     query,
     url_choice,
     warehouse,
 )
 
-OFFLINE, ONLINE = "Offline", "Online"
 MAX_K = 10
 # Online: how many of the sidebar's newest days to read (None: all of them)
 WINDOWS = {"last day": 1, "last 7 days": 7, "last 28 days": 28, "the sidebar's days": None}
@@ -247,12 +248,7 @@ wh, f = warehouse(), filters()
 if wh.is_empty:
     get_started(wh.root, "runs and no online data")
     st.stop()
-available = [s for s, ok in ((OFFLINE, wh.has_offline), (ONLINE, wh.has_online)) if ok]
-source = st.segmented_control("Source", available, key="source", bind="query-params",
-                              default=available[0], required=True,
-                              help="A run of the golden set, or production traces of the "
-                                   "sidebar's days.")
-if source == ONLINE:
+if pick_source(wh) == ONLINE:
     online(wh, f)
 else:
     offline(f)

@@ -14,17 +14,18 @@ from pages import _rag_charts as rcharts
 from pages import _slices_tables as stables
 from pages import _tables as tables
 from pages._common import (
+    ONLINE,
     comparison,
     filters,
     get_started,
     leave_pages_directory_mode,
+    pick_source,
     query,
     url_choice,
     warehouse,
 )
 
 ALPHA = 0.05
-OFFLINE, ONLINE = "Offline", "Online"  # the source picker; its value is in the URL
 TRACE_LIMIT = 500
 
 
@@ -228,12 +229,7 @@ wh, f = warehouse(), filters()
 if wh.is_empty:
     get_started(wh.root, "runs and no online data")
     st.stop()
-available = [s for s, ok in ((OFFLINE, wh.has_offline), (ONLINE, wh.has_online)) if ok]
-source = st.segmented_control("Source", available, key="source", bind="query-params",
-                              default=available[0], required=True,
-                              help="A run of the golden set, or production traces of the "
-                                   "sidebar's days.")
-if source == ONLINE:
+if pick_source(wh) == ONLINE:
     online(wh, f)
 else:
     offline(f)
