@@ -28,6 +28,7 @@ _DUCK_TYPES = {
     "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
     "map<string, string>": "MAP(VARCHAR, VARCHAR)",
     "list<item: string>": "VARCHAR[]",
+    "list<item: int64>": "BIGINT[]",
 }
 
 
@@ -177,9 +178,9 @@ def _traffic_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
         cur = current(rollups[spec.table.name], traffic.fingerprints(spec, listings))
         raw = [p for p in listings[spec.source.name].parts if p.partition not in cur.fresh]
         days = {p.partition for p in raw if p.partition}
-        joined = traffic.trace_parts(listings, days) if spec.joins_traces else []
+        joined = traffic.trace_parts(listings, days, spec.joined) if spec.joins_traces else []
         aggregate = spec.sql("duckdb", f"({_read([p.url for p in raw], spec.source)})",
-                             f"({_read([p.url for p in joined], S.ONLINE_TRACES)})")
+                             f"({_read([p.url for p in joined], spec.joined)})")
         con.execute(f"CREATE VIEW {spec.view} AS "
                     f"SELECT * FROM ({_fresh_rows(cur, spec.table, 'date')}) "
                     f"UNION ALL BY NAME SELECT * FROM ({aggregate})")

@@ -36,6 +36,7 @@ class Spec:
     view: str  # `evallib.db`'s view: fresh rollup rows + the raw days, aggregated alike
     duckdb: str  # the aggregate over {src} (and {traces})
     spark: str | None = None  # when Spark's dialect differs
+    joined: S.Table = S.ONLINE_TRACES  # what {traces} reads: the week up to each day
 
     @property
     def joins_traces(self) -> bool:
@@ -137,6 +138,42 @@ FROM {src} WHERE value IS NOT NULL
 GROUP BY date, metric, kind, CASE WHEN kind <> 'continuous' THEN CAST(value AS STRING) END,
          CASE WHEN kind = 'continuous' THEN floor(value * 100 + 0.5) / 100 END"""
 
+# RAG (`queries.online_retrieval_metrics`, `online_generation_by_evidence`). Per trace, from
+# its retrieved documents of one day: the ranks (≤ RAG_MAX_K) of the relevant ones, how many
+# are relevant and cited, whether any is judged and the first relevant rank (capped past
+# RAG_MAX_K: every k the page offers sees it as missed); then how many traces share each.
+_CAP = S.RAG_MAX_K + 1
+_FIRST = f"least(min(CASE WHEN relevant THEN rank END), {_CAP})"
+_FOUND = {
+    "duckdb": f"coalesce(list(rank ORDER BY rank) FILTER (WHERE relevant AND rank <= "
+              f"{S.RAG_MAX_K}), [])",
+    "spark": f"sort_array(collect_list(CASE WHEN relevant AND rank <= {S.RAG_MAX_K} "
+             f"THEN rank END))",
+}
+_RAG_ITEMS = """WITH i AS (
+    SELECT date, trace_id, <found> AS found,
+           greatest(count(CASE WHEN relevant THEN 1 END), 1) AS n_rel,
+           count(CASE WHEN cited THEN 1 END) AS n_cited,
+           count(CASE WHEN cited AND relevant THEN 1 END) AS n_cited_rel,
+           count(relevant) > 0 AS judged, <first> AS first_relevant
+    FROM {src} GROUP BY date, trace_id),
+  t AS (SELECT trace_id, max(refusal) AS refusal FROM {traces} GROUP BY trace_id)
+SELECT i.date, i.found, i.n_rel, i.n_cited, i.n_cited_rel, i.judged, i.first_relevant,
+       t.refusal, count(*) AS n
+FROM i LEFT JOIN t ON i.trace_id = t.trace_id
+GROUP BY i.date, i.found, i.n_rel, i.n_cited, i.n_cited_rel, i.judged, i.first_relevant,
+         t.refusal""".replace("<first>", _FIRST)
+
+# Scores by the evidence their trace's generator had (its retrievals of the week up to the
+# score's day: {traces} is online_retrievals here).
+_RAG_SCORES = """WITH e AS (
+    SELECT trace_id, count(relevant) > 0 AS judged, <first> AS first_relevant
+    FROM {traces} GROUP BY trace_id)
+SELECT s.date, e.judged, e.first_relevant, s.metric, any_value(s.kind) AS kind,
+       count(s.value) AS n, sum(s.value) AS sx, sum(s.value * s.value) AS sxx
+FROM {src} s JOIN e ON s.trace_id = e.trace_id
+GROUP BY s.date, e.judged, e.first_relevant, s.metric""".replace("<first>", _FIRST)
+
 SPECS = (
     Spec(S.ONLINE_TRACE_ROLLUP, S.ONLINE_TRACES, "online_trace_moments", _TRACES),
     Spec(S.ONLINE_LATENCY_ROLLUP, S.ONLINE_TRACES, "online_latency_quantiles",
@@ -147,6 +184,11 @@ SPECS = (
          _TRACE_DRIFT.replace("{explode}", _STRATA_ROWS["duckdb"]),
          _TRACE_DRIFT.replace("{explode}", _STRATA_ROWS["spark"])),
     Spec(S.ONLINE_SCORE_DRIFT_ROLLUP, S.ONLINE_SCORES, "online_score_drift", _SCORE_DRIFT),
+    Spec(S.ONLINE_RAG_ITEM_ROLLUP, S.ONLINE_RETRIEVALS, "online_rag_items",
+         _RAG_ITEMS.replace("<found>", _FOUND["duckdb"]),
+         _RAG_ITEMS.replace("<found>", _FOUND["spark"])),
+    Spec(S.ONLINE_RAG_SCORE_ROLLUP, S.ONLINE_SCORES, "online_rag_scores", _RAG_SCORES,
+         joined=S.ONLINE_RETRIEVALS),
 )
 
 
@@ -156,7 +198,7 @@ def fingerprints(spec: Spec, listings: dict[str, Listing]) -> dict[str, str]:
     own = listings[spec.source.name].fingerprints()
     if not spec.joins_traces:
         return {d: fp for d, fp in own.items() if d}
-    traces = listings[S.ONLINE_TRACES.name].fingerprints()
+    traces = listings[spec.joined.name].fingerprints()
     out = {}
     for day, fp in own.items():
         if day:
@@ -179,6 +221,8 @@ def trace_days(days: list[str] | set[str]) -> set[str]:
     return out
 
 
-def trace_parts(listings: dict[str, Listing], days: list[str] | set[str]) -> list[Part]:
+def trace_parts(listings: dict[str, Listing], days: list[str] | set[str],
+                joined: S.Table = S.ONLINE_TRACES) -> list[Part]:
+    """The part files of ``joined`` (traces, or retrievals) that ``days`` may join."""
     wanted = trace_days(days)
-    return [p for p in listings[S.ONLINE_TRACES.name].parts if p.partition in wanted]
+    return [p for p in listings[joined.name].parts if p.partition in wanted]

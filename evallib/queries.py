@@ -19,6 +19,8 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from . import schema as S
+
 __all__ = [
     "alerts",
     "case_scores",
@@ -798,10 +800,13 @@ _RAG_SOURCES = {
     },
 }
 
-# Items with the same relevant positions (within max_k) and number of relevant documents
-# score the same at every k, so the metrics are computed once per such pattern (a few
-# hundred) and weighted by how many items share it. Definitions as evallib.scorers.retrieval.
-_RETRIEVAL_METRICS = """WITH docs AS ({docs}), gold AS ({gold}),
+# Items with the same relevant positions (within max_k), number of relevant documents and
+# citations score the same at every k, so the metrics are computed once per such pattern (a
+# few hundred) and weighted by how many items share it (``w``). Offline the patterns come
+# from the run's documents; online from the daily rollup `online_rag_items` (what each
+# trace's retrievals of a day found). Definitions as evallib.scorers.retrieval.
+_RETRIEVAL_PATTERNS = {
+    "offline": """docs AS ({docs}), gold AS ({gold}),
     items AS (
         SELECT d.item,
                coalesce(list(d.rank ORDER BY d.rank)
@@ -810,11 +815,20 @@ _RETRIEVAL_METRICS = """WITH docs AS ({docs}), gold AS ({gold}),
                count_if(d.cited) AS n_cited, count_if(d.cited AND d.relevant) AS n_cited_rel
         FROM docs d LEFT JOIN gold g USING (item)
         GROUP BY d.item HAVING count(d.relevant) > 0),
-    patterns AS (SELECT found, n_rel, count(*) AS w FROM items GROUP BY found, n_rel),
+    patterns AS (SELECT found, n_rel, n_cited, n_cited_rel, count(*) AS w FROM items
+                 GROUP BY ALL)""",
+    "online": """patterns AS (
+        SELECT list_filter(found, lambda r: r <= $max_k) AS found, n_rel, n_cited,
+               n_cited_rel, sum(n) AS w
+        FROM online_rag_items WHERE judged AND date BETWEEN $start AND $end
+        GROUP BY ALL)""",
+}
+_RETRIEVAL_METRICS = """WITH {patterns},
     ks AS (SELECT k FROM range(1, $max_k + 1) t(k)),
     ideal AS (SELECT k AS m, sum(1.0 / log2(k + 1)) OVER (ORDER BY k) AS idcg FROM ks),
     per AS (SELECT p.w, ks.k, p.n_rel, list_filter(p.found, lambda r: r <= ks.k) AS hit
-            FROM patterns p CROSS JOIN ks),
+            FROM (SELECT found, n_rel, sum(w) AS w FROM patterns GROUP BY found, n_rel) p
+            CROSS JOIN ks),
     vals AS (SELECT per.w, per.k, unnest([
         {{'metric': 'recall', 'v': len(hit) / n_rel}},
         {{'metric': 'precision', 'v': len(hit) / per.k}},
@@ -824,17 +838,19 @@ _RETRIEVAL_METRICS = """WITH docs AS ({docs}), gold AS ({gold}),
         {{'metric': 'mrr', 'v': coalesce(1.0 / list_min(hit), 0)}},
         {{'metric': 'context_precision', 'v': coalesce(list_sum(list_transform(
             hit, lambda r, j: j / r)) / len(hit), 0)}}]) AS m
-        FROM per JOIN ideal i ON i.m = least(per.k, per.n_rel))
+        FROM per JOIN ideal i ON i.m = least(per.k, per.n_rel)),
+    cited AS (SELECT NULL::BIGINT AS k, {{'metric': 'citation_hit_rate',
+                                          'v': n_cited_rel / n_cited}} AS m, w
+              FROM patterns WHERE n_cited > 0)
 SELECT k, m.metric AS metric,
        CASE WHEN m.metric = 'hit_rate' THEN 'binary' ELSE 'continuous' END AS kind,
-       sum(w)::BIGINT AS n, sum(w * m.v) / sum(w) AS mean,
+       coalesce(sum(w), 0)::BIGINT AS n, sum(w * m.v) / sum(w) AS mean,
        CASE WHEN sum(w) > 1 THEN sqrt(greatest(sum(w * m.v * m.v)
             - sum(w * m.v) * sum(w * m.v) / sum(w), 0) / (sum(w) - 1)) END AS sd
-FROM vals GROUP BY k, m.metric
+FROM (SELECT k, m, w FROM vals UNION ALL SELECT k, m, w FROM cited) GROUP BY k, m.metric
 UNION ALL
-SELECT NULL, 'citation_hit_rate', 'continuous', count(*), avg(n_cited_rel / n_cited),
-       stddev_samp(n_cited_rel / n_cited)
-FROM items WHERE n_cited > 0
+SELECT NULL, 'citation_hit_rate', 'continuous', 0, NULL, NULL
+WHERE NOT EXISTS (SELECT 1 FROM patterns WHERE n_cited > 0)
 ORDER BY k NULLS LAST, metric"""
 
 # What the generator had, per item: documents retrieved, how many judged (0: no gold
@@ -890,6 +906,35 @@ FROM s JOIN evidence e USING (item)
 GROUP BY GROUPING SETS ((e.evidence, s.metric), (s.metric))
 ORDER BY s.metric, e.evidence NULLS LAST"""
 
+# Online, from the daily rollups: scores of the window's days by the evidence their trace
+# had (its retrievals of the week up to the score), and each trace with retrievals of the
+# window's days for refusal and cites_relevant. first_relevant is capped past RAG_MAX_K.
+_ONLINE_GENERATION = """WITH m AS (
+        SELECT judged, first_relevant, metric, kind, n, sx, sxx FROM online_rag_scores
+        WHERE date BETWEEN $start AND $end
+        UNION ALL
+        SELECT judged, first_relevant, 'refusal', 'binary', sum(n),
+               sum(CASE WHEN refusal THEN n ELSE 0 END), sum(CASE WHEN refusal THEN n ELSE 0 END)
+        FROM online_rag_items
+        WHERE date BETWEEN $start AND $end AND refusal IS NOT NULL
+        GROUP BY judged, first_relevant
+        UNION ALL
+        SELECT judged, first_relevant, 'cites_relevant', 'binary', sum(n),
+               sum(CASE WHEN n_cited_rel > 0 THEN n ELSE 0 END),
+               sum(CASE WHEN n_cited_rel > 0 THEN n ELSE 0 END)
+        FROM online_rag_items
+        WHERE date BETWEEN $start AND $end AND judged AND n_cited > 0
+        GROUP BY judged, first_relevant),
+    e AS (SELECT CASE WHEN NOT judged THEN 'no gold document'
+                      WHEN first_relevant <= $k THEN 'relevant in top k'
+                      ELSE 'no relevant in top k' END AS evidence, * FROM m)
+SELECT evidence, metric, any_value(kind) AS kind, sum(n)::BIGINT AS n,
+       CASE WHEN sum(n) > 0 THEN sum(sx) / sum(n) END AS mean,
+       CASE WHEN sum(n) > 1 THEN sqrt(greatest(sum(sxx) - sum(sx) * sum(sx) / sum(n), 0)
+                                      / (sum(n) - 1)) END AS sd
+FROM e GROUP BY GROUPING SETS ((evidence, metric), (metric))
+ORDER BY metric, evidence NULLS LAST"""
+
 # The texts behind listed items, the judge's reason for the answer metric and the top k
 # documents each generator read (✓ relevant).
 _DETAILS = """WITH ids AS (SELECT unnest($ids) AS item),
@@ -916,9 +961,10 @@ def _sources(template: str) -> dict[str, str]:
             for src, parts in _RAG_SOURCES.items()}
 
 
-_RETRIEVAL_SQL = _sources(_RETRIEVAL_METRICS)
+_RETRIEVAL_SQL = {src: _RETRIEVAL_METRICS.format(patterns=_RETRIEVAL_PATTERNS[src].format(**parts))
+                  for src, parts in _RAG_SOURCES.items()}
 _ATTRIBUTION_SQL = _sources(_ATTRIBUTION_ITEMS)
-_GENERATION_SQL = _sources(_GENERATION)
+_GENERATION_SQL = _sources(_GENERATION)["offline"]
 _DETAILS_SQL = _sources(_DETAILS)
 
 
@@ -1026,8 +1072,15 @@ def retrieval_metrics(con: Connection, run_id: str, max_k: int = 10) -> pl.DataF
 def online_retrieval_metrics(con: Connection, start: date, end: date, max_k: int = 10
                              ) -> pl.DataFrame:
     """`retrieval_metrics` over the production traces of UTC days [start, end] that logged
-    their retrievals."""
+    their retrievals (a trace's retrievals of one day are one item; from the daily rollup
+    ``online_rag_items``, so ``max_k`` ≤ RAG_MAX_K)."""
+    _check_k(max_k)
     return _frame(con, _RETRIEVAL_SQL["online"], start=start, end=end, max_k=max_k)
+
+
+def _check_k(k: int) -> None:
+    if not 1 <= k <= S.RAG_MAX_K:
+        raise ValueError(f"online RAG views cut at k = 1…{S.RAG_MAX_K}, got {k}")
 
 
 def attribution_items(con: Connection, run_id: str, k: int, answer: str,
@@ -1071,11 +1124,14 @@ def generation_by_evidence(con: Connection, run_id: str, k: int) -> pl.DataFrame
     k / no relevant in top k / no gold document; null = all cases with retrievals): kind, n,
     mean, sd; with ``cites_relevant`` (of the answers citing a document, those citing a
     relevant one). Cases without retrieval rows are left out."""
-    return _frame(con, _GENERATION_SQL["offline"], run=run_id, k=k)
+    return _frame(con, _GENERATION_SQL, run=run_id, k=k)
 
 
 def online_generation_by_evidence(con: Connection, start: date, end: date, k: int
                                   ) -> pl.DataFrame:
     """`generation_by_evidence` for traces of UTC days [start, end] with logged retrievals,
-    plus ``refusal`` (binary: the trace declined to answer)."""
-    return _frame(con, _GENERATION_SQL["online"], start=start, end=end, k=k)
+    plus ``refusal`` (binary: the trace declined to answer). Read from the daily rollups: a
+    score counts by its own day and the evidence its trace's retrievals (of the week up to
+    it) had; refusal and cites_relevant by the day of the retrievals. ``k`` ≤ RAG_MAX_K."""
+    _check_k(k)
+    return _frame(con, _ONLINE_GENERATION, start=start, end=end, k=k)

@@ -116,7 +116,7 @@ def plan(store: Store, since: date | None = None) -> Plan:
     from .db import connect
 
     listings = {t.name: list_table(store, t)
-                for t in (S.ONLINE_SCORES, S.ONLINE_TRACES, S.FEEDBACK)}
+                for t in (S.ONLINE_SCORES, S.ONLINE_TRACES, S.FEEDBACK, S.ONLINE_RETRIEVALS)}
     online = listings[S.ONLINE_SCORES.name]
     fingerprints = online.fingerprints()
     out = Plan(daily=current(list_table(store, S.ONLINE_DAILY_ROLLUP), fingerprints),
@@ -178,7 +178,8 @@ def rollup(root: str | os.PathLike[str] | Store | None = None, *, engine: str = 
         if not items and not cur.stale:
             continue
         parts = [p for _, ps in items.values() for p in ps]
-        joined = traffic.trace_parts(todo.listings, set(items)) if spec.joins_traces else []
+        joined = traffic.trace_parts(todo.listings, set(items), spec.joined) \
+            if spec.joins_traces else []
         if engine == "spark":
             from .rollup_spark import aggregate_sql
 
@@ -221,7 +222,7 @@ def aggregate_traffic(store: Store, spec: traffic.Spec, parts: list[Part],
         if not store.is_local:
             con.register_filesystem(store.fs)
         sql = spec.sql("duckdb", f"({_read([p.url for p in parts], spec.source)})",
-                       f"({_read([p.url for p in traces], S.ONLINE_TRACES)})")
+                       f"({_read([p.url for p in traces], spec.joined)})")
         return con.sql(sql).pl()
 
 

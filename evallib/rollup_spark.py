@@ -80,8 +80,6 @@ def aggregate_sql(spec: Any, urls: list[str], trace_urls: list[str], store: Any
     as DuckDB runs, on Spark, over temporary views ``src`` and ``traces``."""
     from pyspark.sql import functions as F
 
-    from . import schema as S
-
     spark = session()
 
     def view(name: str, table: Any, paths: list[str]) -> None:
@@ -94,7 +92,7 @@ def aggregate_sql(spec: Any, urls: list[str], trace_urls: list[str], store: Any
 
     view("src", spec.source, urls)
     if spec.joins_traces:
-        view("traces", S.ONLINE_TRACES, trace_urls)
+        view("traces", spec.joined, trace_urls)
     out = spark.sql(spec.sql("spark", "src", "traces"))
     return pl.from_arrow(out.toArrow())
 

@@ -426,7 +426,39 @@ ONLINE_SCORE_DRIFT_ROLLUP = Table(
     "online_score_drift_rollup", _DRIFT_COLUMNS, partition=None, key=(),
     doc="per day: online scores per metric × value (continuous ones to 0.01)",
 )
+# RAG online (the RAG page over months): what each trace's retrievals found, and the scores
+# by the evidence their trace's generator had. Ranks past RAG_MAX_K are not kept.
+RAG_MAX_K = 10
+_EVIDENCE_COLUMNS = (
+    _c("judged", _B, True, "a retrieved document carries a relevance label"),
+    _c("first_relevant", _I, True, f"rank of the first relevant document ({RAG_MAX_K + 1}: "
+                                   f"none in the top {RAG_MAX_K})"),
+)
+ONLINE_RAG_ITEM_ROLLUP = Table(
+    "online_rag_item_rollup",
+    (_c("date", pa.date32(), True, "of the retrievals"),
+     _c("found", pa.list_(_I), True, f"ranks (≤ {RAG_MAX_K}) of the relevant documents"),
+     _c("n_rel", _I, True, "relevant documents retrieved (at least 1)"),
+     _c("n_cited", _I, True, "cited documents"),
+     _c("n_cited_rel", _I, True, "cited relevant documents"),
+     *_EVIDENCE_COLUMNS,
+     _c("refusal", _B, False, "the trace declined (null: trace not found)"),
+     _c("n", _I, True, "traces")),
+    partition=None, key=(),
+    doc="traces with retrievals per day × what their retrievals found (recall, precision, "
+        "nDCG, MRR at every k ≤ 10; citations) × their refusal",
+)
+ONLINE_RAG_SCORE_ROLLUP = Table(
+    "online_rag_score_rollup",
+    (_c("date", pa.date32(), True, "of the score"), *_EVIDENCE_COLUMNS,
+     _c("metric", _S, True), _c("kind", _S, True),
+     _c("n", _I, True, "scored rows"), _c("sx", _F), _c("sxx", _F)),
+    partition=None, key=(),
+    doc="online_scores of traces with retrievals (of the week up to the score) per day × the "
+        "evidence the trace had × metric: moments",
+)
 TRAFFIC_ROLLUPS = (ONLINE_TRACE_ROLLUP, ONLINE_LATENCY_ROLLUP, ONLINE_QUALITY_ROLLUP,
-                   ONLINE_FEEDBACK_ROLLUP, ONLINE_TRACE_DRIFT_ROLLUP, ONLINE_SCORE_DRIFT_ROLLUP)
+                   ONLINE_FEEDBACK_ROLLUP, ONLINE_TRACE_DRIFT_ROLLUP, ONLINE_SCORE_DRIFT_ROLLUP,
+                   ONLINE_RAG_ITEM_ROLLUP, ONLINE_RAG_SCORE_ROLLUP)
 ROLLUPS: dict[str, Table] = {t.name: t for t in (ONLINE_DAILY_ROLLUP, RUN_METRIC_ROLLUP,
                                                  *TRAFFIC_ROLLUPS)}

@@ -62,6 +62,12 @@ def _answers(root: Path) -> dict[str, pl.DataFrame]:
         out["drift"] = queries.online_drift_counts(con, first, mid, mid + timedelta(days=1),
                                                    last)
         out["releases"] = queries.online_releases(con, mid, last)
+        for label, start in (("", first), (" half", mid)):  # the RAG page, online
+            for k in (1, 5):
+                out[f"retrieval{label} {k}"] = queries.online_retrieval_metrics(con, start,
+                                                                                last, k)
+                out[f"generation{label} {k}"] = queries.online_generation_by_evidence(
+                    con, start, last, k)
     return out
 
 
@@ -133,12 +139,15 @@ def test_same_answers_with_and_without_rollups(rolled: Path, tmp_path: Path) -> 
     online, offline = _unrolled(with_)
     assert 0 < online < _unrolled(without)[0] and 0 < offline < _unrolled(without)[1]
     # the late trace's day; scores and feedback belong to the traces of the week before
-    # them, so their days from the trace's to the last (6 days) are read raw
+    # them, so their days from the trace's to the last (6 days) are read raw; so do the
+    # retrievals' (their trace's refusal). RAG scores join retrievals: only the score's day
     assert _traffic_unrolled(with_) == {"online_trace_rollup": 1, "online_latency_rollup": 1,
                                         "online_quality_rollup": 6,
                                         "online_feedback_rollup": 6,
                                         "online_trace_drift_rollup": 1,
-                                        "online_score_drift_rollup": 1}
+                                        "online_score_drift_rollup": 1,
+                                        "online_rag_item_rollup": 6,
+                                        "online_rag_score_rollup": 1}
     _assert_same(_answers(with_), _answers(without))
 
     report = rollup(with_)  # only the stale day and the replaced run are rolled again
