@@ -24,6 +24,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -34,7 +35,7 @@ sys.path.insert(0, str(HERE))
 import baselines  # noqa: E402  (bench/baselines.py)
 import compare as compare_bench  # noqa: E402  (bench/compare.py)
 
-from evallib import Warehouse, connect, queries  # noqa: E402
+from evallib import Warehouse, connect, queries, rag  # noqa: E402
 from evallib.db import tables_present  # noqa: E402
 from evallib.schema import ONLINE_SCORES, SCORES  # noqa: E402
 from evallib.store import Store  # noqa: E402
@@ -168,11 +169,21 @@ def query_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]
                  lambda s=start: queries.online_retrieval_metrics(c(), s, last, 10)),
                 (f"RAG: online_generation_by_evidence, {label}",
                  lambda s=start: queries.online_generation_by_evidence(c(), s, last, 5)),
-                (f"RAG: online_attribution_items, {label}",
-                 lambda s=start: queries.online_attribution_items(
-                     c(), s, last, 5, "correctness", "faithfulness", True)),
+                (f"RAG: online_attribution_counts, {label}",
+                 lambda s=start: queries.online_attribution_counts(
+                     c(), s, last, 5, "correctness", "faithfulness")),
+                (f"RAG: online_failure_days, one class in one {key}, {label}",
+                 lambda s=start: queries.online_failure_days(
+                     c(), s, last, 5, "correctness", "faithfulness", ("retrieval",), key,
+                     "billing")),
             ]
+        every = queries.online_failure_days(c(), first, last, 5, "correctness", "faithfulness",
+                                            rag.CLASSES)
+        newest = every.filter(pl.col("n").cum_sum() - pl.col("n") < 2000)["date"].min()
         cases += [
+            ("RAG: online_failures, the newest 2,000 (the page's list)",
+             lambda: queries.online_failures(c(), newest, last, 5, "correctness",
+                                             "faithfulness", rag.CLASSES, None, None, 2000)),
             ("Online: online_health hourly, last 48 h",
              lambda: queries.online_health(c(), last - timedelta(days=1), last, True)),
             ("Online: online_drift_counts, 7 days vs 28 before",

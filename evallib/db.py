@@ -178,9 +178,9 @@ def _traffic_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
         cur = current(rollups[spec.table.name], traffic.fingerprints(spec, listings))
         raw = [p for p in listings[spec.source.name].parts if p.partition not in cur.fresh]
         days = {p.partition for p in raw if p.partition}
-        joined = traffic.trace_parts(listings, days, spec.joined) if spec.joins_traces else []
-        aggregate = spec.sql("duckdb", f"({_read([p.url for p in raw], spec.source)})",
-                             f"({_read([p.url for p in joined], spec.joined)})")
+        joined = {name: f"({_read([p.url for p in parts], spec.joins[name])})"
+                  for name, parts in traffic.joined_parts(spec, listings, days).items()}
+        aggregate = spec.sql("duckdb", f"({_read([p.url for p in raw], spec.source)})", joined)
         con.execute(f"CREATE VIEW {spec.view} AS "
                     f"SELECT * FROM ({_fresh_rows(cur, spec.table, 'date')}) "
                     f"UNION ALL BY NAME SELECT * FROM ({aggregate})")

@@ -1,17 +1,18 @@
-"""Daily rollups of production traffic (`schema.TRAFFIC_ROLLUPS`), so the Online page's
-health, quality, feedback and drift over months read a few hundred rows per day instead of
-tens of thousands of traces.
+"""Daily rollups of production traffic (`schema.TRAFFIC_ROLLUPS`), so the Online and RAG
+pages' health, quality, feedback, drift and attribution over months read a few hundred or
+thousand rows per day instead of tens of thousands of traces.
 
 Each rollup is one aggregate, written once here as SQL that DuckDB and Spark both run
 (`evallib rollup --engine duckdb|spark`), over ``{src}`` (one day's rows of its source
-table or several) and, for scores and feedback, ``{traces}`` (the traces they belong to:
-release, variant and strata are the trace's). `evallib.db` unites each rollup's fresh days
-with the same aggregate over the raw rows of the other days, so a query answers the same
-with rollups, without or with some days gone stale.
+table or several) and, where it needs them, ``{traces}`` (the traces scores and feedback
+belong to: release, variant and strata are the trace's) or ``{docs}`` (the retrievals).
+`evallib.db` unites each rollup's fresh days with the same aggregate over the raw rows of
+the other days, so a query answers the same with rollups, without or with some days gone
+stale.
 
 A day's rollup is fresh while its source files are those summarised; a score or feedback
-event may belong to a trace of the week before, so for those the fingerprint also covers
-the traces of the seven days up to the day.
+event may belong to a trace of the week before, so the fingerprint of a rollup that joins
+traces or retrievals also covers their files of the seven days up to the day.
 
 Latency quantiles do not pool, so the latency rollup keeps each day's p50/p95/p99 overall,
 per release, per variant and per value of each stratum: the splits the Online page offers.
@@ -36,15 +37,18 @@ class Spec:
     view: str  # `evallib.db`'s view: fresh rollup rows + the raw days, aggregated alike
     duckdb: str  # the aggregate over {src} (and {traces})
     spark: str | None = None  # when Spark's dialect differs
-    joined: S.Table = S.ONLINE_TRACES  # what {traces} reads: the week up to each day
 
     @property
-    def joins_traces(self) -> bool:
-        return "{traces}" in self.duckdb
+    def joins(self) -> dict[str, S.Table]:
+        """The tables the SQL joins ({traces}, {docs}): their rows of the week up to a day."""
+        return {name: t for name, t in JOINABLE.items() if "{" + name + "}" in self.duckdb}
 
-    def sql(self, engine: str, src: str, traces: str) -> str:
+    def sql(self, engine: str, src: str, joined: dict[str, str]) -> str:
         text = self.spark if engine == "spark" and self.spark else self.duckdb
-        return text.format(src=src, traces=traces)
+        return text.format(src=src, **joined)
+
+
+JOINABLE = {"traces": S.ONLINE_TRACES, "docs": S.ONLINE_RETRIEVALS}
 
 
 _TRACES = """SELECT date, release, variant, to_json(strata) AS strata_json, count(*) AS n,
@@ -165,14 +169,41 @@ GROUP BY i.date, i.found, i.n_rel, i.n_cited, i.n_cited_rel, i.judged, i.first_r
          t.refusal""".replace("<first>", _FIRST)
 
 # Scores by the evidence their trace's generator had (its retrievals of the week up to the
-# score's day: {traces} is online_retrievals here).
+# score's day).
 _RAG_SCORES = """WITH e AS (
     SELECT trace_id, count(relevant) > 0 AS judged, <first> AS first_relevant
-    FROM {traces} GROUP BY trace_id)
+    FROM {docs} GROUP BY trace_id)
 SELECT s.date, e.judged, e.first_relevant, s.metric, any_value(s.kind) AS kind,
        count(s.value) AS n, sum(s.value) AS sx, sum(s.value * s.value) AS sxx
 FROM {src} s JOIN e ON s.trace_id = e.trace_id
 GROUP BY s.date, e.judged, e.first_relevant, s.metric""".replace("<first>", _FIRST)
+
+# Failing answers (`queries.online_attribution_counts`), by what `evallib.rag` attributes
+# them with, for each answer metric × each faithfulness metric of the day (or '' = none):
+# the trace's retrievals of the week up to the score, its error, and the faithfulness verdict
+# scored the same day. Errored traces and scores without their trace are left out.
+_FAILED = "coalesce(NOT passed, kind = 'binary' AND value = 0)"
+_RAG_FAILURES = """WITH a AS (
+    SELECT date, trace_id, metric, strata_json FROM {src} WHERE <failed>),
+  faiths AS (SELECT DISTINCT metric AS faith FROM {src} UNION ALL SELECT '' AS faith),
+  f AS (SELECT trace_id, metric AS faith,
+               bool_or(CASE WHEN passed IS NOT NULL THEN passed
+                            WHEN kind = 'binary' THEN value = 1 END) AS faithful
+        FROM {src} GROUP BY trace_id, metric),
+  e AS (SELECT trace_id, count(relevant) > 0 AS judged, <first> AS first_relevant
+        FROM {docs} GROUP BY trace_id),
+  t AS (SELECT trace_id, bool_or(error IS NOT NULL) AS errored FROM {traces}
+        GROUP BY trace_id)
+SELECT a.date, a.metric, x.faith, a.strata_json, e.trace_id IS NOT NULL AS has_docs,
+       coalesce(e.judged, false) AS judged, coalesce(e.first_relevant, <cap>) AS first_relevant,
+       f.faithful, count(*) AS n
+FROM a JOIN t ON a.trace_id = t.trace_id CROSS JOIN faiths x
+     LEFT JOIN f ON f.trace_id = a.trace_id AND f.faith = x.faith
+     LEFT JOIN e ON e.trace_id = a.trace_id
+WHERE NOT t.errored
+GROUP BY a.date, a.metric, x.faith, a.strata_json, e.trace_id IS NOT NULL,
+         coalesce(e.judged, false), coalesce(e.first_relevant, <cap>), f.faithful""".replace(
+    "<failed>", _FAILED).replace("<first>", _FIRST).replace("<cap>", str(_CAP))
 
 SPECS = (
     Spec(S.ONLINE_TRACE_ROLLUP, S.ONLINE_TRACES, "online_trace_moments", _TRACES),
@@ -187,8 +218,8 @@ SPECS = (
     Spec(S.ONLINE_RAG_ITEM_ROLLUP, S.ONLINE_RETRIEVALS, "online_rag_items",
          _RAG_ITEMS.replace("<found>", _FOUND["duckdb"]),
          _RAG_ITEMS.replace("<found>", _FOUND["spark"])),
-    Spec(S.ONLINE_RAG_SCORE_ROLLUP, S.ONLINE_SCORES, "online_rag_scores", _RAG_SCORES,
-         joined=S.ONLINE_RETRIEVALS),
+    Spec(S.ONLINE_RAG_SCORE_ROLLUP, S.ONLINE_SCORES, "online_rag_scores", _RAG_SCORES),
+    Spec(S.ONLINE_RAG_FAILURE_ROLLUP, S.ONLINE_SCORES, "online_rag_failures", _RAG_FAILURES),
 )
 
 
@@ -196,15 +227,16 @@ def fingerprints(spec: Spec, listings: dict[str, Listing]) -> dict[str, str]:
     """Per day of the source: what its rollup rows depend on (the source's files, and for
     scores and feedback the files of the traces of the week up to the day)."""
     own = listings[spec.source.name].fingerprints()
-    if not spec.joins_traces:
+    if not spec.joins:
         return {d: fp for d, fp in own.items() if d}
-    traces = listings[spec.joined.name].fingerprints()
+    joined = [listings[t.name].fingerprints() for t in spec.joins.values()]
     out = {}
     for day, fp in own.items():
         if day:
             h = hashlib.blake2b(fp.encode(), digest_size=12)
-            for d in sorted(trace_days([day])):  # a set: its order varies by process
-                h.update(f"|{d}:{traces.get(d, '')}".encode())
+            for fps in joined:
+                for d in sorted(trace_days([day])):  # a set: its order varies by process
+                    h.update(f"|{d}:{fps.get(d, '')}".encode())
             out[day] = h.hexdigest()
     return out
 
@@ -221,8 +253,9 @@ def trace_days(days: list[str] | set[str]) -> set[str]:
     return out
 
 
-def trace_parts(listings: dict[str, Listing], days: list[str] | set[str],
-                joined: S.Table = S.ONLINE_TRACES) -> list[Part]:
-    """The part files of ``joined`` (traces, or retrievals) that ``days`` may join."""
+def joined_parts(spec: Spec, listings: dict[str, Listing], days: list[str] | set[str]
+                 ) -> dict[str, list[Part]]:
+    """Per table the spec joins, the part files the rows of ``days`` may join."""
     wanted = trace_days(days)
-    return [p for p in listings[joined.name].parts if p.partition in wanted]
+    return {name: [p for p in listings[t.name].parts if p.partition in wanted]
+            for name, t in spec.joins.items()}

@@ -64,7 +64,9 @@ __all__ = [
     "attribution_details",
     "generation_by_evidence",
     "online_attribution_details",
-    "online_attribution_items",
+    "online_attribution_counts",
+    "online_failure_days",
+    "online_failures",
     "online_generation_by_evidence",
     "online_retrieval_metrics",
     "online_slice_summary",
@@ -935,6 +937,61 @@ SELECT evidence, metric, any_value(kind) AS kind, sum(n)::BIGINT AS n,
 FROM e GROUP BY GROUPING SETS ((evidence, metric), (metric))
 ORDER BY metric, evidence NULLS LAST"""
 
+# Online failure attribution: what `evallib.rag.classify` decides, from the columns of the
+# rollup `online_rag_failures` (and of `_ONLINE_FAILURES` below, which lists them).
+_FAILURE_OUTCOME = """CASE WHEN NOT has_docs THEN 'not attributed'
+        WHEN NOT judged THEN 'other' WHEN first_relevant <= $k THEN 'generation'
+        WHEN faithful = false THEN 'both' ELSE 'retrieval' END"""
+# The rollup's rows of the answer metric × the faithfulness metric ($faith; on a day without
+# it, those of '' = none: faithful unknown, as in `_ONLINE_FAILURES`)
+_FAILURE_ROWS = """WITH r AS (
+        SELECT * FROM online_rag_failures
+        WHERE date BETWEEN $start AND $end AND metric = $answer AND faith IN ($faith, '')),
+    has AS (SELECT DISTINCT date FROM r WHERE faith = $faith AND $faith <> ''),
+    g AS (SELECT * FROM r WHERE faith = $faith
+                                OR (faith = '' AND date NOT IN (SELECT date FROM has)))"""
+_IN_STRATUM = ("($key IS NULL OR coalesce(" + _STRATUM + ", '(missing)') = $stratum)")
+# The same failing answers one by one, as the rollup counts them: the trace, its error and
+# retrievals of the week up to the score's day, the faithfulness verdict of that day.
+_ONLINE_FAILURES = """WITH a AS (
+        SELECT date, trace_id, value, strata_json FROM online_scores
+        WHERE date BETWEEN $start AND $end AND metric = $answer
+          AND coalesce(NOT passed, kind = 'binary' AND value = 0)),
+    ak AS (SELECT DISTINCT date, trace_id FROM a),
+    t AS (SELECT ak.date, ak.trace_id, bool_or(t.error IS NOT NULL) AS errored,
+                 bool_or(t.refusal) AS refusal
+          FROM ak JOIN online_traces t ON t.trace_id = ak.trace_id
+               AND t.date BETWEEN ak.date - 7 AND ak.date
+          WHERE t.date BETWEEN $start - 7 AND $end
+          GROUP BY ak.date, ak.trace_id),
+    e AS (SELECT ak.date, ak.trace_id, count(*) AS n_docs, count(d.relevant) AS n_judged,
+                 min(d.rank) FILTER (WHERE d.relevant) AS first_relevant,
+                 coalesce(bool_or(d.relevant AND d.cited), false) AS cited_relevant
+          FROM ak JOIN online_retrievals d ON d.trace_id = ak.trace_id
+               AND d.date BETWEEN ak.date - 7 AND ak.date
+          WHERE d.date BETWEEN $start - 7 AND $end
+          GROUP BY ak.date, ak.trace_id),
+    f AS (SELECT date, trace_id,
+                 bool_or(CASE WHEN passed IS NOT NULL THEN passed
+                              WHEN kind = 'binary' THEN value = 1 END) AS faithful,
+                 avg(value) AS faithfulness
+          FROM online_scores WHERE date BETWEEN $start AND $end AND metric = $faith
+          GROUP BY date, trace_id),
+    g AS (SELECT a.trace_id, a.date, a.strata_json, a.value AS answer, f.faithful,
+                 f.faithfulness, coalesce(e.n_docs, 0) AS n_docs,
+                 coalesce(e.n_judged, 0) AS n_judged, e.first_relevant,
+                 coalesce(e.cited_relevant, false) AS cited_relevant, t.refusal,
+                 e.trace_id IS NOT NULL AS has_docs, coalesce(e.n_judged, 0) > 0 AS judged
+          FROM a JOIN t USING (date, trace_id) LEFT JOIN e USING (date, trace_id)
+               LEFT JOIN f USING (date, trace_id)
+          WHERE NOT t.errored)
+SELECT trace_id, date, strata_json, answer, true AS failed, false AS errored, faithful,
+       faithfulness, n_docs, n_judged, coalesce(first_relevant <= $k, false) AS relevant_in_k,
+       first_relevant, cited_relevant, refusal, NULL::VARCHAR AS error,
+       """ + _FAILURE_OUTCOME + """ AS outcome
+FROM g WHERE list_contains($classes, """ + _FAILURE_OUTCOME + """) AND """ + _IN_STRATUM + """
+ORDER BY date DESC, trace_id DESC LIMIT $limit"""
+
 # The texts behind listed items, the judge's reason for the answer metric and the top k
 # documents each generator read (✓ relevant).
 _DETAILS = """WITH ids AS (SELECT unnest($ids) AS item),
@@ -963,7 +1020,7 @@ def _sources(template: str) -> dict[str, str]:
 
 _RETRIEVAL_SQL = {src: _RETRIEVAL_METRICS.format(patterns=_RETRIEVAL_PATTERNS[src].format(**parts))
                   for src, parts in _RAG_SOURCES.items()}
-_ATTRIBUTION_SQL = _sources(_ATTRIBUTION_ITEMS)
+_ATTRIBUTION_SQL = _sources(_ATTRIBUTION_ITEMS)["offline"]
 _GENERATION_SQL = _sources(_GENERATION)["offline"]
 _DETAILS_SQL = _sources(_DETAILS)
 
@@ -1090,16 +1147,53 @@ def attribution_items(con: Connection, run_id: str, k: int, answer: str,
     (pass flag of ``faithfulness``; null if unscored), n_docs (retrieved), n_judged (with a
     relevance label), relevant_in_k, first_relevant, cited_relevant; and the case's
     strata_json, the answer's value, error. Texts and reasons: `attribution_details`."""
-    return _frame(con, _ATTRIBUTION_SQL["offline"], run=run_id, k=k, answer=answer,
+    return _frame(con, _ATTRIBUTION_SQL, run=run_id, k=k, answer=answer,
                   faithfulness=faithfulness, failing_only=failing_only)
 
 
-def online_attribution_items(con: Connection, start: date, end: date, k: int, answer: str,
-                             faithfulness: str, failing_only: bool = True) -> pl.DataFrame:
-    """`attribution_items` for production traces of UTC days [start, end] (``trace_id``,
-    ``date`` and ``refusal`` set)."""
-    return _frame(con, _ATTRIBUTION_SQL["online"], start=start, end=end, k=k, answer=answer,
-                  faithfulness=faithfulness, failing_only=failing_only)
+def online_attribution_counts(con: Connection, start: date, end: date, k: int, answer: str,
+                              faithfulness: str) -> pl.DataFrame:
+    """Production's failing answers of UTC days [start, end] (``answer`` did not pass, the
+    trace did not error), counted per ``strata_json`` × ``outcome`` (`evallib.rag.CLASSES`
+    or not attributed) in column ``w``: what `evallib.rag.attribution_table` takes. From the
+    daily rollup: a score's trace, error and retrievals are those of the week up to its day;
+    its ``faithfulness`` ('' = none) verdict is the one scored the same day. k ≤ RAG_MAX_K."""
+    _check_k(k)
+    return _frame(con, f"""{_FAILURE_ROWS}
+        SELECT strata_json, {_FAILURE_OUTCOME} AS outcome, sum(n)::BIGINT AS w FROM g
+        GROUP BY ALL ORDER BY strata_json, outcome""",
+                  start=start, end=end, k=k, answer=answer, faith=faithfulness)
+
+
+def online_failure_days(con: Connection, start: date, end: date, k: int, answer: str,
+                        faithfulness: str, classes: Sequence[str], key: str | None = None,
+                        stratum: str | None = None) -> pl.DataFrame:
+    """Per UTC day of [start, end], how many failing answers (as `online_attribution_counts`)
+    fall in ``classes`` (and, with ``key``, whose stratum value is ``stratum``; "(missing)" =
+    without the key): ``date``, ``n``, newest first. Tells `online_failures` which days hold
+    the newest of them."""
+    _check_k(k)
+    return _frame(con, f"""{_FAILURE_ROWS},
+        picked AS (SELECT strata_json FROM (SELECT DISTINCT strata_json FROM g) g
+                   WHERE {_IN_STRATUM})
+        SELECT date, sum(n)::BIGINT AS n FROM g
+        WHERE list_contains($classes, {_FAILURE_OUTCOME})
+          AND ($key IS NULL OR strata_json IN (SELECT strata_json FROM picked))
+        GROUP BY date ORDER BY date DESC""", start=start, end=end, k=k, answer=answer,
+                  faith=faithfulness, classes=list(classes), key=key, stratum=stratum)
+
+
+def online_failures(con: Connection, start: date, end: date, k: int, answer: str,
+                    faithfulness: str, classes: Sequence[str], key: str | None = None,
+                    stratum: str | None = None, limit: int = 2000) -> pl.DataFrame:
+    """The newest ``limit`` failing answers of [start, end] counted by `online_failure_days`
+    (pass the days that hold them: every day of [start, end] is read), one row each with what
+    `evallib.rag.classify` reads (``outcome`` set) and ``trace_id``, ``date``, ``refusal``;
+    newest first."""
+    _check_k(k)
+    return _frame(con, _ONLINE_FAILURES, start=start, end=end, k=k, answer=answer,
+                  faith=faithfulness, classes=list(classes), key=key, stratum=stratum,
+                  limit=limit)
 
 
 def attribution_details(con: Connection, run_id: str, k: int, answer: str,

@@ -37,9 +37,10 @@ default demo the approved baseline rc-v3.1 fails 89 cases: 31 retrieval, 18 both
 generation, 9 other (35/20/35/10%), the planted `DemoSummary.failure_attribution`, and
 `classify` finds exactly those cases (tests/test_rag.py).
 
-Rows come from `evallib.queries.attribution_items` (offline) or `online_attribution_items`
-(the per-item facts, computed in DuckDB); here is polars over those rows (a run's 5,000
-cases, or a production window's failing traces).
+Rows come from `evallib.queries.attribution_items` (offline: the per-item facts, computed
+in DuckDB; here is polars over a run's cases) or, online, `online_attribution_counts` (a
+window's failing traces counted per strata × class from a daily rollup) and
+`online_failures` (the newest of them, one by one).
 """
 
 from __future__ import annotations
@@ -108,15 +109,20 @@ def attribution_table(classified: pl.DataFrame, key: str | None = None) -> pl.Da
     """Per stratum (value of ``key``; one row set "all" without it) × class: ``n``, ``share``
     of the stratum's attributed failures with its 95% Wilson interval (``ci_low``,
     ``ci_high``), and the stratum's ``failing`` (attributed), ``not_attributed`` and
-    ``scored`` counts. Every class appears, with 0 when it has no case."""
+    ``scored`` counts. Every class appears, with 0 when it has no case. A ``w`` column
+    counts each row that many times (`queries.online_attribution_counts`)."""
     stratified = with_stratum(classified, key)
+    if "w" not in stratified.columns:
+        stratified = stratified.with_columns(pl.lit(1, dtype=pl.Int64).alias("w"))
+    w = pl.col("w")
     per = stratified.group_by("stratum").agg(
-        pl.col("outcome").is_in(CLASSES).sum().alias("failing"),
-        (pl.col("outcome") == NOT_ATTRIBUTED).sum().alias("not_attributed"),
-        pl.col("outcome").is_in(["pass", *CLASSES, NOT_ATTRIBUTED]).sum().alias("scored"))
+        (w * pl.col("outcome").is_in(CLASSES)).sum().alias("failing"),
+        (w * (pl.col("outcome") == NOT_ATTRIBUTED)).sum().alias("not_attributed"),
+        (w * pl.col("outcome").is_in(["pass", *CLASSES, NOT_ATTRIBUTED])).sum()
+        .alias("scored"))
     grid = per.join(pl.DataFrame({"class": list(CLASSES)}), how="cross")
     counts = (stratified.filter(pl.col("outcome").is_in(CLASSES))
-              .group_by("stratum", pl.col("outcome").alias("class")).len("n"))
+              .group_by("stratum", pl.col("outcome").alias("class")).agg(w.sum().alias("n")))
     out = grid.join(counts, on=["stratum", "class"], how="left").with_columns(
         pl.col("n").fill_null(0).cast(pl.Int64),
         pl.col("failing", "not_attributed", "scored").cast(pl.Int64))

@@ -178,13 +178,12 @@ def rollup(root: str | os.PathLike[str] | Store | None = None, *, engine: str = 
         if not items and not cur.stale:
             continue
         parts = [p for _, ps in items.values() for p in ps]
-        joined = traffic.trace_parts(todo.listings, set(items), spec.joined) \
-            if spec.joins_traces else []
+        joined = traffic.joined_parts(spec, todo.listings, set(items))
         if engine == "spark":
             from .rollup_spark import aggregate_sql
 
-            new = aggregate_sql(spec, [p.url for p in parts], [p.url for p in joined],
-                                store)
+            new = aggregate_sql(spec, [p.url for p in parts],
+                                {n: [p.url for p in ps] for n, ps in joined.items()}, store)
         else:
             new = aggregate_traffic(store, spec, parts, joined)
         rows += _write(store, spec.table, "date", cur,
@@ -213,8 +212,8 @@ def aggregate(store: Store, parts: list[Part], table: S.Table) -> pl.DataFrame:
 
 
 def aggregate_traffic(store: Store, spec: traffic.Spec, parts: list[Part],
-                      traces: list[Part]) -> pl.DataFrame:
-    """A traffic rollup's rows for these part files (and the traces they belong to)."""
+                      joined: dict[str, list[Part]]) -> pl.DataFrame:
+    """A traffic rollup's rows for these part files (and the rows they join)."""
     from .db import _read
 
     with duckdb.connect(":memory:") as con:
@@ -222,7 +221,8 @@ def aggregate_traffic(store: Store, spec: traffic.Spec, parts: list[Part],
         if not store.is_local:
             con.register_filesystem(store.fs)
         sql = spec.sql("duckdb", f"({_read([p.url for p in parts], spec.source)})",
-                       f"({_read([p.url for p in traces], spec.joined)})")
+                       {n: f"({_read([p.url for p in ps], spec.joins[n])})"
+                        for n, ps in joined.items()})
         return con.sql(sql).pl()
 
 
@@ -245,7 +245,8 @@ def _write(store: Store, table: S.Table, key: str, cur: Current, sources: dict[s
         frames.append(pl.from_arrow(kept.cast(table.schema)))
     rows = pl.concat(frames) if frames else pl.DataFrame(
         schema=dict(pl.from_arrow(table.schema.empty_table()).schema))
-    order = [c for c in ("dim", "grp", "release", "variant", "metric", "strata_json", "bin")
+    order = [c for c in ("dim", "grp", "release", "variant", "metric", "faith", "strata_json",
+                         "bin")
              if c in rows.columns]
     rows = rows.sort([key, *order], nulls_last=True)
     source = {**{k: cur.source[k] for k in cur.fresh}, **sources}

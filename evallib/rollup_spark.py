@@ -74,10 +74,10 @@ def aggregate(urls: list[str], base: str, key: str) -> pl.DataFrame:
     return pl.from_arrow(out.toArrow())
 
 
-def aggregate_sql(spec: Any, urls: list[str], trace_urls: list[str], store: Any
+def aggregate_sql(spec: Any, urls: list[str], joined: dict[str, list[str]], store: Any
                   ) -> pl.DataFrame:
     """A traffic rollup (`evallib.online_rollups.Spec`) of these part files: the same SQL
-    as DuckDB runs, on Spark, over temporary views ``src`` and ``traces``."""
+    as DuckDB runs, on Spark, over temporary views ``src`` and one per joined table."""
     from pyspark.sql import functions as F
 
     spark = session()
@@ -91,9 +91,9 @@ def aggregate_sql(spec: Any, urls: list[str], trace_urls: list[str], store: Any
         df.createOrReplaceTempView(name)
 
     view("src", spec.source, urls)
-    if spec.joins_traces:
-        view("traces", spec.joined, trace_urls)
-    out = spark.sql(spec.sql("spark", "src", "traces"))
+    for name, paths in joined.items():
+        view(name, spec.joins[name], paths)
+    out = spark.sql(spec.sql("spark", "src", {name: name for name in joined}))
     return pl.from_arrow(out.toArrow())
 
 

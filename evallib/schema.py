@@ -457,8 +457,22 @@ ONLINE_RAG_SCORE_ROLLUP = Table(
     doc="online_scores of traces with retrievals (of the week up to the score) per day × the "
         "evidence the trace had × metric: moments",
 )
+ONLINE_RAG_FAILURE_ROLLUP = Table(
+    "online_rag_failure_rollup",
+    (_c("date", pa.date32(), True, "of the answer's score"),
+     _c("metric", _S, True, "the answer metric (the score failed: not passed, or binary 0)"),
+     _c("faith", _S, True, "the faithfulness metric ('' = none)"),
+     _c("strata_json", _S, False, "the score's strata"),
+     _c("has_docs", _B, True, "the trace logged retrievals (the week up to the score)"),
+     *_EVIDENCE_COLUMNS,
+     _c("faithful", _B, False, "the faith metric's verdict, scored the same day (null: none)"),
+     _c("n", _I, True, "failing scores")),
+    partition=None, key=(),
+    doc="failing online answers of traces that did not error, per day × answer metric × "
+        "faithfulness metric × strata × what `evallib.rag` attributes them by",
+)
 TRAFFIC_ROLLUPS = (ONLINE_TRACE_ROLLUP, ONLINE_LATENCY_ROLLUP, ONLINE_QUALITY_ROLLUP,
                    ONLINE_FEEDBACK_ROLLUP, ONLINE_TRACE_DRIFT_ROLLUP, ONLINE_SCORE_DRIFT_ROLLUP,
-                   ONLINE_RAG_ITEM_ROLLUP, ONLINE_RAG_SCORE_ROLLUP)
+                   ONLINE_RAG_ITEM_ROLLUP, ONLINE_RAG_SCORE_ROLLUP, ONLINE_RAG_FAILURE_ROLLUP)
 ROLLUPS: dict[str, Table] = {t.name: t for t in (ONLINE_DAILY_ROLLUP, RUN_METRIC_ROLLUP,
                                                  *TRAFFIC_ROLLUPS)}

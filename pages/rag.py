@@ -31,6 +31,8 @@ MAX_K = 10
 WINDOWS = {"last day": 1, "last 7 days": 7, "last 28 days": 28, "the sidebar's days": None}
 LIST_LIMIT = 2000  # failing items listed (and in the CSV) at most; a run's are all there
 Details = Callable[[pl.DataFrame], pl.DataFrame]
+# (class or None = every class, stratum key, its value) → the newest listed items, how many
+Listing = Callable[[str | None, str | None, str | None], tuple[pl.DataFrame, int]]
 ALPHA = 0.05
 CARDS = (("recall", "recall@k"), ("precision", "precision@k"), ("mrr", "MRR@k"),
          ("ndcg", "nDCG@k"), ("context_precision", "context precision@k"),
@@ -107,7 +109,7 @@ def generation(gen: pl.DataFrame, answer: str, faith: str | None, what: str) -> 
 
 
 def attribution(items: pl.DataFrame, base_items: pl.DataFrame | None, keys: list[str],
-                what: str, name: str, details: Details) -> None:
+                what: str, name: str, details: Details, listing: Listing) -> None:
     st.subheader("Failure attribution")
     overall = rag.attribution_table(items)
     failing = int(overall["failing"][0]) if overall.height else 0
@@ -140,7 +142,7 @@ def attribution(items: pl.DataFrame, base_items: pl.DataFrame | None, keys: list
                     key="attribution_table", on_select=_pick_row, selection_mode="single-row")
     if base_items is not None:
         shift(base_items, items, key, name)
-    cases(items, key, what, details)
+    cases(items, key, what, details, listing)
 
 
 def shift(base_items: pl.DataFrame, items: pl.DataFrame, key: str | None, name: str
@@ -159,7 +161,8 @@ def shift(base_items: pl.DataFrame, items: pl.DataFrame, key: str | None, name: 
         st.dataframe(rag.transitions(base_items, items), hide_index=True, key="transitions")
 
 
-def cases(items: pl.DataFrame, key: str | None, what: str, details: Details) -> None:
+def cases(items: pl.DataFrame, key: str | None, what: str, details: Details,
+          listing: Listing) -> None:
     st.markdown(f"**The failing {what}s**")
     a, b = st.columns([3, 2])
     cls = a.segmented_control("Class", ["all", *rag.CLASSES], key="rag_class",
@@ -168,11 +171,10 @@ def cases(items: pl.DataFrame, key: str | None, what: str, details: Details) -> 
     if key is not None:
         slices = [stables.ALL, *sorted(set(rag.with_stratum(items, key)["stratum"]))]
         stratum = b.selectbox(key, slices, key="rag_slice", bind="query-params")
-    picked = stables.class_cases(items, None if cls == "all" else cls, key,
-                                 None if stratum == stables.ALL else stratum)
-    if picked.height > LIST_LIMIT:
-        st.caption(f"The newest {LIST_LIMIT:,} of {picked.height:,} {what}s.")
-        picked = picked.head(LIST_LIMIT)
+    picked, total = listing(None if cls == "all" else cls, key,
+                            None if stratum == stables.ALL else stratum)
+    if total > picked.height:
+        st.caption(f"The newest {picked.height:,} of {total:,} {what}s.")
     picked = stables.with_details(picked, details(picked))
     st.dataframe(picked, hide_index=True, key="class_cases")
     st.download_button(f"⬇️ These {picked.height} {what}s (CSV)", to_csv(picked),
@@ -209,8 +211,13 @@ def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
     def details(listed: pl.DataFrame) -> pl.DataFrame:
         return query("attribution_details", run, k, answer, tuple(listed["case_id"]))
 
+    def listing(cls: str | None, key: str | None, stratum: str | None
+                ) -> tuple[pl.DataFrame, int]:
+        picked = stables.class_cases(items, cls, key, stratum)
+        return picked.head(LIST_LIMIT), picked.height
+
     attribution(items, base_items, query("strata_keys", f.dataset)["key"].to_list(), "case",
-                labels.get(baseline, ""), details)
+                labels.get(baseline, ""), details, listing)
 
 
 def online(wh, f) -> None:  # noqa: ANN001
@@ -218,28 +225,42 @@ def online(wh, f) -> None:  # noqa: ANN001
         get_started(wh.root, "online traffic")
         return
     window = st.segmented_control(
-        "Window", list(WINDOWS), default="last day", key="rag_window", bind="query-params",
-        required=True, help="The newest days of the sidebar's window. These views read every "
-                            "retrieved document: over months they take seconds.")
+        "Window", list(WINDOWS), default="the sidebar's days", key="rag_window",
+        bind="query-params", required=True, help="The sidebar's days, or its newest ones.")
     days = WINDOWS[window]
     start = f.start if days is None else max(f.start, f.end - timedelta(days=days - 1))
     st.caption(f"Production traces {start:%Y-%m-%d} → {f.end:%Y-%m-%d} (UTC days) that "
-               "logged their retrievals.")
+               "logged their retrievals, and the scores of those days (each with its trace's "
+               "retrievals of the week before). From the daily rollups: the failing traces "
+               "listed are read from the newest days that hold them.")
     m = query("online_metrics")
     answer, faith, k = _metric_pickers(m["metric"].to_list(), m["kind"].to_list())
     retrieval(query("online_retrieval_metrics", start, f.end, MAX_K), k, "trace")
     generation(query("online_generation_by_evidence", start, f.end, k), answer, faith,
                "trace")
-    items = rag.classify(query("online_attribution_items", start, f.end, k, answer,
-                               faith or "", True))
+    pair = (k, answer, faith or "")
+    counts = query("online_attribution_counts", start, f.end, *pair)
+
     def details(listed: pl.DataFrame) -> pl.DataFrame:
         if listed.height == 0:
             return pl.DataFrame(schema={"trace_id": pl.String})
-        return query("online_attribution_details", listed["date"].min(), listed["date"].max(),
-                     k, answer, tuple(listed["trace_id"]))
+        # texts of the traces (of the week before their score) and the answer's reason
+        return query("online_attribution_details", listed["date"].min() - timedelta(days=7),
+                     listed["date"].max(), k, answer, tuple(listed["trace_id"]))
 
-    attribution(items, None, query("online_strata_keys")["key"].to_list(), "trace", "",
-                details)
+    def listing(cls: str | None, key: str | None, stratum: str | None
+                ) -> tuple[pl.DataFrame, int]:
+        classes = tuple(rag.CLASSES) if cls is None else (cls,)
+        days = query("online_failure_days", start, f.end, *pair, classes, key, stratum)
+        # read only the newest days that hold LIST_LIMIT of them
+        enough = days.filter(pl.col("n").cum_sum() - pl.col("n") < LIST_LIMIT)
+        first = enough["date"].min() if enough.height else f.end
+        rows = query("online_failures", first, f.end, *pair, classes, key, stratum,
+                     LIST_LIMIT)
+        return stables.class_cases(rows, cls, key, stratum), int(days["n"].sum())
+
+    attribution(counts, None, query("online_strata_keys")["key"].to_list(), "trace", "",
+                details, listing)
 
 
 leave_pages_directory_mode()

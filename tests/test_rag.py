@@ -269,15 +269,50 @@ def test_online_traces_in_the_window_only(tmp_path: Path) -> None:
     wh.record_online(traces, scores, None, retrievals)
     con = evallib.connect(tmp_path)
     start, end = dt.date(2026, 3, 1), dt.date(2026, 3, 7)
-    items = rag.classify(queries.online_attribution_items(con, start, end, 5, "correctness",
-                                                          "faithfulness"))
+    counts = queries.online_attribution_counts(con, start, end, 5, "correctness",
+                                               "faithfulness")
+    assert dict(counts.select("outcome", "w").iter_rows()) == {"generation": 1, "retrieval": 1}
+    items = queries.online_failures(con, start, end, 5, "correctness", "faithfulness",
+                                    rag.CLASSES)
     assert dict(items.select("trace_id", "outcome").iter_rows()) == {
         "t0": "generation", "t1": "retrieval"}
+    assert rag.classify(items)["outcome"].to_list() == items["outcome"].to_list()
     m = queries.online_retrieval_metrics(con, start, end, 3)
     assert _metric(m, "recall", 1)["mean"] == pytest.approx(0.5)
     gen = queries.online_generation_by_evidence(con, start, end, 5)
     refusal = gen.filter((pl.col("metric") == "refusal") & pl.col("evidence").is_null())
     assert (refusal["n"].item(), refusal["mean"].item()) == (2, 0.5)
+
+
+def test_online_failures_join_their_trace_of_the_week_before(tmp_path: Path) -> None:
+    """A score joins its trace and retrievals of the week up to its day (an asynchronous
+    judge scores later); the faithfulness verdict is the one scored the same day."""
+    wh = Warehouse(tmp_path)
+    day = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)
+    traces = [{"trace_id": t, "timestamp": day - dt.timedelta(days=back),
+               "strata": {"topic": t}, "error": "boom" if t == "err" else None}
+              for t, back in (("late", 3), ("old", 8), ("err", 0), ("same", 0))]
+    docs = [{"trace_id": t, "timestamp": day - dt.timedelta(days=back), "doc_id": "d",
+             "rank": 2, "relevant": False}
+            for t, back in (("late", 3), ("old", 8), ("err", 0), ("same", 0))]
+    scores = [{"trace_id": t, "timestamp": day, "metric": m, "value": 0.0, "kind": "binary",
+               "passed": False} for t in ("late", "old", "err", "same")
+              for m in ("correctness", "faithfulness")]
+    wh.record_online(traces, scores, None, docs)
+    con = evallib.connect(tmp_path)
+    d = day.date()
+    # "old" has no trace in the week before its score; "err" errored
+    items = queries.online_failures(con, d, d, 5, "correctness", "faithfulness",
+                                    rag.CLASSES)
+    assert dict(items.select("trace_id", "outcome").iter_rows()) == {
+        "late": "both", "same": "both"}
+    counts = queries.online_attribution_counts(con, d, d, 5, "correctness", "faithfulness")
+    assert counts.select("outcome", "w").rows() == [("both", 1), ("both", 1)]
+    plain = queries.online_attribution_counts(con, d, d, 5, "correctness", "")
+    assert set(plain["outcome"]) == {"retrieval"}  # no faithfulness metric: faithful unknown
+    days = queries.online_failure_days(con, d, d, 5, "correctness", "faithfulness",
+                                       ("both",), "topic", "late")
+    assert days.rows() == [(d, 1)]
 
 
 @pytest.fixture(scope="module")
@@ -415,9 +450,64 @@ def test_page_online_source(demo_app) -> None:
     assert any(m.label.startswith("recall@5") for m in at.metric)
     with evallib.connect(demo_app) as con:
         first, last = queries.online_date_range(con).row(0)
-    # the newest day by default; the sidebar's whole window when asked
-    assert f"Production traces {last} → {last}" in text
-    wide = _open(source="Online", rag_window="the sidebar's days")
-    assert f"Production traces {first} → {last}" in "\n".join(str(c.value) for c in wide.caption)
+    # the sidebar's whole window by default; its newest day when asked
+    assert f"Production traces {first} → {last}" in text
+    day = _open(source="Online", rag_window="last day")
+    assert f"Production traces {last} → {last}" in "\n".join(str(c.value) for c in day.caption)
     shown = {m.label: m.value for m in at.metric}
-    assert shown != {m.label: m.value for m in wide.metric}  # other traces, other numbers
+    assert shown != {m.label: m.value for m in day.metric}  # other traces, other numbers
+
+
+def _raw_online_classes(root: str, k: int = 5) -> pl.DataFrame:
+    """Every failing correctness score of the demo's traffic, classified from the raw
+    Parquet files by the rules of `evallib.rag`: its trace and retrievals of the week up to
+    the score's day, the faithfulness verdict of the same day. trace_id, date, stratum
+    (query_type), outcome."""
+    def read(table: str) -> pl.DataFrame:
+        return pl.read_parquet(f"{root}/{table}/*/*.parquet", hive_partitioning=True)
+
+    scores = read("online_scores")
+    failed = pl.coalesce(~pl.col("passed"), (pl.col("kind") == "binary") & (pl.col("value") == 0))
+    answers = scores.filter((pl.col("metric") == "correctness") & failed) \
+        .select("trace_id", "date", "strata_json")
+    week = (pl.col("date_right") <= pl.col("date")) \
+        & (pl.col("date_right") >= pl.col("date") - pl.duration(days=7))
+    keys = answers.select("trace_id", "date").unique()
+    traces = keys.join(read("online_traces").select("trace_id", "date", "error"),
+                       on="trace_id").filter(week).group_by("trace_id", "date").agg(
+        pl.col("error").is_not_null().any().alias("errored"))
+    docs = keys.join(read("online_retrievals").select("trace_id", "date", "rank", "relevant"),
+                     on="trace_id").filter(week).group_by("trace_id", "date").agg(
+        pl.col("relevant").is_not_null().any().alias("judged"),
+        pl.col("rank").filter(pl.col("relevant")).min().alias("first_relevant"))
+    faith = scores.filter(pl.col("metric") == "faithfulness").group_by("trace_id", "date").agg(
+        pl.coalesce("passed", pl.when(pl.col("kind") == "binary").then(pl.col("value") == 1))
+        .any(ignore_nulls=True).alias("faithful"))
+    rows = (answers.join(traces, on=["trace_id", "date"]).filter(~pl.col("errored"))
+            .join(docs, on=["trace_id", "date"], how="left")
+            .join(faith, on=["trace_id", "date"], how="left"))
+    outcome = (pl.when(pl.col("judged").is_null()).then(pl.lit(rag.NOT_ATTRIBUTED))
+               .when(~pl.col("judged")).then(pl.lit("other"))
+               .when(pl.col("first_relevant") <= k).then(pl.lit("generation"))
+               .when(pl.col("faithful") == False).then(pl.lit("both"))  # noqa: E712
+               .otherwise(pl.lit("retrieval")))
+    return rows.select("trace_id", "date", outcome.alias("outcome"),
+                       pl.col("strata_json").str.json_path_match("$.query_type")
+                       .alias("stratum"))
+
+
+def test_page_online_attribution_as_the_raw_files_say(demo_app) -> None:
+    """Online, over the sidebar's days (from the rollups): the class cards and the listed
+    traces of one class in one slice are those the raw files give."""
+    want = _raw_online_classes(demo_app)
+    at = _open(source="Online", rag_class="both", rag_key="query_type", rag_slice="billing")
+    cards = {m.label.split(" ", 1)[1]: int(m.value) for m in at.metric
+             if m.label.split(" ", 1)[-1] in rag.CLASSES}
+    assert cards == {c: want.filter(pl.col("outcome") == c).height for c in rag.CLASSES}
+    assert min(cards.values()) > 0
+    both = want.filter((pl.col("outcome") == "both") & (pl.col("stratum") == "billing")) \
+        .sort("date", "trace_id", descending=True)
+    listed = _listed(at)
+    assert set(listed["class"]) == {"both"} and listed.height == min(both.height, 2000) > 0
+    assert listed["trace_id"].to_list() == both["trace_id"].head(2000).to_list()
+    assert listed["input"].is_not_null().all()  # the details of each: its trace's texts

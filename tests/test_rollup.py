@@ -68,6 +68,11 @@ def _answers(root: Path) -> dict[str, pl.DataFrame]:
                                                                                 last, k)
                 out[f"generation{label} {k}"] = queries.online_generation_by_evidence(
                     con, start, last, k)
+                out[f"attribution{label} {k}"] = queries.online_attribution_counts(
+                    con, start, last, k, "correctness", "faithfulness")
+                out[f"failure days{label} {k}"] = queries.online_failure_days(
+                    con, start, last, k, "correctness", "", ("retrieval", "other"),
+                    "difficulty", "hard")
     return out
 
 
@@ -140,14 +145,16 @@ def test_same_answers_with_and_without_rollups(rolled: Path, tmp_path: Path) -> 
     assert 0 < online < _unrolled(without)[0] and 0 < offline < _unrolled(without)[1]
     # the late trace's day; scores and feedback belong to the traces of the week before
     # them, so their days from the trace's to the last (6 days) are read raw; so do the
-    # retrievals' (their trace's refusal). RAG scores join retrievals: only the score's day
+    # retrievals' (their trace's refusal) and the failing answers' (their trace's error).
+    # RAG scores join retrievals only: the score's day
     assert _traffic_unrolled(with_) == {"online_trace_rollup": 1, "online_latency_rollup": 1,
                                         "online_quality_rollup": 6,
                                         "online_feedback_rollup": 6,
                                         "online_trace_drift_rollup": 1,
                                         "online_score_drift_rollup": 1,
                                         "online_rag_item_rollup": 6,
-                                        "online_rag_score_rollup": 1}
+                                        "online_rag_score_rollup": 1,
+                                        "online_rag_failure_rollup": 6}
     _assert_same(_answers(with_), _answers(without))
 
     report = rollup(with_)  # only the stale day and the replaced run are rolled again
