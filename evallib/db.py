@@ -120,8 +120,9 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
         con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (write_id) FROM "
                     f"({_read(files, table)})")
     writes = dict(con.sql("SELECT run_id, write_id FROM runs").fetchall())
-    rollups = _moment_views(con, store, listings, writes)
-    _traffic_views(con, listings, rollups)
+    rollups, raw = _moment_views(con, store, listings, writes)
+    raw.update(_traffic_views(con, listings, rollups))
+    _unrolled_table(con, raw)
     _unreadable_table(con, {**listings, **rollups})
     if read_only:
         readable = sorted({u for listing in (*listings.values(), *rollups.values())
@@ -133,9 +134,10 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
 
 
 def _moment_views(con: duckdb.DuckDBPyConnection, store: Store, listings: dict[str, Listing],
-                  writes: dict[str, str]) -> dict[str, Listing]:
+                  writes: dict[str, str]) -> tuple[dict[str, Listing], dict[str, set[str]]]:
     """Score moments: the fresh rows of the current rollups, plus the raw rows of the days
-    and runs they miss (see `evallib.rollup`)."""
+    and runs they miss (see `evallib.rollup`). Returns the rollups' listings and, per
+    rollup, the days (runs) read raw."""
     rollups = {t.name: list_table(store, t) for t in S.ROLLUPS.values()}
     daily = current(rollups["online_daily_rollup"], listings["online_scores"].fingerprints())
     per_run = current(rollups["run_metric_rollup"], writes)
@@ -167,13 +169,17 @@ def _moment_views(con: duckdb.DuckDBPyConnection, store: Store, listings: dict[s
         con.execute(f"CREATE VIEW {coarse} AS SELECT {key}, metric, {pooled} FROM {rolled} "
                     f"GROUP BY {key}, metric UNION ALL SELECT {key}, metric, {MOMENTS} "
                     f"FROM {raw} GROUP BY {key}, metric")
-    return rollups
+    return rollups, {
+        "online_daily_rollup": {p.partition for p in listings["online_scores"].parts
+                                if p.partition and p.partition not in daily.fresh},
+        "run_metric_rollup": {run for run in writes if run not in per_run.fresh}}
 
 
 def _traffic_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
-                   rollups: dict[str, Listing]) -> None:
+                   rollups: dict[str, Listing]) -> dict[str, set[str]]:
     """Per traffic rollup (`evallib.online_rollups`): its fresh days, plus the same
-    aggregate over the raw rows of the days it misses."""
+    aggregate over the raw rows of the days it misses (returned, per rollup)."""
+    missed = {}
     for spec in traffic.SPECS:
         cur = current(rollups[spec.table.name], traffic.fingerprints(spec, listings))
         raw = [p for p in listings[spec.source.name].parts if p.partition not in cur.fresh]
@@ -184,6 +190,16 @@ def _traffic_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
         con.execute(f"CREATE VIEW {spec.view} AS "
                     f"SELECT * FROM ({_fresh_rows(cur, spec.table, 'date')}) "
                     f"UNION ALL BY NAME SELECT * FROM ({aggregate})")
+        missed[spec.table.name] = days
+    return missed
+
+
+def _unrolled_table(con: duckdb.DuckDBPyConnection, raw: dict[str, set[str]]) -> None:
+    """Per rollup, the days (runs) its views read raw: `queries.unrolled`."""
+    con.execute("CREATE TABLE unrolled (rollup VARCHAR, key VARCHAR)")
+    rows = [(name, key) for name, keys in raw.items() for key in sorted(keys)]
+    if rows:
+        con.executemany("INSERT INTO unrolled VALUES (?, ?)", rows)
 
 
 def _fresh_rows(cur: Current, table: S.Table, key: str) -> str:

@@ -56,6 +56,7 @@ __all__ = [
     "scorer_versions",
     "strata_keys",
     "unreadable_files",
+    "unrolled",
     "variant_feedback",
     "variant_health",
     "variant_latency_bins",
@@ -223,6 +224,15 @@ def online_releases(con: Connection, start: date, end: date) -> pl.DataFrame:
         FROM online_trace_moments
         WHERE release IS NOT NULL AND date BETWEEN $start AND $end
         GROUP BY release ORDER BY first_day, release""", start=start, end=end)
+
+
+def unrolled(con: Connection) -> pl.DataFrame:
+    """What the rollups do not cover yet (`evallib rollup` has not run since it changed), so
+    the views aggregate its raw rows: the same answers, slower. ``days``: distinct days of
+    production traffic read raw by any rollup's view, ``runs``: runs whose scores are."""
+    return _frame(con, """SELECT
+        count(DISTINCT key) FILTER (WHERE rollup <> 'run_metric_rollup') AS days,
+        count(*) FILTER (WHERE rollup = 'run_metric_rollup') AS runs FROM unrolled""")
 
 
 def unreadable_files(con: Connection) -> pl.DataFrame:

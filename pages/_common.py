@@ -177,6 +177,7 @@ def sidebar() -> Filters:
         _failures_csv.clear()
         _analysis.clear()
     unreadable_warning()  # after Refresh, so it shows the new snapshot
+    unrolled_hint()
     filters = Filters(dataset, start, end)
     st.session_state["_filters"] = filters
     return filters
@@ -214,6 +215,22 @@ def unreadable_warning() -> None:
         st.warning(f"{bad.height} unreadable part file(s) left out of every view, so their "
                    f"rows are missing: {shown}{more}. Run `evallib check` to move them to "
                    "`_quarantine/`.", icon="⚠️")
+
+
+def unrolled_hint() -> None:
+    """In the sidebar, what the rollups miss beyond the newest day (the samplers' current
+    day is always raw until the nightly `evallib rollup`): pages aggregate those raw rows,
+    with the same answers, only slower on a large warehouse."""
+    gap = query("unrolled").row(0, named=True)
+    days, runs = gap["days"] or 0, gap["runs"] or 0
+    if days < 2 and runs == 0:
+        return
+    what = " and ".join(t for t in (f"{days} days of traffic" if days >= 2 else "",
+                                    f"{runs} run{'s' if runs > 1 else ''}" if runs else "")
+                        if t)
+    st.sidebar.caption(f"⏳ {what} not rolled up yet: pages aggregate their raw rows (the "
+                       "same answers, slower on a large warehouse). `evallib rollup` rolls "
+                       "them up.")
 
 
 def _date_window(picked: Any, first: date, last: date) -> tuple[date, date]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from evallib import Warehouse
@@ -210,3 +211,30 @@ def test_offline_only_warehouse_explains_the_missing_online_part(
     assert len(at.get("plotly_chart")) == 1
     assert "no online traffic" in _text(at)
     assert "a comparison needs two" in _text(_open("pages/compare.py"))
+
+
+def test_the_sidebar_says_what_is_not_rolled_up(monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """Days of traffic and runs `evallib rollup` has not covered are read raw: the sidebar
+    says so (the newest day alone, always raw until the nightly rollup, is not worth it)."""
+    from evallib.rollup import rollup
+
+    root = str(tmp_path / "raw")
+    wh = Warehouse(root)
+    wh.record_run({"name": "r", "dataset": "d"}, [{"case_id": "c1"}],
+                  [{"case_id": "c1", "metric": "ok", "value": 1.0, "kind": "binary"}])
+    now = datetime.now(UTC)
+    wh.record_online([{"trace_id": f"t{d}", "timestamp": now - timedelta(days=d)}
+                      for d in range(3)])
+    monkeypatch.setenv("EVALLIB_WAREHOUSE", root)
+    def hint() -> list[str]:
+        st.cache_resource.clear()  # what the Refresh button does: a new snapshot
+        st.cache_data.clear()
+        return [c.value for c in _open().sidebar.caption if "not rolled up yet" in c.value]
+
+    said = hint()
+    assert said and said[0].startswith("⏳ 3 days of traffic and 1 run not rolled up yet")
+    rollup(root, grace=0)
+    assert hint() == []
+    wh.record_online([{"trace_id": "new", "timestamp": now}])  # today's, raw again: quiet
+    assert hint() == []

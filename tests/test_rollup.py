@@ -76,6 +76,11 @@ def _answers(root: Path) -> dict[str, pl.DataFrame]:
     return out
 
 
+def _runs(root: Path) -> int:
+    with connect(root) as con:
+        return con.sql("SELECT count(*) FROM runs").fetchall()[0][0]
+
+
 def _traffic_unrolled(root: Path) -> dict[str, int]:
     """Per traffic rollup, the days the views read raw."""
     store = Store(str(root))
@@ -137,6 +142,9 @@ def test_same_answers_with_and_without_rollups(rolled: Path, tmp_path: Path) -> 
     assert set(_traffic_unrolled(with_).values()) == {0}
     assert all(n > 0 for n in _unrolled(without))  # … or from the raw rows
     assert set(_traffic_unrolled(without).values()) == {40}
+    for root, gap in ((with_, (0, 0)), (without, (40, _runs(without)))):
+        with connect(root) as con:  # what the dashboard's hint says
+            assert queries.unrolled(con).row(0) == gap
     _assert_same(_answers(with_), _answers(without))
 
     for root in (with_, without):  # a day and a run go stale: those are read raw
