@@ -323,6 +323,8 @@ def test_correlation_page_flags_the_judge_drift_month(server: str, demo_root: st
                                                       browser_page) -> None:
     """Correlation: pick the month the cheap judge scored production; the page flags its
     correlations with thumbs and keeps the month in the URL."""
+    import re
+
     import polars as pl
 
     scores = pl.read_parquet(f"{demo_root}/online_scores/*/*.parquet", hive_partitioning=True)
@@ -339,5 +341,6 @@ def test_correlation_page_flags_the_judge_drift_month(server: str, demo_root: st
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
     page.locator('[data-testid="stMetric"]', has_text="🚩 correctness vs thumbs").last \
         .wait_for()
-    assert page.get_by_text(f"{month}: correctness vs thumbs").count() >= 1
+    # the month's pairs below 0.7, alphabetically (others may come before correctness)
+    assert page.get_by_text(re.compile(f"{month}: .*correctness vs thumbs")).count() >= 1
     _assert_no_exception(page)
