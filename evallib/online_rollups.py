@@ -48,7 +48,14 @@ class Spec:
         return text.format(src=src, **joined)
 
 
-JOINABLE = {"traces": S.ONLINE_TRACES, "docs": S.ONLINE_RETRIEVALS}
+JOINABLE = {"traces": S.ONLINE_TRACES, "docs": S.ONLINE_RETRIEVALS, "feedback": S.FEEDBACK,
+            "labels": S.HUMAN_LABELS}
+# days (back, ahead) of a joined table a day's rows may join: a score or feedback event
+# belongs to a trace of up to a week before; feedback comes before or after the score.
+# None: the whole table (human labels are not kept by day: an import makes every day stale)
+WINDOWS: dict[str, tuple[int, int] | None] = {
+    "traces": (TRACE_DAYS_BACK, 0), "docs": (TRACE_DAYS_BACK, 0),
+    "feedback": (TRACE_DAYS_BACK, TRACE_DAYS_BACK), "labels": None}
 
 
 _TRACES = """SELECT date, release, variant, to_json(strata) AS strata_json, count(*) AS n,
@@ -205,6 +212,32 @@ GROUP BY a.date, a.metric, x.faith, a.strata_json, e.trace_id IS NOT NULL,
          coalesce(e.judged, false), coalesce(e.first_relevant, <cap>), f.faithful""".replace(
     "<failed>", _FAILED).replace("<first>", _FIRST).replace("<cap>", str(_CAP))
 
+# Trace-level score × feedback pairs (`queries.score_feedback_counts`, the Correlation
+# page): each score against its trace's latest thumbs and rating among the feedback of a
+# week either side of its day (the greater value on a tie); continuous scores to 0.01.
+_SCORE_FEEDBACK = """WITH f AS (
+    SELECT trace_id, kind, value, timestamp FROM {feedback}
+    WHERE kind IN ('thumbs', 'rating') AND value IS NOT NULL),
+  latest AS (SELECT trace_id, kind, max(timestamp) AS ts FROM f GROUP BY trace_id, kind),
+  fb AS (SELECT f.trace_id, f.kind, max(f.value) AS value
+         FROM f JOIN latest l
+           ON f.trace_id = l.trace_id AND f.kind = l.kind AND f.timestamp = l.ts
+         GROUP BY f.trace_id, f.kind)
+SELECT s.date, s.metric, any_value(s.kind) AS kind, <score> AS score, fb.kind AS feedback,
+       fb.value AS feedback_value, count(*) AS n
+FROM {src} s JOIN fb ON s.trace_id = fb.trace_id
+WHERE s.value IS NOT NULL
+GROUP BY s.date, s.metric, <score>, fb.kind, fb.value""".replace(
+    "<score>", "CASE WHEN s.kind = 'continuous' THEN floor(s.value * 100 + 0.5) / 100 "
+               "ELSE s.value END")
+
+# The judge against human labels of the same trace and metric (`queries.judge_human_counts`).
+_SCORE_LABELS = """SELECT s.date, s.metric, any_value(s.kind) AS kind, s.value AS judge,
+       h.value AS human, count(*) AS n
+FROM {src} s JOIN {labels} h ON s.trace_id = h.trace_id AND s.metric = h.metric
+WHERE h.trace_id IS NOT NULL AND s.value IS NOT NULL
+GROUP BY s.date, s.metric, s.value, h.value"""
+
 SPECS = (
     Spec(S.ONLINE_TRACE_ROLLUP, S.ONLINE_TRACES, "online_trace_moments", _TRACES),
     Spec(S.ONLINE_LATENCY_ROLLUP, S.ONLINE_TRACES, "online_latency_quantiles",
@@ -220,42 +253,51 @@ SPECS = (
          _RAG_ITEMS.replace("<found>", _FOUND["spark"])),
     Spec(S.ONLINE_RAG_SCORE_ROLLUP, S.ONLINE_SCORES, "online_rag_scores", _RAG_SCORES),
     Spec(S.ONLINE_RAG_FAILURE_ROLLUP, S.ONLINE_SCORES, "online_rag_failures", _RAG_FAILURES),
+    Spec(S.ONLINE_SCORE_FEEDBACK_ROLLUP, S.ONLINE_SCORES, "online_score_feedback",
+         _SCORE_FEEDBACK),
+    Spec(S.ONLINE_SCORE_LABEL_ROLLUP, S.ONLINE_SCORES, "online_score_labels", _SCORE_LABELS),
 )
 
 
 def fingerprints(spec: Spec, listings: dict[str, Listing]) -> dict[str, str]:
-    """Per day of the source: what its rollup rows depend on (the source's files, and for
-    scores and feedback the files of the traces of the week up to the day)."""
+    """Per day of the source: what its rollup rows depend on (the source's files, and the
+    files of the days of each joined table it may join)."""
     own = listings[spec.source.name].fingerprints()
     if not spec.joins:
         return {d: fp for d, fp in own.items() if d}
-    joined = [listings[t.name].fingerprints() for t in spec.joins.values()]
+    joined = [(name, listings[t.name].fingerprints()) for name, t in spec.joins.items()]
     out = {}
     for day, fp in own.items():
         if day:
             h = hashlib.blake2b(fp.encode(), digest_size=12)
-            for fps in joined:
-                for d in sorted(trace_days([day])):  # a set: its order varies by process
+            for name, fps in joined:
+                if WINDOWS[name] is None:
+                    h.update(f"|{name}:{fps.get(None, '')}".encode())
+                for d in sorted(joined_days(name, [day])):  # a set: its order varies
                     h.update(f"|{d}:{fps.get(d, '')}".encode())
             out[day] = h.hexdigest()
     return out
 
 
-def trace_days(days: list[str] | set[str]) -> set[str]:
-    """The days whose traces the scores or feedback of ``days`` may belong to."""
+def joined_days(name: str, days: list[str] | set[str]) -> set[str]:
+    """The days of the joined table ``name`` (of `JOINABLE`) the rows of ``days`` may join:
+    the traces (retrievals) of the week up to each day, the feedback of a week either side."""
+    if WINDOWS[name] is None:
+        return set()
+    back, ahead = WINDOWS[name]
     out: set[str] = set()
     for day in days:
         try:
             d = date.fromisoformat(day)
         except ValueError:  # not a day (a stray directory): nothing belongs to it
             continue
-        out |= {(d - timedelta(days=i)).isoformat() for i in range(TRACE_DAYS_BACK + 1)}
+        out |= {(d + timedelta(days=i)).isoformat() for i in range(-back, ahead + 1)}
     return out
 
 
 def joined_parts(spec: Spec, listings: dict[str, Listing], days: list[str] | set[str]
                  ) -> dict[str, list[Part]]:
     """Per table the spec joins, the part files the rows of ``days`` may join."""
-    wanted = trace_days(days)
-    return {name: [p for p in listings[t.name].parts if p.partition in wanted]
+    return {name: [p for p in listings[t.name].parts
+                   if WINDOWS[name] is None or p.partition in joined_days(name, days)]
             for name, t in spec.joins.items()}

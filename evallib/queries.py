@@ -229,10 +229,13 @@ def online_releases(con: Connection, start: date, end: date) -> pl.DataFrame:
 def unrolled(con: Connection) -> pl.DataFrame:
     """What the rollups do not cover yet (`evallib rollup` has not run since it changed), so
     the views aggregate its raw rows: the same answers, slower. ``days``: distinct days of
-    production traffic read raw by any rollup's view, ``runs``: runs whose scores are."""
-    return _frame(con, """SELECT
-        count(DISTINCT key) FILTER (WHERE rollup <> 'run_metric_rollup') AS days,
-        count(*) FILTER (WHERE rollup = 'run_metric_rollup') AS runs FROM unrolled""")
+    production traffic read raw by any rollup's view, but the newest week's (late scores
+    and feedback keep changing those until the next rollup); ``runs``: runs read raw."""
+    return _frame(con, """
+        WITH d AS (SELECT DISTINCT TRY_CAST(key AS DATE) AS day FROM unrolled
+                   WHERE rollup <> 'run_metric_rollup')
+        SELECT (SELECT count(*) FROM d WHERE day < (SELECT max(day) FROM d) - 7) AS days,
+               (SELECT count(*) FROM unrolled WHERE rollup = 'run_metric_rollup') AS runs""")
 
 
 def unreadable_files(con: Connection) -> pl.DataFrame:
@@ -690,22 +693,13 @@ def online_drift_counts(con: Connection, ref_start: date, ref_end: date, start: 
 def score_feedback_counts(con: Connection, start: date, end: date) -> pl.DataFrame:
     """Trace-level pairs of an automated score and explicit feedback, as a contingency table
     per month (of the score): month (YYYY-MM), metric, kind, score (continuous rounded to
-    0.01), feedback (thumbs | rating: the trace's latest), feedback_value, n."""
+    0.01), feedback (thumbs | rating: the trace's latest among the feedback of a week either
+    side of the score's day), feedback_value, n. From the daily rollup."""
     return _frame(con, """
-        WITH fb AS (SELECT trace_id, kind, arg_max(value, timestamp) AS value FROM feedback
-                    WHERE kind IN ('thumbs', 'rating') AND value IS NOT NULL
-                      AND date BETWEEN $start AND CAST($end AS DATE) + 7
-                    GROUP BY trace_id, kind),
-             s AS (SELECT trace_id, date, metric, kind,
-                          CASE WHEN kind = 'continuous' THEN round(value, 2) ELSE value END
-                              AS value
-                   FROM online_scores
-                   WHERE date BETWEEN $start AND $end AND value IS NOT NULL)
-        SELECT strftime(s.date, '%Y-%m') AS month, s.metric, any_value(s.kind) AS kind,
-               s.value AS score, fb.kind AS feedback, fb.value AS feedback_value,
-               count(*) AS n
-        FROM s JOIN fb USING (trace_id)
-        GROUP BY month, s.metric, s.value, fb.kind, fb.value
+        SELECT strftime(date, '%Y-%m') AS month, metric, any_value(kind) AS kind, score,
+               feedback, feedback_value, sum(n)::BIGINT AS n
+        FROM online_score_feedback WHERE date BETWEEN $start AND $end
+        GROUP BY month, metric, score, feedback, feedback_value
         ORDER BY ALL""", start=start, end=end)
 
 
@@ -713,13 +707,10 @@ def judge_human_counts(con: Connection, start: date, end: date) -> pl.DataFrame:
     """Human labels of production traces next to the judge's score of the same trace and
     metric, as counts: month (of the score), metric, kind, judge, human, n."""
     return _frame(con, """
-        SELECT strftime(s.date, '%Y-%m') AS month, s.metric, any_value(s.kind) AS kind,
-               s.value AS judge, h.value AS human, count(*) AS n
-        FROM human_labels h
-        JOIN online_scores s ON s.trace_id = h.trace_id AND s.metric = h.metric
-        WHERE h.trace_id IS NOT NULL AND s.value IS NOT NULL
-          AND s.date BETWEEN $start AND $end
-        GROUP BY month, s.metric, s.value, h.value ORDER BY ALL""", start=start, end=end)
+        SELECT strftime(date, '%Y-%m') AS month, metric, any_value(kind) AS kind, judge,
+               human, sum(n)::BIGINT AS n
+        FROM online_score_labels WHERE date BETWEEN $start AND $end
+        GROUP BY month, metric, judge, human ORDER BY ALL""", start=start, end=end)
 
 
 def release_scores(con: Connection, end: date) -> pl.DataFrame:

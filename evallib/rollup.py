@@ -116,7 +116,8 @@ def plan(store: Store, since: date | None = None) -> Plan:
     from .db import connect
 
     listings = {t.name: list_table(store, t)
-                for t in (S.ONLINE_SCORES, S.ONLINE_TRACES, S.FEEDBACK, S.ONLINE_RETRIEVALS)}
+                for t in (S.ONLINE_SCORES, S.ONLINE_TRACES, S.FEEDBACK, S.ONLINE_RETRIEVALS,
+                          S.HUMAN_LABELS)}
     online = listings[S.ONLINE_SCORES.name]
     fingerprints = online.fingerprints()
     out = Plan(daily=current(list_table(store, S.ONLINE_DAILY_ROLLUP), fingerprints),

@@ -85,7 +85,8 @@ def aggregate_sql(spec: Any, urls: list[str], joined: dict[str, list[str]], stor
     def view(name: str, table: Any, paths: list[str]) -> None:
         if paths:
             df = spark.read.option("basePath", store.url(table.name)).parquet(*paths)
-            df = df.withColumn("date", F.to_date("date"))
+            if table.partition == "date":
+                df = df.withColumn("date", F.to_date("date"))
         else:  # no files: an empty frame of the table's columns
             df = spark.createDataFrame([], schema=_spark_schema(table))
         df.createOrReplaceTempView(name)

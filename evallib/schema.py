@@ -471,8 +471,29 @@ ONLINE_RAG_FAILURE_ROLLUP = Table(
     doc="failing online answers of traces that did not error, per day × answer metric × "
         "faithfulness metric × strata × what `evallib.rag` attributes them by",
 )
+ONLINE_SCORE_FEEDBACK_ROLLUP = Table(
+    "online_score_feedback_rollup",
+    (_c("date", pa.date32(), True, "of the score"), _c("metric", _S, True),
+     _c("kind", _S, True), _c("score", _F, True, "the value (continuous ones to 0.01)"),
+     _c("feedback", _S, True, "thumbs or rating: the trace's latest, a week either side"),
+     _c("feedback_value", _F, True), _c("n", _I, True, "traces")),
+    partition=None, key=(),
+    doc="online scores against their trace's latest thumbs and rating, per day × metric × "
+        "score × feedback value: the Correlation page's contingency tables",
+)
+ONLINE_SCORE_LABEL_ROLLUP = Table(
+    "online_score_label_rollup",
+    (_c("date", pa.date32(), True, "of the score"), _c("metric", _S, True),
+     _c("kind", _S, True), _c("judge", _F, True, "the online score"),
+     _c("human", _F, True, "a human label of the same trace and metric"),
+     _c("n", _I, True)),
+    partition=None, key=(),
+    doc="online scores against human labels of the same trace and metric, per day × metric "
+        "× pair of values (every day goes stale when labels are imported)",
+)
 TRAFFIC_ROLLUPS = (ONLINE_TRACE_ROLLUP, ONLINE_LATENCY_ROLLUP, ONLINE_QUALITY_ROLLUP,
                    ONLINE_FEEDBACK_ROLLUP, ONLINE_TRACE_DRIFT_ROLLUP, ONLINE_SCORE_DRIFT_ROLLUP,
-                   ONLINE_RAG_ITEM_ROLLUP, ONLINE_RAG_SCORE_ROLLUP, ONLINE_RAG_FAILURE_ROLLUP)
+                   ONLINE_RAG_ITEM_ROLLUP, ONLINE_RAG_SCORE_ROLLUP, ONLINE_RAG_FAILURE_ROLLUP,
+                   ONLINE_SCORE_FEEDBACK_ROLLUP, ONLINE_SCORE_LABEL_ROLLUP)
 ROLLUPS: dict[str, Table] = {t.name: t for t in (ONLINE_DAILY_ROLLUP, RUN_METRIC_ROLLUP,
                                                  *TRAFFIC_ROLLUPS)}

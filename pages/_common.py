@@ -218,14 +218,15 @@ def unreadable_warning() -> None:
 
 
 def unrolled_hint() -> None:
-    """In the sidebar, what the rollups miss beyond the newest day (the samplers' current
-    day is always raw until the nightly `evallib rollup`): pages aggregate those raw rows,
-    with the same answers, only slower on a large warehouse."""
+    """In the sidebar, what the rollups miss before the newest week (late scores and
+    feedback keep changing that until the nightly `evallib rollup`): pages aggregate those
+    raw rows, with the same answers, only slower on a large warehouse."""
     gap = query("unrolled").row(0, named=True)
     days, runs = gap["days"] or 0, gap["runs"] or 0
-    if days < 2 and runs == 0:
+    if days == 0 and runs == 0:
         return
-    what = " and ".join(t for t in (f"{days} days of traffic" if days >= 2 else "",
+    what = " and ".join(t for t in (f"{days} day{'s' if days > 1 else ''} of traffic"
+                                    if days else "",
                                     f"{runs} run{'s' if runs > 1 else ''}" if runs else "")
                         if t)
     st.sidebar.caption(f"⏳ {what} not rolled up yet: pages aggregate their raw rows (the "
