@@ -29,8 +29,8 @@ from .monitor import Alert, detect
 from .stats.agreement import agreement_table
 from .stats.correlation import STATUS, THRESHOLD, correlation_table, release_table
 
-__all__ = ["FLAG", "MonthlyReview", "month_bounds", "monthly_review", "render", "to_html",
-           "to_markdown", "write_report"]
+__all__ = ["FLAG", "MonthlyReview", "Trends", "month_bounds", "monthly_review", "render",
+           "review_trends", "to_html", "to_markdown", "write_report"]
 
 FLAG = {"below": "🚩", "ok": "✅", "unclear": "❔", "too few": "⏳"}
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -141,20 +141,41 @@ def _regressions(con: Any, start: date, end: date) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: (r["p_adjusted"], r["after"] - r["before"]))
 
 
+@dataclass(frozen=True)
+class Trends:
+    """Every month's score × feedback cells, correlations and judge-human agreement: each
+    month's depend on that month's traffic only, so one computation serves every review."""
+
+    counts: pl.DataFrame
+    correlations: pl.DataFrame
+    agreement: pl.DataFrame
+
+
+def review_trends(con: Any, n_boot: int = 1000) -> Trends:
+    """The `Trends` of every month with online traffic (the costly part of a review: a
+    bootstrap per month × metric × feedback; the Correlation page computes it once)."""
+    first, last = queries.online_date_range(con).row(0)
+    if first is None:
+        first = last = date.today()
+    counts = queries.score_feedback_counts(con, first, last)
+    return Trends(counts, correlation_table(counts, n_boot=n_boot),
+                  agreement_table(queries.judge_human_counts(con, first, last), n_boot=n_boot))
+
+
 def monthly_review(con: Any, month: str, *, regressions: bool = True, checks: bool = True,
-                   n_boot: int = 1000) -> MonthlyReview:
+                   n_boot: int = 1000, trends: Trends | None = None) -> MonthlyReview:
     """The review of ``month`` (YYYY-MM) over the warehouse behind ``con``; without
     ``regressions`` no run is compared, without ``checks`` no drift or alert is computed
-    (the Correlation page shows neither)."""
+    (the Correlation page shows neither). ``trends``: `review_trends` of the same
+    warehouse, if already computed."""
     start, end = month_bounds(month)
     first, last = queries.online_date_range(con).row(0)
     has_online = first is not None and first <= end and last >= start
-    counts = queries.score_feedback_counts(con, first, end) if has_online else \
-        queries.score_feedback_counts(con, start, end)
-    trend = correlation_table(counts, n_boot=n_boot)
+    t = trends or review_trends(con, n_boot)
+    counts = t.counts.filter(pl.col("month") <= month)
+    trend = t.correlations.filter(pl.col("month") <= month)
     keys = ["metric", "feedback"]
-    labels = queries.judge_human_counts(con, first or start, end)
-    agreement_trend = agreement_table(labels, n_boot=n_boot)
+    agreement_trend = t.agreement.filter(pl.col("month") <= month)
     points = queries.release_scores(con, end)
     drift, reference = [], None
     alerts: list[Alert] = []

@@ -39,7 +39,8 @@ months = tables.months_between(first, last)
 month = st.selectbox("Month", months, key="month", bind="query-params",
                      index=months.index(url_choice(months, "month", months[0])),
                      help="The month under review; the trend shows every month.")
-review = analysis("review", month, regressions=False, checks=False)
+# every month's correlations once (their bootstraps are the cost); the month's review on top
+review = analysis("review", month, regressions=False, checks=False, trends=analysis("trends"))
 
 # --- what changed: months where a correlation fell below the bar ------------------------
 fell = tables.newly_flagged(review.trend)

@@ -11,7 +11,7 @@ import pytest
 
 from evallib import connect
 from evallib.cli import main
-from evallib.report import month_bounds, monthly_review, to_html, to_markdown
+from evallib.report import month_bounds, monthly_review, review_trends, to_html, to_markdown
 
 
 def _months(root: str) -> tuple[str, str]:
@@ -27,6 +27,19 @@ def drift_review(demo_root: str):
     drift, _ = _months(demo_root)
     with connect(demo_root) as con:
         return monthly_review(con, drift, n_boot=300)
+
+
+def test_one_computation_of_every_months_trends_serves_each_review(demo_root: str,
+                                                                   drift_review) -> None:
+    """A month's correlations depend on its own traffic only: the trends of every month,
+    computed once (as the Correlation page caches them), give each review unchanged."""
+    with connect(demo_root) as con:
+        trends = review_trends(con, n_boot=300)
+        assert trends.correlations["month"].n_unique() >= 2
+        shared = monthly_review(con, drift_review.month, n_boot=300, trends=trends)
+    for name in ("correlations", "trend", "agreement", "agreement_trend", "score_cells"):
+        assert getattr(shared, name).equals(getattr(drift_review, name)), name
+    assert shared.trend["month"].max() == drift_review.month
 
 
 def test_month_bounds() -> None:
