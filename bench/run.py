@@ -37,6 +37,7 @@ import compare as compare_bench  # noqa: E402  (bench/compare.py)
 
 from evallib import Warehouse, connect, queries, rag  # noqa: E402
 from evallib.db import tables_present  # noqa: E402
+from evallib.monitor import compare_variants, detect  # noqa: E402
 from evallib.report import monthly_review, review_trends  # noqa: E402
 from evallib.schema import ONLINE_SCORES, SCORES  # noqa: E402
 from evallib.store import Store  # noqa: E402
@@ -202,12 +203,21 @@ def query_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]
 
 
 def analysis_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]:
-    """What the Correlation page computes beyond queries, as it caches it: every month's
-    correlations and agreement once per warehouse snapshot, then a month's review."""
+    """What the Online and Correlation pages compute beyond queries (cached per window or
+    snapshot; a new window computes again): the alert detector and the canary tests over
+    the sidebar's default window (every day), every month's correlations and agreement
+    (once per warehouse snapshot), then a month's review."""
     con = connect(str(root), read_only=True)
-    last = queries.online_date_range(con)["last_day"][0]
+    first, last = queries.online_date_range(con).row(0)
+    days = queries.online_variant_days(con, first, last)
+    treatment = next(v for v in days["variant"].unique().sort() if v != "control")
     trends = review_trends(con.cursor())
     return [
+        ("Online: the alert detector, every day", timed(lambda: detect(con.cursor(), first,
+                                                                       last), repeat)),
+        (f"Online: canary tests, {treatment} vs control",
+         timed(lambda: compare_variants(con.cursor(), first, last, "control", treatment),
+               repeat)),
         ("Correlation: every month's correlations and agreement (bootstrap of 1,000 each; "
          "once per snapshot)", timed(lambda: review_trends(con.cursor()), min(repeat, 5))),
         ("Correlation: switching month (the month's review on those)",
