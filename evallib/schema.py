@@ -45,6 +45,7 @@ class Table:
     partition: str | None  # hive partition column, stored in the path not in the file
     key: tuple[str, ...]  # unique within one write
     doc: str = ""
+    lead: tuple[str, ...] = ()  # a rollup's columns sorted before its day: what queries pick
 
     @property
     def schema(self) -> pa.Schema:
@@ -467,7 +468,7 @@ ONLINE_RAG_FAILURE_ROLLUP = Table(
      *_EVIDENCE_COLUMNS,
      _c("faithful", _B, False, "the faith metric's verdict, scored the same day (null: none)"),
      _c("n", _I, True, "failing scores")),
-    partition=None, key=(),
+    partition=None, key=(), lead=("metric", "faith"),
     doc="failing online answers of traces that did not error, per day × answer metric × "
         "faithfulness metric × strata × what `evallib.rag` attributes them by",
 )
