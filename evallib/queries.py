@@ -766,9 +766,10 @@ def alerts(con: Connection, since: date | None = None) -> pl.DataFrame:
 
 
 # --- slices, coverage, RAG ---------------------------------------------------------------
-# The RAG queries read one run (offline) or a window of UTC days (online) with the same SQL:
-# only the fragments that pick the rows differ, so each query below is two constant strings
-# built once at import from fixed fragments (no user input ever reaches the text).
+# The RAG queries read one run (offline) or, for retrieval metrics and the listed items'
+# details, a window of UTC days (online) with the same SQL: only the fragments that pick the
+# rows differ, so each query below is a constant string built once at import from fixed
+# fragments (no user input ever reaches the text). Online aggregates read daily rollups.
 #
 # A retrievals row is one retrieved document (or passage) at its rank, 1 = top, so a
 # document id listed at two ranks counts at both (evallib.scorers.retrieval would keep its
@@ -794,11 +795,8 @@ _RAG_SOURCES = {
     "online": {
         "docs": "SELECT trace_id AS item, doc_id, rank, relevant, cited FROM online_retrievals "
                 "WHERE date BETWEEN $start AND $end",
-        "gold": "SELECT NULL::VARCHAR AS item, NULL::BIGINT AS n_gold WHERE false",
         "scores": "SELECT trace_id AS item, metric, kind, value, passed, rationale, "
                   "strata_json, date FROM online_scores WHERE date BETWEEN $start AND $end",
-        "subjects": "SELECT trace_id AS item, error, refusal FROM online_traces "
-                    "WHERE date BETWEEN $start AND $end",
         "id": "trace_id",
     },
 }
@@ -887,9 +885,9 @@ SELECT c.item AS {id}, c.date, c.strata_json, c.value AS answer, c.failed,
 FROM chosen c LEFT JOIN faith f USING (item) LEFT JOIN evidence e USING (item)
 ORDER BY c.item"""
 
-# Each metric's summary split by the evidence the generator had (a rollup row: evidence
+# A run's metrics, each split by the evidence the generator had (a rollup row: evidence
 # null), plus ``cites_relevant`` (binary, of the items citing something: a cited document is
-# relevant) and, online, ``refusal`` (binary: declining is right when evidence is missing).
+# relevant). Online: `_ONLINE_GENERATION`.
 _GENERATION = """WITH docs AS ({docs}),
     evidence AS (
         SELECT item, CASE WHEN count(relevant) = 0 THEN 'no gold document'
@@ -897,9 +895,6 @@ _GENERATION = """WITH docs AS ({docs}),
                           ELSE 'no relevant in top k' END AS evidence
         FROM docs GROUP BY item),
     s AS (SELECT item, metric, kind, value FROM ({scores})
-          UNION ALL
-          SELECT item, 'refusal', 'binary', refusal::DOUBLE FROM ({subjects})
-          WHERE refusal IS NOT NULL
           UNION ALL
           SELECT item, 'cites_relevant', 'binary', bool_or(relevant AND cited)::DOUBLE
           FROM docs GROUP BY item HAVING count(relevant) > 0 AND bool_or(cited))
@@ -1013,17 +1008,16 @@ _TEXTS = {
 }
 
 
-def _sources(template: str) -> dict[str, str]:
-    """``template`` filled with each source's fragments: offline and online SQL."""
-    return {src: template.format(texts=_TEXTS[src], **parts)
-            for src, parts in _RAG_SOURCES.items()}
+def _source(template: str, src: str) -> str:
+    """``template`` filled with the fragments of one source (offline or online)."""
+    return template.format(texts=_TEXTS[src], **_RAG_SOURCES[src])
 
 
-_RETRIEVAL_SQL = {src: _RETRIEVAL_METRICS.format(patterns=_RETRIEVAL_PATTERNS[src].format(**parts))
-                  for src, parts in _RAG_SOURCES.items()}
-_ATTRIBUTION_SQL = _sources(_ATTRIBUTION_ITEMS)["offline"]
-_GENERATION_SQL = _sources(_GENERATION)["offline"]
-_DETAILS_SQL = _sources(_DETAILS)
+_RETRIEVAL_SQL = {src: _RETRIEVAL_METRICS.format(
+    patterns=_source(_RETRIEVAL_PATTERNS[src], src)) for src in _RAG_SOURCES}
+_ATTRIBUTION_SQL = _source(_ATTRIBUTION_ITEMS, "offline")  # online: `_ONLINE_FAILURES`
+_GENERATION_SQL = _source(_GENERATION, "offline")  # online: `_ONLINE_GENERATION`
+_DETAILS_SQL = {src: _source(_DETAILS, src) for src in _RAG_SOURCES}
 
 
 def slice_summary(con: Connection, run_id: str, key: str, key2: str | None = None
