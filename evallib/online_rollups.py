@@ -35,12 +35,13 @@ class Spec:
     table: S.Table  # the rollup
     source: S.Table  # the rows it summarises, one day at a time
     view: str  # `evallib.db`'s view: fresh rollup rows + the raw days, aggregated alike
-    duckdb: str  # the aggregate over {src} (and {traces})
+    duckdb: str  # the aggregate over {src} (and the JOINABLE tables it names: {traces}, …)
     spark: str | None = None  # when Spark's dialect differs
 
     @property
     def joins(self) -> dict[str, S.Table]:
-        """The tables the SQL joins ({traces}, {docs}): their rows of the week up to a day."""
+        """The `JOINABLE` tables the SQL names: it reads their rows of the days in
+        `WINDOWS` around each of its days."""
         return {name: t for name, t in JOINABLE.items() if "{" + name + "}" in self.duckdb}
 
     def sql(self, engine: str, src: str, joined: dict[str, str]) -> str:
