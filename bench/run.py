@@ -24,7 +24,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -181,7 +180,7 @@ def query_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]
             ]
         every = queries.online_failure_days(c(), first, last, 5, "correctness", "faithfulness",
                                             rag.CLASSES)
-        newest = every.filter(pl.col("n").cum_sum() - pl.col("n") < 2000)["date"].min()
+        newest = rag.newest_days(every, 2000)
         cases += [
             ("RAG: online_failures, the newest 2,000 (the page's list)",
              lambda: queries.online_failures(c(), newest, last, 5, "correctness",

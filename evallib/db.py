@@ -141,17 +141,17 @@ def _moment_views(con: duckdb.DuckDBPyConnection, store: Store, listings: dict[s
     rollups = {t.name: list_table(store, t) for t in S.ROLLUPS.values()}
     daily = current(rollups["online_daily_rollup"], listings["online_scores"].fingerprints())
     per_run = current(rollups["run_metric_rollup"], writes)
-    raw_online = [p.url for p in listings["online_scores"].parts
-                  if p.partition not in daily.fresh]
-    raw_runs = [p.url for p in listings["scores"].parts
+    raw_online = [p for p in listings["online_scores"].parts if p.partition not in daily.fresh]
+    raw_runs = [p for p in listings["scores"].parts
                 if p.partition not in per_run.fresh and writes.get(p.partition) == write_id(p)]
     con.execute(f"CREATE VIEW online_daily_rollup AS "
                 f"{_fresh_rows(daily, S.ONLINE_DAILY_ROLLUP, 'date')}")
     con.execute(f"CREATE VIEW run_metric_rollup AS "
                 f"{_fresh_rows(per_run, S.RUN_METRIC_ROLLUP, 'run_id')}")
-    con.execute(f"CREATE VIEW online_scores_unrolled AS {_read(raw_online, S.ONLINE_SCORES)}")
+    con.execute(f"CREATE VIEW online_scores_unrolled AS "
+                f"{_read([p.url for p in raw_online], S.ONLINE_SCORES)}")
     con.execute(f"CREATE VIEW scores_unrolled AS SELECT * EXCLUDE (write_id) FROM "
-                f"({_read(raw_runs, S.SCORES)})")
+                f"({_read([p.url for p in raw_runs], S.SCORES)})")
     columns = ", ".join(MOMENT_COLUMNS)
     pooled = ", ".join(["any_value(kind) AS kind", *(f"sum({c})::BIGINT AS {c}" for c in
                                                      ("n_rows", "n")),
@@ -169,10 +169,8 @@ def _moment_views(con: duckdb.DuckDBPyConnection, store: Store, listings: dict[s
         con.execute(f"CREATE VIEW {coarse} AS SELECT {key}, metric, {pooled} FROM {rolled} "
                     f"GROUP BY {key}, metric UNION ALL SELECT {key}, metric, {MOMENTS} "
                     f"FROM {raw} GROUP BY {key}, metric")
-    return rollups, {
-        "online_daily_rollup": {p.partition for p in listings["online_scores"].parts
-                                if p.partition and p.partition not in daily.fresh},
-        "run_metric_rollup": {run for run in writes if run not in per_run.fresh}}
+    return rollups, {"online_daily_rollup": {p.partition for p in raw_online if p.partition},
+                     "run_metric_rollup": {p.partition for p in raw_runs if p.partition}}
 
 
 def _traffic_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],

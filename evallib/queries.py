@@ -926,11 +926,8 @@ _ONLINE_GENERATION = """WITH m AS (
     e AS (SELECT CASE WHEN NOT judged THEN 'no gold document'
                       WHEN first_relevant <= $k THEN 'relevant in top k'
                       ELSE 'no relevant in top k' END AS evidence, * FROM m)
-SELECT evidence, metric, any_value(kind) AS kind, sum(n)::BIGINT AS n,
-       CASE WHEN sum(n) > 0 THEN sum(sx) / sum(n) END AS mean,
-       CASE WHEN sum(n) > 1 THEN sqrt(greatest(sum(sxx) - sum(sx) * sum(sx) / sum(n), 0)
-                                      / (sum(n) - 1)) END AS sd
-FROM e GROUP BY GROUPING SETS ((evidence, metric), (metric))
+SELECT evidence, metric, """ + _POOLED + """
+FROM e g GROUP BY GROUPING SETS ((evidence, metric), (metric))
 ORDER BY metric, evidence NULLS LAST"""
 
 # Online failure attribution: what `evallib.rag.classify` decides, from the columns of the

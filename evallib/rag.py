@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -61,6 +62,7 @@ __all__ = [
     "attribution_table",
     "classify",
     "id_column",
+    "newest_days",
     "transitions",
     "with_stratum",
 ]
@@ -74,6 +76,14 @@ MISSING = "(missing)"  # stratum value of items without the key
 def id_column(items: pl.DataFrame) -> str:
     """``case_id`` for offline rows, ``trace_id`` for online ones."""
     return "case_id" if "case_id" in items.columns else "trace_id"
+
+
+def newest_days(days: pl.DataFrame, limit: int) -> date | None:
+    """Of per-day counts, newest first (``date``, ``n``: `queries.online_failure_days`), the
+    first day of the fewest newest days that hold ``limit`` items (all days when they hold
+    fewer; None without any): the days `queries.online_failures` needs to read."""
+    enough = days.filter(pl.col("n").cum_sum() - pl.col("n") < limit)
+    return enough["date"].min() if enough.height else None
 
 
 def classify(items: pl.DataFrame) -> pl.DataFrame:

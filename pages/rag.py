@@ -252,9 +252,7 @@ def online(wh, f) -> None:  # noqa: ANN001
                 ) -> tuple[pl.DataFrame, int]:
         classes = tuple(rag.CLASSES) if cls is None else (cls,)
         days = query("online_failure_days", start, f.end, *pair, classes, key, stratum)
-        # read only the newest days that hold LIST_LIMIT of them
-        enough = days.filter(pl.col("n").cum_sum() - pl.col("n") < LIST_LIMIT)
-        first = enough["date"].min() if enough.height else f.end
+        first = rag.newest_days(days, LIST_LIMIT) or f.end  # only the days that hold them
         rows = query("online_failures", first, f.end, *pair, classes, key, stratum,
                      LIST_LIMIT)
         return stables.class_cases(rows, cls, key, stratum), int(days["n"].sum())
