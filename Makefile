@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	@$(PY) -c "import sys; from evallib.db import tables_present; sys.exit(0 if tables_present('$(WAREHOUSE)') else 1)" \
+	@$(PY) -c "import sys; from evallib.warehouse import tables_present; sys.exit(0 if tables_present('$(WAREHOUSE)') else 1)" \
 		|| $(VENV)/bin/evallib demo --warehouse '$(WAREHOUSE)'
 
 run: demo

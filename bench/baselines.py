@@ -8,7 +8,7 @@ views and rollups buy over what an analyst would write without it.
 - raw DuckDB: one SQL statement per question over ``read_parquet('<root>/<table>/*/part-*
   .parquet', hive_partitioning = true)`` in a plain ``duckdb.connect()``: no views, no
   rollups. Offline rows are kept only for each run's committed write (the latest ``runs``
-  row per run_id, by committed_at), in the SQL itself, as `evallib.db` does by file.
+  row per run_id, by committed_at), in the SQL itself, as `evallib.warehouse.db` does by file.
 - pandas: ``pd.read_parquet`` (pyarrow) of the table directory, only the needed columns,
   partitions and committed writes filtered by ``filters=``, then a groupby; a stratum is
   read from ``strata_json`` by parsing each distinct string once.
@@ -290,8 +290,8 @@ def run(root: Path, repeat: int) -> list[dict[str, Any]]:
 
     sys.path.insert(0, str(ROOT))
     from evallib import connect
-    from evallib.schema import ROLLUPS
-    from evallib.store import Store
+    from evallib.warehouse.schema import ROLLUPS
+    from evallib.warehouse.store import Store
 
     root = Path(root).resolve()
     con = connect(str(root))

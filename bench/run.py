@@ -35,11 +35,11 @@ import baselines  # noqa: E402  (bench/baselines.py)
 import compare as compare_bench  # noqa: E402  (bench/compare.py)
 
 from evallib import Warehouse, connect, queries, rag  # noqa: E402
-from evallib.db import tables_present  # noqa: E402
 from evallib.monitor import compare_variants, detect  # noqa: E402
 from evallib.report import monthly_review, review_trends  # noqa: E402
-from evallib.schema import ONLINE_SCORES, SCORES  # noqa: E402
-from evallib.store import Store  # noqa: E402
+from evallib.warehouse.db import tables_present  # noqa: E402
+from evallib.warehouse.schema import ONLINE_SCORES, SCORES  # noqa: E402
+from evallib.warehouse.store import Store  # noqa: E402
 
 PAGES = ("pages/runs.py", "pages/compare.py", "pages/slices.py", "pages/slices.py?source=Online",
          "pages/rag.py", "pages/rag.py?source=Online", "pages/trends.py", "pages/online.py",

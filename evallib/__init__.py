@@ -3,11 +3,9 @@
 # evaluate is bound eagerly, not lazily: importing the submodule evallib.evaluate would
 # otherwise shadow the function of the same name (cheap: the judge's openai stays lazy).
 from .datasets import Case, Dataset, load_dataset
-from .db import connect
 from .errors import DataError, EvallibError, RunExistsError
 from .evaluate import EvalResult, TaskResult, evaluate
-from .store import resolve_root
-from .warehouse import Warehouse
+from .warehouse import Warehouse, connect, resolve_root
 
 __all__ = ["BufferedRecorder", "Case", "DataError", "Dataset", "EvalResult", "EvallibError",
            "Redactor", "RunExistsError", "Sampler", "TaskResult", "Warehouse", "connect",

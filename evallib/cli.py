@@ -247,7 +247,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from .store import resolve_root
+    from .warehouse.store import resolve_root
 
     app = Path(__file__).resolve().parent.parent / "app.py"
     if not app.exists():
@@ -263,7 +263,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 def _runs(args: argparse.Namespace) -> int:
     from . import queries
-    from .db import connect
+    from .warehouse.db import connect
 
     cols = ["run_id", "name", "model", "dataset", "dataset_version", "started_at", "n_cases",
             "source", "approved"]
@@ -283,7 +283,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from .compare import compare_runs
-    from .db import connect
+    from .warehouse.db import connect
 
     by = [[k.strip() for k in spec.split(",")] for spec in args.by]
     with connect(args.warehouse) as con:
@@ -342,9 +342,9 @@ def _score_online(args: argparse.Namespace) -> int:
 
 
 def _review_sample(args: argparse.Namespace) -> int:
-    from .db import connect
     from .promote import parse_since
     from .review import sample_for_review, write_sheet
+    from .warehouse.db import connect
 
     by = [k.strip() for k in (args.by or "").split(",") if k.strip()]
     with connect(args.warehouse) as con:
@@ -378,8 +378,8 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _export_failures(args: argparse.Namespace) -> int:
-    from .db import connect
     from .export import failing_cases, to_csv, write_csv
+    from .warehouse.db import connect
 
     with connect(args.warehouse) as con:
         df = failing_cases(con, args.run, args.baseline, args.metric or None)
@@ -395,10 +395,10 @@ def _export_failures(args: argparse.Namespace) -> int:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from .db import connect
     from .gate import load_policy, run_gate
     from .gate_report import junit, markdown, terminal
     from .warehouse import Warehouse
+    from .warehouse.db import connect
 
     policy = load_policy(args.policy)
     with connect(args.warehouse) as con:
@@ -466,8 +466,8 @@ def _alerts(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .db import connect
     from .report import month_bounds, monthly_review, render, write_report
+    from .warehouse.db import connect
 
     month_bounds(args.month)  # a bad month is a usage error before any work
     with connect(args.warehouse) as con:
@@ -482,7 +482,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .maintenance import check
+    from .warehouse.maintenance import check
 
     report = check(args.warehouse, tmp_age=args.tmp_age)
     if args.json:
@@ -507,7 +507,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _compact(args: argparse.Namespace) -> int:
-    from .compact import compact
+    from .warehouse.compact import compact
 
     report = compact(args.warehouse, day=_day(args.date, "--date"),
                      before=_day(args.before, "--before"), grace=args.grace,
@@ -531,7 +531,7 @@ def _compact(args: argparse.Namespace) -> int:
 
 
 def _rollup(args: argparse.Namespace) -> int:
-    from .rollup import rollup
+    from .warehouse.rollup import rollup
 
     report = rollup(args.warehouse, engine=args.engine, since=_day(args.since, "--since"),
                     grace=args.grace)

@@ -7,7 +7,7 @@ A case has ``case_id``, ``input``, ``expected``, ``strata`` (an object of labels
 truth doc ids for retrieval metrics) and ``metadata`` (an object).
 
 The version is a content hash that does not depend on row order: it is
-`evallib.warehouse.dataset_version` of the cases (``case_id``, input, expected, strata,
+`evallib.warehouse.writer.dataset_version` of the cases (``case_id``, input, expected, strata,
 tags), the same hash `record_run` gives an imported run of the same cases, extended with
 ``relevant_docs`` and ``metadata`` when a dataset has any (they change what a run measures).
 """
@@ -30,9 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import schema as S
 from .errors import DataError, EvallibError
-from .validate import to_arrow
+from .warehouse import schema as S
+from .warehouse.validate import to_arrow
 
 __all__ = ["FIELDS", "Case", "Dataset", "load_dataset", "load_version", "stored_versions",
            "unquote_cell"]
@@ -101,7 +101,7 @@ class Dataset:
     @cached_property
     def version(self) -> str:
         """Content hash, independent of row order (see the module docstring)."""
-        from .warehouse import dataset_version
+        from .warehouse.writer import dataset_version
 
         rows = [{"case_id": c.case_id, "input": as_text(c.input),
                  "expected": as_text(c.expected), "strata": dict(c.strata) or None,

@@ -36,8 +36,8 @@ from typing import Any
 
 from .datasets import Case, Dataset, as_text, load_dataset
 from .errors import EvallibError
-from .schema import KINDS
 from .scorers.base import Sample, Score, Scorer
+from .warehouse.schema import KINDS
 
 __all__ = ["EvalResult", "TaskResult", "evaluate", "evaluate_async"]
 

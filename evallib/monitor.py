@@ -311,8 +311,8 @@ def check(root: str | os.PathLike[str] | None = None, since: date | None = None,
     day with traffic, or the first day of an alert still recorded open), newest day],
     record the alerts that are new or changed since their last recorded row (a recorded
     open alert that is no longer flagged is recorded closed), and return them, open first."""
-    from .db import connect
     from .warehouse import Warehouse
+    from .warehouse.db import connect
 
     with connect(root) as con:
         newest = queries.online_date_range(con)["last_day"][0]

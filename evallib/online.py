@@ -583,9 +583,9 @@ def score_online(warehouse: Any, scorers: Sequence[Any], since: Any, *, until: A
     timestamp. Returns, per metric, how many rows were scored and unscored."""
     import asyncio
 
-    from .db import connect
     from .scorers.base import Sample
     from .warehouse import Warehouse
+    from .warehouse.db import connect
 
     wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     counts: dict[str, dict[str, int]] = {}

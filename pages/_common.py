@@ -14,8 +14,8 @@ import streamlit as st
 
 from evallib import connect, queries, resolve_root, stats
 from evallib.compare import Comparison, compare_runs
-from evallib.db import snapshot_key
 from evallib.export import failing_cases, to_csv
+from evallib.warehouse.db import snapshot_key
 
 TTL_SECONDS = 60  # new runs and traces show up within a minute (or on "Refresh")
 MAX_ENTRIES = 256

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from evallib import Warehouse, connect, queries
-from evallib import compact as compaction
-from evallib import schema as S
-from evallib.catalog import list_table
 from evallib.cli import main
 from evallib.errors import EvallibError
-from evallib.store import Store
+from evallib.warehouse import compact as compaction
+from evallib.warehouse import schema as S
+from evallib.warehouse.catalog import list_table
+from evallib.warehouse.store import Store
 
 DAYS = [date(2026, 4, 1) + timedelta(days=i) for i in range(3)]
 BATCH = 5

@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from evallib import Warehouse, connect
-from evallib import schema as S
 from evallib.datasets import Case, Dataset, load_dataset, load_version, stored_versions
 from evallib.errors import DataError, EvallibError
-from evallib.maintenance import check
+from evallib.warehouse import schema as S
+from evallib.warehouse.maintenance import check
 
 CASES = [
     {"case_id": "c1", "input": "How do I get a refund?", "expected": "Within 30 days.",

@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from evallib import Warehouse, connect
-from evallib import schema as S
 from evallib.cli import main
 from evallib.errors import EvallibError
 from evallib.online import (
@@ -30,6 +29,7 @@ from evallib.online import (
     record_feedback,
     redact,
 )
+from evallib.warehouse import schema as S
 
 ROOT = Path(__file__).resolve().parent.parent
 IDS = [f"trace-{i:05d}" for i in range(4000)]

@@ -217,7 +217,7 @@ def test_the_sidebar_says_what_is_not_rolled_up(monkeypatch: pytest.MonkeyPatch,
                                                 tmp_path: Path) -> None:
     """Days of traffic and runs `evallib rollup` has not covered are read raw: the sidebar
     says so (not the newest week's: late scores and feedback keep changing it)."""
-    from evallib.rollup import rollup
+    from evallib.warehouse.rollup import rollup
 
     root = str(tmp_path / "raw")
     wh = Warehouse(root)

@@ -14,14 +14,14 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from evallib import Warehouse, connect, queries
-from evallib import online_rollups as traffic
-from evallib import schema as S
-from evallib.catalog import list_table
 from evallib.cli import main
-from evallib.compact import compact
 from evallib.demo import build_demo
-from evallib.rollup import current, rollup
-from evallib.store import Store
+from evallib.warehouse import online_rollups as traffic
+from evallib.warehouse import schema as S
+from evallib.warehouse.catalog import current, list_table
+from evallib.warehouse.compact import compact
+from evallib.warehouse.rollup import rollup
+from evallib.warehouse.store import Store
 
 
 @pytest.fixture(scope="module")

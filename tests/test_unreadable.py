@@ -135,7 +135,7 @@ def test_late_scores_find_their_traces_beside_a_corrupt_file(tmp_path: Path) -> 
 
 
 def test_a_corrupt_rollup_is_skipped_and_quarantined(tmp_path: Path) -> None:
-    from evallib.rollup import rollup
+    from evallib.warehouse.rollup import rollup
 
     _warehouse(tmp_path)
     rollup(tmp_path)

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from evallib import DataError, Warehouse, connect
-from evallib.warehouse import dataset_version
+from evallib.warehouse.writer import dataset_version
 
 N_CASES, METRICS = 20_000, 5
 

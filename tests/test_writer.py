@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from evallib import DataError, RunExistsError, Warehouse, connect
-from evallib.schema import CASES
+from evallib.warehouse.schema import CASES
 
 RUN = {"name": "nightly", "dataset": "support", "model": "m-1", "judge_version": "j1"}
 

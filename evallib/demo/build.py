@@ -11,10 +11,10 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from .. import schema as S
 from ..errors import EvallibError
-from ..rollup import rollup
 from ..warehouse import Warehouse
+from ..warehouse import schema as S
+from ..warehouse.rollup import rollup
 from .offline import _write_offline
 from .online import _online_day, _OnlineAcc, _Story
 from .params import _US_PER_DAY, REGRESSION_SLICE

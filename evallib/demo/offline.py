@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..warehouse import Warehouse, dataset_version
+from ..warehouse.writer import Warehouse, dataset_version
 from .outcomes import (
     _answer,
     _attribution,

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import schema as S
 from ..warehouse import Warehouse
+from ..warehouse import schema as S
 from .outcomes import _BOTH_GIVEN_MISS, _answer
 from .params import (
     _US_PER_DAY,

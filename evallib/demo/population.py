@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import schema as S
+from ..warehouse import schema as S
 from .params import (
     ADVERSARIAL,
     AMBIGUOUS,

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..schema import KINDS
 from ..warehouse import Warehouse
+from ..warehouse.schema import KINDS
 
 _COMMON = {"input", "output", "expected", "strata", "scores", "latency_ms", "tokens_in",
            "tokens_out", "cost_usd", "error", "retrieved"}

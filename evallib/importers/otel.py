@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..schema import FEEDBACK_KINDS
 from ..warehouse import Warehouse
+from ..warehouse.schema import FEEDBACK_KINDS
 from .common import Rows, kind_of, number, strata_from
 
 WHAT = "OTLP/JSON traces"

@@ -15,10 +15,10 @@ import os
 from collections import defaultdict
 from typing import Any
 
-from .. import schema as S
 from ..errors import DataError
-from ..validate import to_arrow
 from ..warehouse import Warehouse
+from ..warehouse import schema as S
+from ..warehouse.validate import to_arrow
 from .common import Rows, as_text, kind_of, number, read_json, short_hash, slug, strata_from
 
 WHAT = "a promptfoo --output JSON file"

@@ -6,7 +6,7 @@ Each rollup is one aggregate, written once here as SQL that DuckDB and Spark bot
 (`evallib rollup --engine duckdb|spark`), over ``{src}`` (one day's rows of its source
 table or several) and, where it needs them, ``{traces}`` (the traces scores and feedback
 belong to: release, variant and strata are the trace's) or ``{docs}`` (the retrievals).
-`evallib.db` unites each rollup's fresh days with the same aggregate over the raw rows of
+`evallib.warehouse.db` unites each rollup's fresh days with the same aggregate over the raw rows of
 the other days, so a query answers the same with rollups, without or with some days gone
 stale.
 
@@ -34,7 +34,7 @@ TRACE_DAYS_BACK = 7  # a score or feedback event belongs to a trace of up to a w
 class Spec:
     table: S.Table  # the rollup
     source: S.Table  # the rows it summarises, one day at a time
-    view: str  # `evallib.db`'s view: fresh rollup rows + the raw days, aggregated alike
+    view: str  # `evallib.warehouse.db`'s view: fresh rollup rows + the raw days, aggregated alike
     duckdb: str  # the aggregate over {src} (and the JOINABLE tables it names: {traces}, …)
     spark: str | None = None  # when Spark's dialect differs
 

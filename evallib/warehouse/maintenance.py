@@ -4,7 +4,7 @@
   is left alone) are removed;
 - part files that cannot be read, or whose columns are not the table's, are moved to
   ``_quarantine/`` (until then `connect()` skips them and the dashboard warns; the check is
-  the same footer check, `evallib.catalog`);
+  the same footer check, `evallib.warehouse.catalog`);
 - files `evallib compact` merged into another are invisible already; once the merged file
   is older than ``tmp_age`` they are removed;
 - offline part files whose write was never committed (no ``runs`` row with their write_id)

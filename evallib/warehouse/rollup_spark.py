@@ -1,6 +1,6 @@
 """The rollup aggregation on Apache Spark (`evallib rollup --engine spark`).
 
-The same moments as the DuckDB engine (`evallib.rollup.MOMENTS`), computed by Spark over
+The same moments as the DuckDB engine (`evallib.warehouse.rollup.MOMENTS`), computed by Spark over
 the same Parquet part files, for warehouses larger than one machine. Spark runs in local
 mode unless ``EVALLIB_SPARK_MASTER`` names a cluster (e.g. ``spark://host:7077``); the small
 result comes back to the driver as Arrow and is written by evallib's own writer.
@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from .errors import EvallibError
+from ..errors import EvallibError
 
 _SESSION: Any = None
 
@@ -76,7 +76,7 @@ def aggregate(urls: list[str], base: str, key: str) -> pl.DataFrame:
 
 def aggregate_sql(spec: Any, urls: list[str], joined: dict[str, list[str]], store: Any
                   ) -> pl.DataFrame:
-    """A traffic rollup (`evallib.online_rollups.Spec`) of these part files: the same SQL
+    """A traffic rollup (`evallib.warehouse.online_rollups.Spec`) of these part files: the same SQL
     as DuckDB runs, on Spark, over temporary views ``src`` and one per joined table."""
     from pyspark.sql import functions as F
 

@@ -1,7 +1,7 @@
 """`evallib rollup`: score rollups per day and per run, so an aggregate over a year of
 traffic or over every run reads thousands of rows instead of millions. The traffic rollups
 (health, latency, quality and feedback per day × release × variant × strata) are specified
-in `evallib.online_rollups` and kept fresh the same way, day by day.
+in `evallib.warehouse.online_rollups` and kept fresh the same way, day by day.
 
 Both rollups (`schema.ROLLUPS`) hold the mergeable moments of scores (rows, scored rows,
 sum, sum of squares, rows passed) per metric × strata, so every mean, sd and stratum split
@@ -25,7 +25,7 @@ answers the same with rollups, without, or with some days rolled up:
   period (an open connection may still read them).
 
 ``--engine duckdb`` (the default) aggregates in process; ``--engine spark`` runs the same
-aggregation on Apache Spark (`evallib.rollup_spark`, local mode unless configured) over the
+aggregation on Apache Spark (`evallib.warehouse.rollup_spark`, local mode unless configured) over the
 same Parquet files, for warehouses larger than one machine. Both write through the same
 writer, one atomic file per day or run.
 """
@@ -42,30 +42,23 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
+from ..errors import EvallibError
 from . import online_rollups as traffic
 from . import schema as S
-from .catalog import SOURCE, Listing, Part, list_table
-from .errors import EvallibError
+from .catalog import (
+    MOMENTS,
+    SOURCE,
+    Current,
+    Listing,
+    Part,
+    current,
+    list_table,
+    write_id,
+)
+from .db import _read, connect
 from .store import Store
 
-# The moments of one group of score rows; the views in `evallib.db` use the same text.
-MOMENTS = ("any_value(kind) AS kind, count(*) AS n_rows, count(value) AS n, "
-           "sum(value) AS sx, sum(value * value) AS sxx, count_if(passed) AS n_passed")
-MOMENT_COLUMNS = ["metric", "strata_json", "kind", "n_rows", "n", "sx", "sxx", "n_passed"]
 ENGINES = ("duckdb", "spark")
-
-
-@dataclass
-class Current:
-    """The current rollup file of a table, its footer's map, and which entries still hold."""
-
-    part: Part | None = None
-    source: dict[str, str] = field(default_factory=dict)  # day or run → fingerprint / write
-    fresh: set[str] = field(default_factory=set)
-
-    @property
-    def stale(self) -> set[str]:
-        return set(self.source) - self.fresh
 
 
 @dataclass
@@ -77,7 +70,7 @@ class Plan:
     runs: dict[str, tuple[str, list[Part]]] = field(default_factory=dict)
     daily: Current = field(default_factory=Current)
     per_run: Current = field(default_factory=Current)
-    # the traffic rollups (evallib.online_rollups), by table name: (current, days to do)
+    # the traffic rollups (evallib.warehouse.online_rollups), by table name: (current, days to do)
     traffic: dict[str, tuple[Current, dict[str, tuple[str, list[Part]]]]] = \
         field(default_factory=dict)
     listings: dict[str, Listing] = field(default_factory=dict)
@@ -96,24 +89,8 @@ class RollupReport:
     traffic_days: int = 0  # days rolled up again for the traffic rollups (the most of any)
 
 
-def write_id(part: Part) -> str:
-    """``part-<stamp>-<write_id>.parquet`` → write_id."""
-    return part.name.rsplit("-", 1)[-1].removesuffix(".parquet")
-
-
-def current(listing: Listing, sources: dict[str, str]) -> Current:
-    """The newest readable rollup file; an entry is fresh while ``sources`` (today's
-    fingerprint of each day, committed write of each run) still says the same."""
-    if not listing.parts:
-        return Current()
-    part = max(listing.parts, key=lambda p: (p.mtime, p.name))
-    source = json.loads(listing.footers[part].source or "{}")
-    return Current(part, source, {k for k, v in source.items() if sources.get(k) == v})
-
-
 def plan(store: Store, since: date | None = None) -> Plan:
     """Days (from ``since``) and runs (started from ``since``) without a fresh rollup."""
-    from .db import connect
 
     listings = {t.name: list_table(store, t)
                 for t in (S.ONLINE_SCORES, S.ONLINE_TRACES, S.FEEDBACK, S.ONLINE_RETRIEVALS,
@@ -197,7 +174,6 @@ def rollup(root: str | os.PathLike[str] | Store | None = None, *, engine: str = 
 
 def aggregate(store: Store, parts: list[Part], table: S.Table) -> pl.DataFrame:
     """The moments of these part files per partition × metric × strata, with DuckDB."""
-    from .db import _read
 
     key = table.partition
     if not parts:
@@ -215,7 +191,6 @@ def aggregate(store: Store, parts: list[Part], table: S.Table) -> pl.DataFrame:
 def aggregate_traffic(store: Store, spec: traffic.Spec, parts: list[Part],
                       joined: dict[str, list[Part]]) -> pl.DataFrame:
     """A traffic rollup's rows for these part files (and the rows they join)."""
-    from .db import _read
 
     with duckdb.connect(":memory:") as con:
         con.execute("SET TimeZone = 'UTC'")

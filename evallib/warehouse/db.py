@@ -1,7 +1,7 @@
 """`connect()`: an embedded DuckDB connection with one view per warehouse table.
 
 The connection is in-memory and holds only views over the part files listed when it was
-made (see `evallib.catalog`); nothing in evallib writes through it. A table with no files
+made (see `evallib.warehouse.catalog`); nothing in evallib writes through it. A table with no files
 yet gets an empty view of the right types, so every query works on a new or partial
 warehouse.
 """
@@ -15,8 +15,7 @@ import pyarrow as pa
 
 from . import online_rollups as traffic
 from . import schema as S
-from .catalog import Listing, list_table
-from .rollup import MOMENT_COLUMNS, MOMENTS, Current, current, write_id
+from .catalog import MOMENT_COLUMNS, MOMENTS, Current, Listing, current, list_table, write_id
 from .store import Store
 
 _DUCK_TYPES = {
@@ -82,7 +81,7 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
       ``run_metric_moments`` (run_id × metric): kind, n_rows, n, sx, sxx, n_passed of scores,
       from the fresh rollups (``online_daily_rollup``, ``run_metric_rollup``) where there
       are some and from the raw rows (``online_scores_unrolled``, ``scores_unrolled``)
-      elsewhere: the same numbers either way (see `evallib.rollup`);
+      elsewhere: the same numbers either way (see `evallib.warehouse.rollup`);
     - ``unreadable_files`` (table_name, path, reason): part files left out because they are
       not readable Parquet of their table (`evallib check` quarantines them).
 
@@ -136,7 +135,7 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
 def _moment_views(con: duckdb.DuckDBPyConnection, store: Store, listings: dict[str, Listing],
                   writes: dict[str, str]) -> tuple[dict[str, Listing], dict[str, set[str]]]:
     """Score moments: the fresh rows of the current rollups, plus the raw rows of the days
-    and runs they miss (see `evallib.rollup`). Returns the rollups' listings and, per
+    and runs they miss (see `evallib.warehouse.rollup`). Returns the rollups' listings and, per
     rollup, the days (runs) read raw."""
     rollups = {t.name: list_table(store, t) for t in S.ROLLUPS.values()}
     daily = current(rollups["online_daily_rollup"], listings["online_scores"].fingerprints())
@@ -175,7 +174,7 @@ def _moment_views(con: duckdb.DuckDBPyConnection, store: Store, listings: dict[s
 
 def _traffic_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
                    rollups: dict[str, Listing]) -> dict[str, set[str]]:
-    """Per traffic rollup (`evallib.online_rollups`): its fresh days, plus the same
+    """Per traffic rollup (`evallib.warehouse.online_rollups`): its fresh days, plus the same
     aggregate over the raw rows of the days it misses (returned, per rollup)."""
     missed = {}
     for spec in traffic.SPECS:

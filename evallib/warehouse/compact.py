@@ -4,7 +4,7 @@ A production sampler writes a part file per batch, so a day can hold thousands o
 files, and every query opens each of them. Per partition, safely beside running writers
 and readers:
 
-1. list the partition's current files (`evallib.catalog`: readable, not already replaced);
+1. list the partition's current files (`evallib.warehouse.catalog`: readable, not already replaced);
 2. write their rows as one new file, atomically, whose Parquet footer names the files it
    replaces (and counts the original files it holds, so rollups stay fresh);
 3. from then on a listing that holds the new file hides the ones it names; a listing taken
@@ -32,9 +32,9 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import EvallibError
 from . import schema as S
 from .catalog import COVERS, REPLACES, Listing, Part, leaf_hash, list_table
-from .errors import EvallibError
 from .store import Store
 
 # Append-only tables written a few rows at a time. Offline data is left out: one file per

@@ -333,7 +333,7 @@ OFFLINE_DATA = ("cases", "scores", "retrievals")  # visible only once their run 
 # Rollups (`evallib rollup`): the mergeable moments of scores per day or run × metric ×
 # strata, so the dashboard's aggregates read thousands of rows instead of millions. Derived
 # data, one current file per table: a day's or run's rows are read only while they are
-# fresh (see evallib/rollup.py).
+# fresh (see evallib/warehouse/rollup.py).
 _MOMENT_COLUMNS = (
     _c("metric", _S, True),
     _c("strata_json", _S, False, "the scores' strata as canonical JSON, as in the scores"),
@@ -357,7 +357,7 @@ RUN_METRIC_ROLLUP = Table(
         "one summarised (its footer maps each run to its write_id)",
 )
 # Production traffic per day × release × variant × strata (the trace's, as JSON), so the
-# Online page's health, quality and feedback over months read rollups (evallib.online_rollups).
+# Online page's health, quality and feedback over months read rollups (evallib.warehouse.online_rollups).
 _TRAFFIC_GROUP = (
     _c("date", pa.date32(), True),
     _c("release", _S),

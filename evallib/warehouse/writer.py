@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..errors import DataError, RunExistsError
 from . import schema as S
 from .catalog import list_table
-from .errors import DataError, RunExistsError
 from .store import Store
 from .validate import Rows, as_utc, to_arrow
 

@@ -189,3 +189,38 @@ def _partition_value(path: str, table: Table) -> str | None:
     directory = path.rsplit("/", 2)[-2]
     prefix = f"{table.partition}="
     return directory[len(prefix):] if directory.startswith(prefix) else None
+
+
+# --- rollups: which rollup file is current, and which of its entries still hold ----------
+# The moments of one group of score rows; the views in `evallib.warehouse.db` use the same text.
+MOMENTS = ("any_value(kind) AS kind, count(*) AS n_rows, count(value) AS n, "
+           "sum(value) AS sx, sum(value * value) AS sxx, count_if(passed) AS n_passed")
+MOMENT_COLUMNS = ["metric", "strata_json", "kind", "n_rows", "n", "sx", "sxx", "n_passed"]
+
+
+@dataclass
+class Current:
+    """The current rollup file of a table, its footer's map, and which entries still hold."""
+
+    part: Part | None = None
+    source: dict[str, str] = field(default_factory=dict)  # day or run → fingerprint / write
+    fresh: set[str] = field(default_factory=set)
+
+    @property
+    def stale(self) -> set[str]:
+        return set(self.source) - self.fresh
+
+
+def write_id(part: Part) -> str:
+    """``part-<stamp>-<write_id>.parquet`` → write_id."""
+    return part.name.rsplit("-", 1)[-1].removesuffix(".parquet")
+
+
+def current(listing: Listing, sources: dict[str, str]) -> Current:
+    """The newest readable rollup file; an entry is fresh while ``sources`` (today's
+    fingerprint of each day, committed write of each run) still says the same."""
+    if not listing.parts:
+        return Current()
+    part = max(listing.parts, key=lambda p: (p.mtime, p.name))
+    source = json.loads(listing.footers[part].source or "{}")
+    return Current(part, source, {k for k, v in source.items() if sources.get(k) == v})

@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import DataError
+from ..errors import DataError
 from .schema import FEEDBACK_KINDS, KINDS, Table
 
 Rows = Iterable[Mapping[str, Any]] | pa.Table | Any  # Any: a polars DataFrame
