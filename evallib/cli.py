@@ -56,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="significance level, after Benjamini-Hochberg for slices (default 0.05)")
     p.add_argument("--json", action="store_true")
 
+    p = command("compare-many", _compare_many, "up to 10 runs of one dataset side by side "
+                "on one metric, overall and per slice, each against a reference run")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run ids or names")
+    p.add_argument("--reference", required=True, metavar="RUN",
+                   help="the run every other is tested against (added when not listed)")
+    p.add_argument("--metric", required=True, metavar="M")
+    p.add_argument("--by", metavar="KEY[,KEY]", help="slice by these stratum keys, crossed")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="significance level, after Benjamini-Hochberg for slices (default 0.05)")
+    p.add_argument("--json", action="store_true")
+
     p = command("score-online", _score_online, "score sampled production traces that have "
                 "no score yet for each scorer's metric")
     p.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD, or 7d")
@@ -322,6 +333,34 @@ def _compare(args: argparse.Namespace) -> int:
                        "significant": "YES" if s.significant else ""} for s in order],
                      ["slice", "metric", "n", "baseline", "candidate", "delta", "p",
                       "p_adjusted", "significant"])
+    return 0
+
+
+def _compare_many(args: argparse.Namespace) -> int:
+    from .many_runs import compare_many, grid, headline
+    from .warehouse.db import connect
+
+    by = [k.strip() for k in (args.by or "").split(",") if k.strip()]
+    with connect(args.warehouse) as con:
+        result = compare_many(con, args.runs, args.reference, args.metric, by=by,
+                              alpha=args.alpha)
+    if args.json:
+        print(json.dumps(result.to_json(), default=_json_default, indent=2))
+        return 0
+    ref = next(r.label for r in result.runs if r.reference)
+    print(f"{result.metric} ({result.kind}, {result.test}) in {len(result.runs)} runs of "
+          f"{result.dataset}, each against {ref} (reference)")
+    for w in result.warnings:
+        print(f"warning: {w}")
+    print(headline(result))
+    print()
+    table = grid(result)
+    _print_table(table.to_dicts(), table.columns)
+    print("Each cell: the run's mean (n scored). WORSE / better: significantly different "
+          "from the reference over the cases both scored (all cases: p < alpha; slices: "
+          f"Benjamini-Hochberg over the {result.n_tests} run x slice tests).")
+    print(f"{result.flaky.height} case(s) pass in some of these runs and fail in others "
+          "(--json lists them).")
     return 0
 
 
