@@ -111,7 +111,8 @@ class ManyRuns:
             "dataset": self.dataset, "metric": self.metric, "kind": self.kind,
             "by": list(self.by), "alpha": self.alpha, "reference": self.reference,
             "test": self.test, "correction": "Benjamini-Hochberg over every run x slice "
-            "test of the view (all cases: each run's test alone)", "n_tests": self.n_tests, "warnings": list(self.warnings),
+            "test of the view (all cases: each run's test alone)",
+            "n_tests": self.n_tests, "warnings": list(self.warnings),
             "runs": [asdict(r) | {"started_at": r.started_at.isoformat()} for r in self.runs],
             "cells": [_nan_to_none(asdict(c)) for c in self.cells],
             "flaky": [_nan_to_none(row) for row in self.flaky.iter_rows(named=True)],
