@@ -86,7 +86,8 @@ st.caption(
     f"shown**; all cases are each run's own test, at α = {result.alpha:g}. Cell text: the "
     "run's own mean over the cases it scored; 'worse' / 'better' = significantly different "
     "from the reference. Colour: the signed z of the p a verdict is read from (slices: "
-    "adjusted), red worse, blue better.")
+    "adjusted), red worse, blue better. Every column shares the reference's own noise: when "
+    "several runs differ from it in the same slice, suspect the reference.")
 for w in result.warnings:
     st.warning(w, icon=":material/warning:")
 
