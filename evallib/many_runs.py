@@ -115,8 +115,15 @@ class ManyRuns:
             "n_tests": self.n_tests, "warnings": list(self.warnings),
             "runs": [asdict(r) | {"started_at": r.started_at.isoformat()} for r in self.runs],
             "cells": [_nan_to_none(asdict(c)) for c in self.cells],
-            "flaky": [_nan_to_none(row) for row in self.flaky.iter_rows(named=True)],
+            "flaky": [self._flaky_json(row) for row in self.flaky.iter_rows(named=True)],
         }
+
+    def _flaky_json(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A flaky case: its strata as an object, each run's outcome under "outcomes"."""
+        runs = [r.run_id for r in self.runs]
+        return {k: v for k, v in row.items() if k not in runs} | {
+            "strata": json.loads(row["strata"]) if row["strata"] else {},
+            "outcomes": {r: row[r] for r in runs}}
 
 
 def _nan_to_none(d: dict[str, Any]) -> dict[str, Any]:

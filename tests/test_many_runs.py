@@ -247,7 +247,11 @@ def test_json_gives_the_same_numbers_as_the_library(root: str, capsys) -> None:
             assert theirs[key] is None if math.isnan(value) else \
                 theirs[key] == pytest.approx(value)
     assert out["n_tests"] == 3 * 3
-    assert {"case_id", "pass_share", "flips", "r6"} <= set(out["flaky"][0])
+    first = out["flaky"][0]
+    assert set(first) == {"case_id", "strata", "n_runs", "passed", "pass_share", "flips",
+                          "outcomes"}
+    assert set(first["outcomes"]) == {"r1", "r4", "r5", "r6"} and "tier" in first["strata"]
+    assert first["passed"] == sum(v == "pass" for v in first["outcomes"].values())
     assert out["flaky"] == sorted(out["flaky"], key=lambda f: (f["pass_share"], -f["flips"],
                                                               f["case_id"]))
 
