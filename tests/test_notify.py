@@ -419,3 +419,63 @@ def test_a_failing_webhook_never_turns_a_failed_gate_into_anything_else(
     assert "gave up after 3 attempts" in capsys.readouterr().err
     with connect(gated) as con:  # the verdict was recorded as usual
         assert con.sql("SELECT count(*) FROM gate_results").fetchall()[0][0] == 2
+
+
+# --- the links open the view they describe ---------------------------------------------------
+
+
+def _open_link(link: str):  # noqa: ANN202 - an AppTest
+    """Open the dashboard page a message links to, with the link's URL state."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from streamlit.testing.v1 import AppTest
+
+    parts = urlsplit(link)
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"),
+                           default_timeout=60)
+    for key, values in parse_qs(parts.query).items():
+        at.query_params[key] = values if len(values) > 1 else values[0]
+    at.switch_page(f"pages/{parts.path.strip('/')}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_an_alerts_link_opens_the_online_page_on_its_days_and_metric(demo_root: str,
+                                                                     monkeypatch) -> None:
+    from evallib.monitor import Alert
+    from evallib.notify.messages import alert_notice
+
+    monkeypatch.setenv("EVALLIB_WAREHOUSE", demo_root)
+    with connect(demo_root) as con:
+        ((first, last),) = con.sql("SELECT min(date), max(date) FROM online_traces").fetchall()
+    day = last - timedelta(days=3)
+    alert = Alert("quality:faithfulness@x", "quality:faithfulness", "down", day, day + timedelta(
+        days=1), "open", 3.1, 3.9, 1e-6, 0.001, 150, None, "faithfulness dropped")
+    notice = alert_notice(alert, DASHBOARD, first)
+    at = _open_link(notice.link.removeprefix(DASHBOARD))
+    assert at.title[0].value.endswith("Online")
+    assert tuple(at.sidebar.date_input(key="days").value) == (
+        day - timedelta(days=14), day + timedelta(days=1))
+    assert at.selectbox(key="metric").value == "faithfulness"
+
+
+def test_a_gates_link_opens_compare_on_the_pair_and_the_failing_slice(
+        demo_root: str, tmp_path: Path, monkeypatch) -> None:
+    from evallib.gate import load_policy, run_gate
+    from evallib.notify.messages import gate_notice
+
+    monkeypatch.setenv("EVALLIB_WAREHOUSE", demo_root)
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[rules]]\nname = "slices"\nmetric = "faithfulness"\n'
+                      'by = ["query_type", "difficulty"]\nmax_drop = 0.2\n')
+    with connect(demo_root) as con:
+        newest = con.sql("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()[0]
+        result = run_gate(con, newest[0], load_policy(str(policy)))
+    notice = gate_notice(result, DASHBOARD)
+    assert notice is not None and notice.state.startswith("fail:")
+    assert "query_type=billing × difficulty=hard" in notice.text
+    at = _open_link(notice.link.removeprefix(DASHBOARD))
+    assert at.title[0].value.endswith("Compare")
+    assert at.selectbox(key="pick_candidate").value == result.candidate.run_id
+    assert at.selectbox(key="pick_baseline").value == result.baseline.run_id
+    assert at.multiselect(key="by").value == ["query_type", "difficulty"]
