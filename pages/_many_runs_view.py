@@ -37,9 +37,10 @@ def _ci(low: float, high: float, d: int) -> str:
 
 
 def cell_table(result: ManyRuns) -> pl.DataFrame:
-    """One row per run × slice with human column names: significantly worse cells first
-    (smallest adjusted p first), then the grid's order (all cases, then slices; runs
-    oldest first)."""
+    """One row per run × slice with human column names, what is read first first:
+    significantly worse cells (smallest p of the verdict first: adjusted for slices),
+    then the grid's order (all cases, then slices; runs oldest first). "Change" is the run
+    minus the reference over the cases both scored."""
     labels = {r.run_id: r.label for r in result.runs}
     d = _digits(result.kind)
     rows, order = [], []
@@ -48,14 +49,15 @@ def cell_table(result: ManyRuns) -> pl.DataFrame:
         rows.append({
             "Verdict": word, "Run": labels[c.run_id], "Slice": slice_label(c.slice),
             "Mean": c.mean, "95% CI": _ci(c.ci_low, c.ci_high, d), "Cases": c.n,
+            "Change": c.delta, "p": c.p_value, "p adjusted": c.p_adjusted,
             "Pairs": c.n_pairs if c.run_id != result.reference else None,
-            "Reference (pairs)": c.reference_mean, "Run (pairs)": c.run_mean,
-            "Change": c.delta, "p": c.p_value, "p adjusted": c.p_adjusted})
-        order.append((0, c.p_adjusted) if word == WORSE else (1, i))
+            "Reference (pairs)": c.reference_mean, "Run (pairs)": c.run_mean})
+        # worst first: the verdict's own p (adjusted for slices), then the grid's order
+        order.append((0, c.p_adjusted if c.slice else c.p_value) if word == WORSE else (1, i))
     schema = {"Verdict": pl.String, "Run": pl.String, "Slice": pl.String, "Mean": pl.Float64,
-              "95% CI": pl.String, "Cases": pl.Int64, "Pairs": pl.Int64,
-              "Reference (pairs)": pl.Float64, "Run (pairs)": pl.Float64,
-              "Change": pl.Float64, "p": pl.Float64, "p adjusted": pl.Float64}
+              "95% CI": pl.String, "Cases": pl.Int64, "Change": pl.Float64, "p": pl.Float64,
+              "p adjusted": pl.Float64, "Pairs": pl.Int64, "Reference (pairs)": pl.Float64,
+              "Run (pairs)": pl.Float64}
     ranked = [r for _, r in sorted(zip(order, rows, strict=True), key=lambda x: x[0])]
     return pl.DataFrame(ranked, schema=schema, strict=False).fill_nan(None)
 

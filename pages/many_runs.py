@@ -95,10 +95,14 @@ heat, table = st.tabs(["Heatmap", "Table"])
 heat.plotly_chart(view.heatmap(result), key="runs_heatmap", config=PLOT)
 cells = view.cell_table(result)
 table.dataframe(cells, hide_index=True, key="cells_table", column_config={
+    "Verdict": st.column_config.TextColumn(pinned=True),
+    "Run": st.column_config.TextColumn(pinned=True),
     "Mean": st.column_config.NumberColumn(format="%.3f"),
     "Reference (pairs)": st.column_config.NumberColumn(format="%.3f"),
     "Run (pairs)": st.column_config.NumberColumn(format="%.3f"),
-    "Change": st.column_config.NumberColumn("Change vs reference", format="%+.3f"),
+    "Change": st.column_config.NumberColumn("Change vs reference", format="%+.3f",
+                                            help="The run minus the reference, over the "
+                                                 "cases both scored."),
     "p": st.column_config.NumberColumn(format="%.2g"),
     "p adjusted": st.column_config.NumberColumn(format="%.2g")})
 table.download_button("Every cell (CSV)", to_csv(cells), key="download_cells",
