@@ -153,7 +153,9 @@ def markdown(r: dict[str, object]) -> list[str]:
         f"`compare_many` of {N_RUNS} runs × 5,000 cases × one metric, sliced by query_type × "
         f"difficulty ({any_m['slices']} slices: {any_m['tests']} run × slice tests under one "
         "Benjamini–Hochberg family), each run against the fifth, on a warehouse holding three "
-        "metrics (`bench/many_runs.py`):", "",
+        "metrics (`bench/many_runs.py`). Cold: a new connection (the first metric also loads "
+        "scipy and statsmodels). Flagged: slice tests significant after Benjamini–Hochberg; "
+        "the planted one is the newest run's q3 × d4.", "",
         "| metric | cold s | warm p50 s | warm p95 s | SQL read p50 ms | flagged | "
         "in the planted slice | flaky cases | |", "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         *[f"| {m} ({v['kind']}) | {v['cold_s']:.2f} | {v['p50_s']:.2f} | {v['p95_s']:.2f} | "
