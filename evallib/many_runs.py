@@ -32,7 +32,7 @@ from .gate_policy import slice_label
 from .stats import TESTS, benjamini_hochberg, mean_interval, paired_test
 
 __all__ = ["MAX_RUNS", "Cell", "ManyRuns", "RunColumn", "compare_many", "default_reference",
-           "default_runs", "headline", "slice_label"]
+           "default_runs", "flaky_cases", "grid", "headline", "slice_label"]
 
 MAX_RUNS = 10
 DEFAULT_RELEASES = 5
