@@ -9,6 +9,7 @@ require_login()  # only when [auth] is configured in .streamlit/secrets.toml
 page = st.navigation([
     st.Page("pages/runs.py", title="Runs", icon="🏁", default=True),
     st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+    st.Page("pages/many_runs.py", title="Runs × slices", icon=":material/view_column:"),
     st.Page("pages/slices.py", title="Slices", icon="🧩"),
     st.Page("pages/rag.py", title="RAG", icon="🔎"),
     st.Page("pages/trends.py", title="Trends", icon="📈"),

@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE))
 
 import baselines  # noqa: E402  (bench/baselines.py)
 import compare as compare_bench  # noqa: E402  (bench/compare.py)
+import many_runs as many_runs_bench  # noqa: E402  (bench/many_runs.py)
 
 from evallib import Warehouse, connect, queries, rag  # noqa: E402
 from evallib.monitor import compare_variants, detect  # noqa: E402
@@ -41,7 +42,8 @@ from evallib.warehouse.db import tables_present  # noqa: E402
 from evallib.warehouse.schema import ONLINE_SCORES, SCORES  # noqa: E402
 from evallib.warehouse.store import Store  # noqa: E402
 
-PAGES = ("pages/runs.py", "pages/compare.py", "pages/slices.py", "pages/slices.py?source=Online",
+PAGES = ("pages/runs.py", "pages/compare.py", "pages/many_runs.py", "pages/slices.py",
+         "pages/slices.py?source=Online",
          "pages/rag.py", "pages/rag.py?source=Online", "pages/trends.py", "pages/online.py",
          "pages/correlation.py")
 BUDGET = {"query_p95_ms": 150, "page_warm_s": 1.0, "write_rows_s": 2_000_000,
@@ -353,6 +355,7 @@ def main() -> None:
     parts = partitioning(root, HERE / "tmp-flat", args.repeat)
     write = write_throughput(HERE / "tmp-write")
     compare = compare_bench.run(args.repeat)
+    many = many_runs_bench.run(args.repeat)
     by_hand = baselines.run(root, min(args.repeat, 5))
     shutil.rmtree(HERE / "tmp-flat", ignore_errors=True)
 
@@ -389,6 +392,7 @@ def main() -> None:
         *[f"| {n} | {t['cold_ms']:.0f} | {t['p50_ms']:.0f} | {t['p95_ms']:.0f} | "
           f"{ok(t['p95_ms'] <= BUDGET['page_warm_s'] * 1e3)} |" for n, t in computed], "",
         *compare_bench.markdown(compare),
+        *many_runs_bench.markdown(many),
         *baselines.markdown(by_hand),
         "## Partitioning: the same questions on three layouts", "",
         "| question, layout | cold ms | p50 ms | p95 ms |", "|---|---:|---:|---:|",

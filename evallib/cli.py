@@ -23,6 +23,15 @@ def _warehouse_option(p: argparse.ArgumentParser, default: Any) -> None:
                         "else ./warehouse)")
 
 
+def _notify_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--notify", action="append", nargs="?", const="", metavar="TARGET",
+                   help=f"post {what} to webhooks: alone, every target of evallib.toml and "
+                        "$EVALLIB_WEBHOOKS; or a target's name, env:VAR (the URL in $VAR), "
+                        "or [slack:|json:]URL. Repeatable. A notice already sent to a target "
+                        "in the same state is not sent again; a failed one never changes "
+                        "the exit code")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evallib", description=__doc__)
     _warehouse_option(parser, None)
@@ -52,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("baseline", metavar="BASELINE")
     p.add_argument("--by", action="append", default=[], metavar="KEY[,KEY]",
                    help="slice by these stratum keys, crossed; repeat for more slicings")
+    p.add_argument("--alpha", type=float, default=0.05,
+                   help="significance level, after Benjamini-Hochberg for slices (default 0.05)")
+    p.add_argument("--json", action="store_true")
+
+    p = command("compare-many", _compare_many, "up to 10 runs of one dataset side by side "
+                "on one metric, overall and per slice, each against a reference run")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run ids or names")
+    p.add_argument("--reference", required=True, metavar="RUN",
+                   help="the run every other is tested against (added when not listed)")
+    p.add_argument("--metric", required=True, metavar="M")
+    p.add_argument("--by", metavar="KEY[,KEY]", help="slice by these stratum keys, crossed")
     p.add_argument("--alpha", type=float, default=0.05,
                    help="significance level, after Benjamini-Hochberg for slices (default 0.05)")
     p.add_argument("--json", action="store_true")
@@ -122,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", metavar="OUT", help="write JUnit XML (one test per rule/slice)")
     p.add_argument("--no-record", action="store_true",
                    help="do not record this gate run in the warehouse")
+    _notify_option(p, "a failed verdict, or a pass that holds only by waivers,")
 
     p = command("approve", _approve, "approve a run as a release baseline (append-only)")
     p.add_argument("run", metavar="RUN")
@@ -135,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-record", action="store_true",
                    help="do not record the alerts in the warehouse")
+    _notify_option(p, "new alerts, and the end of those told,")
 
     p = command("report", _report, "the monthly review: offline/online correlations, judge "
                 "vs human agreement, drift, alerts, gate failures and regressions")
@@ -325,6 +347,34 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_many(args: argparse.Namespace) -> int:
+    from .many_runs import compare_many, grid, headline
+    from .warehouse.db import connect
+
+    by = [k.strip() for k in (args.by or "").split(",") if k.strip()]
+    with connect(args.warehouse) as con:
+        result = compare_many(con, args.runs, args.reference, args.metric, by=by,
+                              alpha=args.alpha)
+    if args.json:
+        print(json.dumps(result.to_json(), default=_json_default, indent=2))
+        return 0
+    ref = next(r.label for r in result.runs if r.reference)
+    print(f"{result.metric} ({result.kind}, {result.test}) in {len(result.runs)} runs of "
+          f"{result.dataset}, each against {ref} (reference)")
+    for w in result.warnings:
+        print(f"warning: {w}")
+    print(headline(result))
+    print()
+    table = grid(result)
+    _print_table(table.to_dicts(), table.columns)
+    print("Each cell: the run's mean (n scored). WORSE / better: significantly different "
+          "from the reference over the cases both scored (all cases: p < alpha; slices: "
+          f"Benjamini-Hochberg over the {result.n_tests} run x slice tests).")
+    print(f"{result.flaky.height} case(s) pass in some of these runs and fail in others "
+          "(--json lists them).")
+    return 0
+
+
 def _score_online(args: argparse.Namespace) -> int:
     from .online import resolve_scorers, score_online
     from .promote import parse_since
@@ -400,6 +450,7 @@ def _gate(args: argparse.Namespace) -> int:
     from .warehouse import Warehouse
     from .warehouse.db import connect
 
+    targets = _notify_targets(args, "gate")
     policy = load_policy(args.policy)
     with connect(args.warehouse) as con:
         result = run_gate(con, args.candidate, policy, baseline=args.baseline)
@@ -416,6 +467,10 @@ def _gate(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - the verdict stands; say it was not kept
             print(f"evallib gate: error: the verdict ({result.verdict}) was not recorded in "
                   f"the warehouse: {type(e).__name__}: {e}", file=sys.stderr)
+    if targets:
+        from .notify import notify_gate
+
+        _notify(args, lambda settings: notify_gate(args.warehouse, result, targets, settings))
     return result.exit_code
 
 
@@ -449,6 +504,7 @@ def _alerts(args: argparse.Namespace) -> int:
     from .monitor import check
     from .promote import parse_since
 
+    targets = _notify_targets(args, "alerts")
     alerts = check(args.warehouse, since=args.since and parse_since(args.since),
                    record=not args.no_record)
     n_open = sum(a.status == "open" for a in alerts)
@@ -462,7 +518,51 @@ def _alerts(args: argparse.Namespace) -> int:
                        "message": a.message} for a in alerts],
                      ["status", "signal", "days", "message"])
         print(f"{n_open} open, {len(alerts) - n_open} closed", file=sys.stderr)
+    if targets:
+        from .notify import notify_alerts
+
+        _notify(args, lambda settings: notify_alerts(args.warehouse, alerts, targets,
+                                                     settings))
     return 1 if n_open else 0
+
+
+def _notify_targets(args: argparse.Namespace, event: str) -> list[Any]:
+    """The webhooks ``--notify`` names, resolved before any work (a bad one is exit 2)."""
+    if args.notify is None:
+        return []
+    from .notify import load_settings, resolve_targets
+
+    load_settings()  # a broken evallib.toml is a usage error now, not after the verdict
+    return resolve_targets(args.notify, event)
+
+
+def _notify(args: argparse.Namespace, send: Callable[[Any], list[Any]]) -> None:
+    """Send, reporting on stderr through the ``evallib.notify`` logger; whatever happens,
+    the command's exit code keeps its meaning."""
+    import logging
+
+    from .notify import load_settings
+
+    log = logging.getLogger("evallib.notify")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"evallib {args.command}: notify: %(message)s"))
+    log.addHandler(handler)
+    level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        settings = load_settings()
+        outcomes = send(settings)
+        skipped = sum(o.status == "skipped" for o in outcomes)
+        sent = sum(o.status == "sent" for o in outcomes)
+        failed = sum(o.status == "failed" for o in outcomes)
+        log.info("%d sent, %d failed, %d already sent (or not due)%s", sent, failed, skipped,
+                 "" if settings.dashboard_url else "; set EVALLIB_DASHBOARD_URL to link "
+                 "messages to the dashboard")
+    except Exception as e:  # noqa: BLE001 - a notification never changes the verdict
+        log.error("gave up: %s: %s", type(e).__name__, e)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 def _report(args: argparse.Namespace) -> int:

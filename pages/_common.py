@@ -118,10 +118,11 @@ def failures_csv(run_id: str, baseline: str | None = None) -> bytes:
     return _failures_csv(wh.root, wh.snapshot, run_id, baseline)
 
 
-# Computations over the warehouse the Online and Correlation pages cache (results are
-# read-only, shared by sessions): name → "module:function" taking a connection first.
+# Computations over the warehouse the Online, Correlation and Runs × slices pages cache
+# (results are read-only, shared by sessions): name → "module:function" taking a connection first.
 ANALYSES = {"alerts": "evallib.monitor:detect", "canary": "evallib.monitor:compare_variants",
-            "review": "evallib.report:monthly_review", "trends": "evallib.report:review_trends"}
+            "review": "evallib.report:monthly_review", "trends": "evallib.report:review_trends",
+            "many_runs": "evallib.many_runs:compare_many"}
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner="Computing…")

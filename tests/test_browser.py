@@ -182,7 +182,7 @@ def test_a_link_is_the_first_request_of_a_fresh_server(demo_root: str, browser_p
         page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.wait_for()
         _assert_no_exception(page)
         nav = page.locator('[data-testid="stSidebarNav"]')
-        assert nav.get_by_text("Runs").count() == 1
+        assert nav.get_by_text("Runs", exact=True).count() == 1
         assert nav.get_by_text("common").count() == 0  # not the pages folder listing
         assert page.get_by_text("Warehouse").count() >= 1  # the frame's sidebar
         assert "faithfulness" in page.locator('[data-testid="stPlotlyChart"]').first \

@@ -310,6 +310,33 @@ ALERTS = Table(
         "state (`evallib alerts` writes them, see evallib.monitor)",
 )
 
+NOTIFICATIONS = Table(
+    "notifications",
+    (
+        _c("notification_id", _S, True, "one delivery of one notice to one target"),
+        _c("kind", _S, True, "alert | gate"),
+        _c("subject", _S, True, "alert:<alert_id>, or gate:<run_id>:<baseline_id>:<policy>"),
+        _c("state", _S, True, "alert: open | closed; gate: fail | waived, with a digest of "
+           "the failed and waived rows"),
+        _c("target", _S, True, "the target's name in evallib.toml, else a fingerprint of its "
+           "URL (url-<12 hex of sha256>); never the URL: webhook URLs are secrets"),
+        _c("format", _S, True, "slack | json"),
+        _c("status", _S, True, "sent | failed (given up after the retries)"),
+        _c("attempts", _I, True, "HTTP requests made"),
+        _c("http_status", _I, False, "the last response's status; null = no response"),
+        _c("reason", _S, False, "why it failed (never the URL)"),
+        _c("title", _S, True, "the message's headline"),
+        _c("text", _S, True, "the message as plain text"),
+        _c("link", _S, False, "the dashboard view it links to"),
+        _c("sent_at", TIMESTAMP, True, "when the last attempt ended"),
+    ),
+    partition=None,
+    key=(),
+    doc="append-only: a row per delivery; a notice already sent to a target in the same state "
+        "is not sent again (`evallib alerts --notify`, `evallib gate --notify`, see "
+        "evallib.notify)",
+)
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
@@ -326,6 +353,7 @@ TABLES: dict[str, Table] = {
         GATE_RESULTS,
         DATASET_CASES,
         ALERTS,
+        NOTIFICATIONS,
     )
 }
 OFFLINE_DATA = ("cases", "scores", "retrievals")  # visible only once their run is committed

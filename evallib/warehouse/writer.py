@@ -243,6 +243,15 @@ class Warehouse:
         return t.num_rows
 
 
+    def record_notifications(self, rows: Rows) -> int:
+        """Deliveries of alert and gate notices (see `evallib.notify`), as one part file;
+        append-only. Never holds a webhook URL: targets are named or fingerprinted."""
+        t = to_arrow(S.NOTIFICATIONS, rows, source="notifications")
+        if t.num_rows:
+            self.store.write_part(S.NOTIFICATIONS, t)
+        return t.num_rows
+
+
 def _with_date(rows: Rows) -> Rows:
     """Fill the ``date`` partition from ``timestamp`` (UTC day) when the caller left it out."""
     if rows is None:
