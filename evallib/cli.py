@@ -574,8 +574,17 @@ def _import_jsonl(args: argparse.Namespace) -> int:
         print(result["run_id"])
         print(f"imported {result['cases']} cases", file=sys.stderr)
     else:
-        print(", ".join(f"{v} {k}" for k, v in result.items()))
+        _print_merged(args.path, result)
     return 0
+
+
+def _print_merged(path: str, counts: dict[str, Any]) -> None:
+    """One line per online table an import touched: rows new, replaced, already present."""
+    touched = {t: m for t, m in counts.items() if m.new or m.replaced or m.present}
+    for table, merged in touched.items():
+        print(f"{path}: {table}: {merged}")
+    if not touched:
+        print(f"{path}: no rows")
 
 
 def _import_inspect(args: argparse.Namespace) -> int:
@@ -613,10 +622,11 @@ def _import_otel(args: argparse.Namespace) -> int:
     wh = Warehouse(args.warehouse)
     for path in args.paths:
         r = import_otel(path, wh)
-        print(f"{path}: {r['online_traces']} traces, {r['online_scores']} scores, "
-              f"{r['feedback']} feedback, {r['online_retrievals']} retrieved documents; "
-              f"{r['already_present']} traces already imported, {r['without_root']} without "
-              "their root span in the file (skipped)")
+        without_root = r.pop("without_root")
+        _print_merged(path, r)
+        if without_root:
+            print(f"{path}: {without_root} traces without their root span in the file "
+                  "(skipped)")
     return 0
 
 

@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import EvallibError
+from . import keys
 from . import schema as S
 from .catalog import COVERS, REPLACES, Listing, Part, leaf_hash, list_table
-from .store import Store
+from .store import Store, stamp_of
 
 # Append-only tables written a few rows at a time. Offline data is left out: one file per
 # run and table already, and its file names carry the write that commits them.
@@ -110,14 +110,15 @@ def _merge_plan(listing: Listing, value: str | None, parts: list[Part]) -> Merge
 def _merge(store: Store, listing: Listing, value: str | None, parts: list[Part]) -> Merge:
     table = listing.table
     fs = None if store.is_local else store.fs
-    schema = table.schema
-    data = pa.concat_tables([pq.read_table(p.path, columns=schema.names, filesystem=fs)
-                             .cast(schema) for p in parts])
+    parts = sorted(parts, key=lambda p: p.name)  # oldest first: the newest row of a key wins
+    data = pa.concat_tables([keys.read_part(p.path, table, fs) for p in parts])
+    data = keys.keep_latest(data, table)
     n, x = 0, 0
     for p in parts:
         pn, px = listing.footers[p].covers or (1, leaf_hash(p.name))
         n, x = n + pn, x ^ px
-    path = store.write_part(table, data, value, metadata={
+    # named as of its newest original: a file written since sorts after it, and wins
+    path = store.write_part(table, data, value, stamp=stamp_of(parts[-1].name), metadata={
         REPLACES: json.dumps([p.name for p in parts]), COVERS: f"{n}:{x:016x}"})
     return Merge(table.name, value, len(parts), data.num_rows, path)
 
