@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EvallibError
+from .warehouse.db import retrying
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -153,9 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     days = p.add_mutually_exclusive_group()
     days.add_argument("--date", metavar="YYYY-MM-DD", help="only this day's partitions")
     days.add_argument("--before", metavar="YYYY-MM-DD", help="only days before this one")
-    p.add_argument("--grace", type=float, default=600.0, metavar="SECONDS",
-                   help="delete the merged originals once the new file is this old (default "
-                        "600: open connections may still read them; 0 = at once)")
+    p.add_argument("--grace", type=float, default=0.0, metavar="SECONDS",
+                   help="keep the merged originals until the new file is this old (default "
+                        "0: deleted at once, so plain Parquet readers never count a row "
+                        "twice; evallib readers take a new snapshot)")
     p.add_argument("--dry-run", action="store_true", help="say what would be merged")
     p.add_argument("--json", action="store_true")
 
@@ -220,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        return retrying(lambda: args.handler(args))
     except EvallibError as e:
         print(f"evallib {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -362,8 +364,8 @@ def _review_import(args: argparse.Namespace) -> int:
     from .review import import_labels
 
     r = import_labels(args.path, args.warehouse, rater=args.rater)
-    print(f"imported {r.imported} labels ({r.without_value} rows without a value, "
-          f"{r.already_stored} already stored)")
+    print(f"imported {r.imported} new labels, replaced {r.replaced} changed ones "
+          f"({r.without_value} rows without a value, {r.already_stored} already stored)")
     return 0
 
 
@@ -490,7 +492,8 @@ def _check(args: argparse.Namespace) -> int:
                           "removed_temp": report.removed_temp,
                           "removed_orphans": report.removed_orphans,
                           "removed_replaced": report.removed_replaced,
-                          "quarantined": [{"path": p, "why": w} for p, w in report.quarantined]},
+                          "quarantined": [{"path": p, "why": w} for p, w in report.quarantined],
+                          "duplicates": [vars(d) for d in report.duplicates]},
                          indent=2))
     else:
         print(f"{report.files} part files checked")
@@ -502,6 +505,12 @@ def _check(args: argparse.Namespace) -> int:
             print(f"removed part file merged by compact {p}")
         for p, why in report.quarantined:
             print(f"quarantined {p}: {why}")
+        for d in report.duplicates:
+            print(f"{d.table}: {d.keys} keys stored more than once on their day ({d.rows} "
+                  "older rows, hidden from readers; `evallib compact` removes them)")
+            if d.across_days:
+                print(f"{d.table}: {d.across_days} keys stored on more than one day (each "
+                      "day's row counts: re-send them with their original timestamp)")
         print("healthy" if report.healthy else "problems found: see quarantined files")
     return 0 if report.healthy else 1
 

@@ -31,7 +31,7 @@ ONLINE_FIELDS = _COMMON | {"trace_id", "timestamp", "release", "variant", "refus
                            "tool_error", "feedback"}
 _SCORE_KEYS = {"value", "kind", "passed", "rationale", "scorer", "scorer_version"}
 _DOC_KEYS = {"doc_id", "rank", "relevant", "cited"}
-_FEEDBACK_KEYS = {"kind", "value", "comment", "user_id", "timestamp"}
+_FEEDBACK_KEYS = {"kind", "value", "comment", "user_id", "timestamp", "event_id"}
 
 
 @dataclass

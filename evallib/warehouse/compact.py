@@ -4,14 +4,17 @@ A production sampler writes a part file per batch, so a day can hold thousands o
 files, and every query opens each of them. Per partition, safely beside running writers
 and readers:
 
-1. list the partition's current files (`evallib.warehouse.catalog`: readable, not already replaced);
-2. write their rows as one new file, atomically, whose Parquet footer names the files it
-   replaces (and counts the original files it holds, so rollups stay fresh);
-3. from then on a listing that holds the new file hides the ones it names; a listing taken
-   before still reads the originals. Either way each row is read once;
-4. delete the originals once the new file is ``grace`` seconds old: a connection is a
-   snapshot, and one opened before step 2 may still read them (the dashboard renews its
-   connection every minute). ``grace=0`` deletes them at once.
+1. list the partition's current files (`evallib.warehouse.catalog`: readable, not already
+   replaced);
+2. write their rows as one new file, atomically, one row per key (`keys`: the newest
+   file's), named as of its newest original (a file written meanwhile sorts after it and
+   wins), whose Parquet footer names the files it replaces (and counts the original files
+   it holds, so rollups stay fresh);
+3. from then on a listing that holds the new file hides the ones it names;
+4. delete the originals, at once by default, so that a plain Parquet reader never sees a
+   row twice (warehouse/README.md). An evallib connection opened before step 2 still names
+   them: its next query fails on the missing file, and the reader takes a new snapshot and
+   runs it again (`db.retrying`). ``grace`` keeps them that many seconds instead.
 
 Files a writer adds after step 1 are left alone; the next compaction merges them. Run one
 compaction at a time per warehouse (a lock enforces it on local disks; on object stores
@@ -59,7 +62,7 @@ class CompactReport:
 
 
 def compact(root: str | os.PathLike[str] | Store | None = None, *, day: date | None = None,
-            before: date | None = None, grace: float = 600.0, dry_run: bool = False
+            before: date | None = None, grace: float = 0.0, dry_run: bool = False
             ) -> CompactReport:
     """Merge the small files of every date partition (only ``day``, or only days before
     ``before``, if given; unpartitioned tables only when neither is given) and delete the

@@ -9,6 +9,8 @@ warehouse.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -40,10 +42,11 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _read(paths: str | list[str], table: S.Table) -> str:
+def _read(paths: str | list[str], table: S.Table, *, raw: bool = False) -> str:
     """SQL for the rows of these part files (a list, or one glob), or an empty relation of
     the table's columns. A keyed table (`keys.LATEST_WINS`) keeps one row per key in each
-    partition that holds more than one file; a single file is unique already."""
+    partition that holds more than one file (a single file is unique already); ``raw``:
+    every row of every file."""
     if not paths:
         cols = [c for c in table.columns if c.name != table.partition]
         part = [table.column(table.partition)] if table.partition else []
@@ -56,7 +59,7 @@ def _read(paths: str | list[str], table: S.Table) -> str:
         opts = "hive_partitioning = false"
     if table.added:  # files written before these columns lack them: read as null
         opts += ", union_by_name = true"
-    if isinstance(paths, str) or not keys.is_keyed(table):
+    if isinstance(paths, str) or raw or not keys.is_keyed(table):
         files = _sql_str(paths) if isinstance(paths, str) else _sql_list(paths)
         return f"SELECT * FROM read_parquet({files}, {opts})"
     by_dir: dict[str, list[str]] = {}
@@ -242,6 +245,29 @@ def _unreadable_table(con: duckdb.DuckDBPyConnection, listings: dict[str, Listin
             for p, why in listing.unreadable]
     if rows:
         con.executemany("INSERT INTO unreadable_files VALUES (?, ?, ?)", rows)
+
+
+# What DuckDB (or fsspec under it) says when a file a snapshot listed is gone.
+_LOST = ("No files found that match the pattern", "No such file or directory",
+         "FileNotFoundError", "does not exist")
+T = TypeVar("T")
+
+
+def lost_file(error: BaseException) -> bool:
+    """Whether a query failed because a part file its snapshot listed is gone: `evallib
+    compact` deleted it once merged. A new snapshot (`connect()`) reads the merged file."""
+    return isinstance(error, duckdb.IOException) and any(s in str(error) for s in _LOST)
+
+
+def retrying(read: Callable[[], T], attempts: int = 3) -> T:
+    """Run ``read`` (which connects anew each call) again while it fails on a lost file."""
+    for attempt in range(attempts):
+        try:
+            return read()
+        except duckdb.IOException as e:
+            if not lost_file(e) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def snapshot_key(root: str | os.PathLike[str] | Store | None = None) -> tuple:

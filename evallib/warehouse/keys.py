@@ -28,13 +28,14 @@ import pyarrow.parquet as pq
 from . import schema as S
 
 # Tables whose key holds across writes (offline tables are selected by their run's write).
+# (dataset_cases: a version is stored once, but two writers may store it at the same moment.)
 LATEST_WINS = frozenset({"online_traces", "online_scores", "online_retrievals", "feedback",
-                         "human_labels"})
+                         "human_labels", "dataset_cases"})
 
 # A feedback event's id when its sender gave none: what makes two events the same one.
 # DuckDB computes it for the writer and for files written before the column existed, so
 # both agree to the bit (epoch microseconds: no time zone or format in between).
-DERIVED_EVENT_ID = ("md5(concat_ws('|', trace_id, kind, CAST(epoch_us(timestamp) AS VARCHAR), "
+DERIVED_EVENT_ID = ("md5(concat_ws('|', trace_id, kind, CAST(epoch_us(timestamp) AS STRING), "
                     "coalesce(user_id, '')))")
 
 
