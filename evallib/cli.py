@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EvallibError
+from .warehouse.db import retrying
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -175,9 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     days = p.add_mutually_exclusive_group()
     days.add_argument("--date", metavar="YYYY-MM-DD", help="only this day's partitions")
     days.add_argument("--before", metavar="YYYY-MM-DD", help="only days before this one")
-    p.add_argument("--grace", type=float, default=600.0, metavar="SECONDS",
-                   help="delete the merged originals once the new file is this old (default "
-                        "600: open connections may still read them; 0 = at once)")
+    p.add_argument("--grace", type=float, default=0.0, metavar="SECONDS",
+                   help="keep the merged originals until the new file is this old (default "
+                        "0: deleted at once, so plain Parquet readers never count a row "
+                        "twice; evallib readers take a new snapshot)")
     p.add_argument("--dry-run", action="store_true", help="say what would be merged")
     p.add_argument("--json", action="store_true")
 
@@ -242,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        return retrying(lambda: args.handler(args))
     except EvallibError as e:
         print(f"evallib {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -412,8 +414,8 @@ def _review_import(args: argparse.Namespace) -> int:
     from .review import import_labels
 
     r = import_labels(args.path, args.warehouse, rater=args.rater)
-    print(f"imported {r.imported} labels ({r.without_value} rows without a value, "
-          f"{r.already_stored} already stored)")
+    print(f"imported {r.imported} new labels, replaced {r.replaced} changed ones "
+          f"({r.without_value} rows without a value, {r.already_stored} already stored)")
     return 0
 
 
@@ -590,7 +592,8 @@ def _check(args: argparse.Namespace) -> int:
                           "removed_temp": report.removed_temp,
                           "removed_orphans": report.removed_orphans,
                           "removed_replaced": report.removed_replaced,
-                          "quarantined": [{"path": p, "why": w} for p, w in report.quarantined]},
+                          "quarantined": [{"path": p, "why": w} for p, w in report.quarantined],
+                          "duplicates": [vars(d) for d in report.duplicates]},
                          indent=2))
     else:
         print(f"{report.files} part files checked")
@@ -602,6 +605,12 @@ def _check(args: argparse.Namespace) -> int:
             print(f"removed part file merged by compact {p}")
         for p, why in report.quarantined:
             print(f"quarantined {p}: {why}")
+        for d in report.duplicates:
+            print(f"{d.table}: {d.keys} keys stored more than once on their day ({d.rows} "
+                  "older rows, hidden from readers; `evallib compact` removes them)")
+            if d.across_days:
+                print(f"{d.table}: {d.across_days} keys stored on more than one day (each "
+                      "day's row counts: re-send them with their original timestamp)")
         print("healthy" if report.healthy else "problems found: see quarantined files")
     return 0 if report.healthy else 1
 
@@ -674,8 +683,17 @@ def _import_jsonl(args: argparse.Namespace) -> int:
         print(result["run_id"])
         print(f"imported {result['cases']} cases", file=sys.stderr)
     else:
-        print(", ".join(f"{v} {k}" for k, v in result.items()))
+        _print_merged(args.path, result)
     return 0
+
+
+def _print_merged(path: str, counts: dict[str, Any]) -> None:
+    """One line per online table an import touched: rows new, replaced, already present."""
+    touched = {t: m for t, m in counts.items() if m.new or m.replaced or m.present}
+    for table, merged in touched.items():
+        print(f"{path}: {table}: {merged}")
+    if not touched:
+        print(f"{path}: no rows")
 
 
 def _import_inspect(args: argparse.Namespace) -> int:
@@ -713,10 +731,11 @@ def _import_otel(args: argparse.Namespace) -> int:
     wh = Warehouse(args.warehouse)
     for path in args.paths:
         r = import_otel(path, wh)
-        print(f"{path}: {r['online_traces']} traces, {r['online_scores']} scores, "
-              f"{r['feedback']} feedback, {r['online_retrievals']} retrieved documents; "
-              f"{r['already_present']} traces already imported, {r['without_root']} without "
-              "their root span in the file (skipped)")
+        without_root = r.pop("without_root")
+        _print_merged(path, r)
+        if without_root:
+            print(f"{path}: {without_root} traces without their root span in the file "
+                  "(skipped)")
     return 0
 
 

@@ -166,10 +166,13 @@ def redact(text: str) -> str:
 def feedback_rows(trace_id: str, *, thumbs: bool | None = None, rating: float | None = None,
                   edit: tuple[str, str] | None = None, comment: str | None = None,
                   user_id: str | None = None, timestamp: Any = None,
+                  event_id: str | None = None,
                   redactor: Redactor | None = DEFAULT_REDACTOR) -> list[dict[str, Any]]:
     """``feedback`` rows for one trace: thumbs (1 up / 0 down), rating (1-5), edit
     (``(original, edited)`` → normalised Levenshtein distance, 0 = unchanged, 1 = rewritten;
-    the edited text, redacted, is its comment) and comment (redacted)."""
+    the edited text, redacted, is its comment) and comment (redacted). ``event_id``: the
+    sender's id of this feedback (each row gets ``<event_id>/<kind>``), so a re-send is
+    stored once; without it the id is derived from trace, kind, timestamp and user."""
     from rapidfuzz.distance import Levenshtein
 
     if not isinstance(trace_id, str) or not trace_id:
@@ -193,6 +196,8 @@ def feedback_rows(trace_id: str, *, thumbs: bool | None = None, rating: float | 
         rows.append({**base, "kind": "comment", "comment": clean(comment)})
     if not rows:
         raise EvallibError("feedback needs thumbs, rating, edit or comment")
+    if event_id is not None:
+        rows = [{**r, "event_id": f"{event_id}/{r['kind']}"} for r in rows]
     return rows
 
 
@@ -271,7 +276,7 @@ class BufferedRecorder:
 
     def feedback(self, trace_id: str, **feedback: Any) -> bool:
         """Queue feedback for a trace (every trace's, sampled or not): thumbs, rating, edit,
-        comment, user_id, timestamp as in `feedback_rows`."""
+        comment, user_id, timestamp, event_id as in `feedback_rows`."""
         try:
             feedback.setdefault("timestamp", time.time())
             return self._put(("feedback", trace_id, None, None, feedback), None)

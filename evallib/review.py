@@ -50,7 +50,8 @@ _METRIC_KINDS = """
     SELECT metric, any_value(kind) AS kind FROM online_scores
     WHERE list_contains($metrics, metric) GROUP BY metric"""
 _STORED_LABELS = """
-    SELECT trace_id, metric, labeler FROM human_labels WHERE list_contains($ids, trace_id)"""
+    SELECT trace_id, metric, labeler, value, note FROM human_labels
+    WHERE list_contains($ids, trace_id)"""
 
 _WORDS = {"yes": 1.0, "no": 0.0, "true": 1.0, "false": 0.0, "pass": 1.0, "fail": 0.0,
           "y": 1.0, "n": 0.0, "👍": 1.0, "👎": 0.0}
@@ -123,9 +124,10 @@ def write_sheet(df: pl.DataFrame, out: str | os.PathLike[str], *, force: bool = 
 
 @dataclass
 class ImportResult:
-    imported: int
+    imported: int  # new labels
     without_value: int
-    already_stored: int
+    already_stored: int  # the same label (value and note) by the same rater
+    replaced: int = 0  # a rater's changed label: the newer one is what readers see
 
 
 def parse_label(cell: str) -> float | None:
@@ -192,24 +194,27 @@ def import_labels(path: str | os.PathLike[str], warehouse: Any, *, rater: str | 
                      "note": cell.get("note") or None})
         lines.append(where)
     stored = _check_against_warehouse(wh, rows, lines)
-    fresh = [r for r in rows if (r["trace_id"], r["metric"], r["labeler"]) not in stored]
-    if fresh:
-        wh.record_human_labels(fresh, source=src)
-    return ImportResult(len(fresh), skipped, len(rows) - len(fresh))
+    new = [r for r in rows if (r["trace_id"], r["metric"], r["labeler"]) not in stored]
+    changed = [r for r in rows if stored.get((r["trace_id"], r["metric"], r["labeler"]),
+                                             (r["value"], r["note"])) != (r["value"], r["note"])]
+    if new or changed:  # a label's key holds across writes: the newest write wins
+        wh.record_human_labels(new + changed, source=src)
+    return ImportResult(len(new), skipped, len(rows) - len(new) - len(changed), len(changed))
 
 
 def _check_against_warehouse(wh: Any, rows: list[dict[str, Any]], lines: list[str]
-                             ) -> set[tuple[str, str, str]]:
+                             ) -> dict[tuple[str, str, str], tuple[float, str | None]]:
     """Refuse labels for unknown traces, and non-0/1 labels of binary metrics; return the
-    (trace, metric, rater) labels already stored."""
+    (trace, metric, rater) labels already stored, with their (value, note)."""
     if not rows:
-        return set()
+        return {}
     ids = sorted({r["trace_id"] for r in rows})
     with wh.connect() as con:
         known = set(con.sql(_KNOWN_TRACES, params={"ids": ids}).pl()["trace_id"].to_list())
         kinds = dict(con.sql(_METRIC_KINDS, params={
             "metrics": sorted({r["metric"] for r in rows})}).pl().iter_rows())
-        stored = {tuple(r) for r in con.sql(_STORED_LABELS, params={"ids": ids}).pl().iter_rows()}
+        stored = {(t, m, who): (v, note) for t, m, who, v, note in
+                  con.sql(_STORED_LABELS, params={"ids": ids}).pl().iter_rows()}
     for r, where in zip(rows, lines, strict=True):
         if r["trace_id"] not in known:
             raise DataError(f"{r['trace_id']!r} is not a trace in the warehouse", source=where,

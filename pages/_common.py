@@ -4,9 +4,10 @@ in evallib."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -15,11 +16,12 @@ import streamlit as st
 from evallib import connect, queries, resolve_root, stats
 from evallib.compare import Comparison, compare_runs
 from evallib.export import failing_cases, to_csv
-from evallib.warehouse.db import snapshot_key
+from evallib.warehouse.db import lost_file, snapshot_key
 
 TTL_SECONDS = 60  # new runs and traces show up within a minute (or on "Refresh")
 MAX_ENTRIES = 256
 _SUMMARY_COLUMNS = {"kind", "n", "mean", "sd"}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,24 @@ def _connection(root: str, snapshot: tuple) -> duckdb.DuckDBPyConnection:
     return connect(root, read_only=True)
 
 
+def _read(root: str, snapshot: tuple, read: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """``read`` on a cursor of the snapshot's connection. When a file of the snapshot is gone
+    (`evallib compact` deletes the files it merged), a new snapshot, and ``read`` again."""
+    for attempt in range(2):
+        try:
+            with _connection(root, snapshot).cursor() as cur:
+                return read(cur)
+        except duckdb.IOException as e:
+            if attempt or not lost_file(e):
+                raise
+            _connection.clear()
+    raise AssertionError("unreachable")
+
+
 @st.cache_data(ttl=TTL_SECONDS, max_entries=MAX_ENTRIES, show_spinner=False)
 def _query(root: str, snapshot: tuple, name: str, args: tuple[Any, ...]
            ) -> pl.DataFrame:
-    with _connection(root, snapshot).cursor() as cur:
-        df = getattr(queries, name)(cur, *args)
+    df = _read(root, snapshot, lambda cur: getattr(queries, name)(cur, *args))
     if set(df.columns) >= _SUMMARY_COLUMNS:
         df = stats.with_intervals(df)
     return df
@@ -95,8 +110,8 @@ def _query(root: str, snapshot: tuple, name: str, args: tuple[Any, ...]
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner="Comparing runs…")
 def _comparison(root: str, snapshot: tuple, candidate: str, baseline: str,
                 by: tuple[tuple[str, ...], ...], alpha: float) -> Comparison:
-    with _connection(root, snapshot).cursor() as cur:
-        return compare_runs(cur, candidate, baseline, by=by, alpha=alpha)
+    return _read(root, snapshot,
+                 lambda cur: compare_runs(cur, candidate, baseline, by=by, alpha=alpha))
 
 
 def comparison(candidate: str, baseline: str, by: tuple[tuple[str, ...], ...] = (),
@@ -108,8 +123,7 @@ def comparison(candidate: str, baseline: str, by: tuple[tuple[str, ...], ...] = 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner=False)
 def _failures_csv(root: str, snapshot: tuple, run_id: str, baseline: str | None) -> bytes:
-    with _connection(root, snapshot).cursor() as cur:
-        return to_csv(failing_cases(cur, run_id, baseline))
+    return _read(root, snapshot, lambda cur: to_csv(failing_cases(cur, run_id, baseline)))
 
 
 def failures_csv(run_id: str, baseline: str | None = None) -> bytes:
@@ -131,8 +145,8 @@ def _analysis(root: str, snapshot: tuple, name: str, args: tuple[Any, ...],
     import importlib
 
     module, function = ANALYSES[name].split(":")
-    with _connection(root, snapshot).cursor() as cur:
-        return getattr(importlib.import_module(module), function)(cur, *args, **dict(kwargs))
+    run = getattr(importlib.import_module(module), function)
+    return _read(root, snapshot, lambda cur: run(cur, *args, **dict(kwargs)))
 
 
 def analysis(name: str, *args: Any, **kwargs: Any) -> Any:

@@ -8,6 +8,7 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from evallib import Warehouse, connect, queries
@@ -16,6 +17,7 @@ from evallib.errors import EvallibError
 from evallib.warehouse import compact as compaction
 from evallib.warehouse import schema as S
 from evallib.warehouse.catalog import list_table
+from evallib.warehouse.db import lost_file, retrying
 from evallib.warehouse.store import Store
 
 DAYS = [date(2026, 4, 1) + timedelta(days=i) for i in range(3)]
@@ -60,21 +62,38 @@ def _files(root: Path, table: S.Table) -> dict[str | None, int]:
 
 def test_each_day_becomes_one_file_and_nobody_sees_a_row_twice(tmp_path: Path) -> None:
     _fill(tmp_path)
-    before = connect(tmp_path)  # a snapshot taken before: it keeps reading the originals
+    before = connect(tmp_path)  # a snapshot taken before: it lists the originals
     expected = _seen(before)
     assert expected["traces"] == (3 * 6 * BATCH,) * 2
-    report = compaction.compact(tmp_path)  # default grace: the originals stay a while
+    report = compaction.compact(tmp_path)  # default: the originals are deleted at once
     assert {(m.table, m.files) for m in report.merged} == {
         (t, 6) for t in ("online_traces", "online_scores", "feedback")}
-    assert len(report.kept) == 3 * 3 * 6 and not report.removed
+    assert len(report.removed) == 3 * 3 * 6 and not report.kept
     for table in (S.ONLINE_TRACES, S.ONLINE_SCORES, S.FEEDBACK):
         assert _files(tmp_path, table) == {str(d): 1 for d in DAYS}
-        assert len(list(tmp_path.glob(f"{table.name}/*/part-*.parquet"))) == 3 * 7  # both
+        assert len(list(tmp_path.glob(f"{table.name}/*/part-*.parquet"))) == 3  # plain
+    with connect(tmp_path) as after:
+        assert _seen(after) == expected
+    # The older snapshot's files are gone: its query fails on a lost file, and an evallib
+    # reader takes a new snapshot (the dashboard and the CLI retry so).
+    with pytest.raises(duckdb.IOException) as lost:
+        _seen(before)
+    assert lost_file(lost.value)
+    before.close()
+    assert retrying(lambda: _seen(connect(tmp_path))) == expected
+
+
+def test_a_grace_keeps_the_originals_for_snapshots_taken_before(tmp_path: Path) -> None:
+    _fill(tmp_path)
+    before = connect(tmp_path)
+    expected = _seen(before)
+    report = compaction.compact(tmp_path, grace=600)
+    assert len(report.kept) == 3 * 3 * 6 and not report.removed
+    assert len(list(tmp_path.glob("online_traces/*/part-*.parquet"))) == 3 * 7  # both
     with connect(tmp_path) as after:
         assert _seen(after) == expected  # originals and merged file listed: each row once
     assert _seen(before) == expected  # the older snapshot still reads its files
     before.close()
-
     report = compaction.compact(tmp_path, grace=0)
     assert not report.merged and len(report.removed) == 3 * 3 * 6
     assert len(list(tmp_path.glob("online_traces/*/part-*.parquet"))) == 3
@@ -84,11 +103,11 @@ def test_each_day_becomes_one_file_and_nobody_sees_a_row_twice(tmp_path: Path) -
 
 def test_merging_again_and_deleting_in_a_safe_order(tmp_path: Path) -> None:
     wh = _fill(tmp_path, batches=3)
-    compaction.compact(tmp_path)
+    compaction.compact(tmp_path, grace=600)
     _batch(wh, "late", DAYS[1])  # a new file beside the merged one
     with connect(tmp_path) as con:
         expected = _seen(con)
-    report = compaction.compact(tmp_path)
+    report = compaction.compact(tmp_path, grace=600)
     assert [(m.table, m.partition, m.files) for m in report.merged] == [
         ("online_traces", str(DAYS[1]), 2), ("online_scores", str(DAYS[1]), 2),
         ("feedback", str(DAYS[1]), 2)]
@@ -136,9 +155,8 @@ def test_readers_and_writers_while_compacting(tmp_path: Path) -> None:
 
     def read() -> None:
         while not stop.is_set():
-            try:
-                with connect(tmp_path) as con:
-                    seen = _seen(con)
+            try:  # as evallib's readers do: a snapshot that lost a file is taken again
+                seen = retrying(lambda: _seen(connect(tmp_path)))
                 n, distinct = seen["traces"]
                 assert n == distinct and n % BATCH == 0, seen  # no row twice, whole batches
                 n_scores, distinct_scores = seen["scores"]  # (a batch's tables land apart)
@@ -192,7 +210,7 @@ def test_check_removes_merged_files_after_their_grace(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]
                                                       ) -> None:
     _fill(tmp_path, batches=2)
-    compaction.compact(tmp_path)
+    compaction.compact(tmp_path, grace=600)
     assert main(["check", "--warehouse", str(tmp_path)]) == 0  # within the hour: kept
     assert "merged by compact" not in capsys.readouterr().out
     assert main(["check", "--warehouse", str(tmp_path), "--tmp-age", "0"]) == 0

@@ -48,7 +48,9 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> str:
     wh = str(tmp_path_factory.mktemp("otel") / "wh")
     code, out, err = _cli("import", "otel", str(LINES), "--warehouse", wh)
     assert code == 0, err
-    assert "12 traces, 12 scores, 5 feedback, 36 retrieved documents" in out
+    for table, n in (("online_traces", 12), ("online_scores", 12), ("feedback", 5),
+                     ("online_retrievals", 36)):
+        assert f"{table}: {n} new, 0 replaced, 0 already present" in out
     return wh
 
 
@@ -143,7 +145,7 @@ def test_retrieval_spans_in_both_conventions_become_ranked_documents(imported):
 def test_one_export_document_imports_like_the_lines(tmp_path, imported):
     wh = str(tmp_path / "wh")
     code, out, _ = _cli("import", "otel", str(OTEL / "traces.json"), "--warehouse", wh)
-    assert code == 0 and "12 traces, 12 scores, 5 feedback, 36 retrieved documents" in out
+    assert code == 0 and "online_traces: 12 new, 0 replaced, 0 already present" in out
     query = "SELECT * EXCLUDE (date) FROM online_traces ORDER BY trace_id"
     with connect(wh) as a, connect(imported) as b:
         assert a.sql(query).pl().equals(b.sql(query).pl())
@@ -154,8 +156,9 @@ def test_importing_again_adds_nothing(imported):
     for path in (LINES, OTEL / "traces.json"):  # the same spans, as lines or one document
         code, out, _ = _cli("import", "otel", str(path), "--warehouse", imported)
         assert code == 0
-        assert "0 traces, 0 scores, 0 feedback, 0 retrieved documents; 12 traces already " \
-               "imported" in out
+        for table, n in (("online_traces", 12), ("online_scores", 12), ("feedback", 5),
+                         ("online_retrievals", 36)):
+            assert f"{table}: 0 new, 0 replaced, {n} already present" in out
     assert _files(imported) == before
 
 
@@ -174,7 +177,8 @@ def test_a_trace_whose_root_is_not_in_the_file_is_left_out(tmp_path):
     path.write_text("\n".join(kept) + "\n")
     wh = str(tmp_path / "wh")
     code, out, _ = _cli("import", "otel", str(path), "--warehouse", wh)
-    assert code == 0 and "11 traces" in out and "1 without their root span" in out
+    assert code == 0 and "online_traces: 11 new" in out
+    assert "1 traces without their root span" in out
     with connect(wh) as con:
         ids = set(con.sql("SELECT trace_id FROM online_traces").pl()["trace_id"])
         orphans = con.sql("SELECT count(*) AS n FROM online_retrievals WHERE trace_id = $t",

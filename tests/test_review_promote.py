@@ -91,7 +91,8 @@ def test_review_import_stores_labels_and_is_idempotent(tmp_path, capsys):
     args = ["review", "import", str(out), "--rater", "ana", "--warehouse", str(tmp_path)]
     assert main(args) == 0
     assert capsys.readouterr().out.strip() == \
-        "imported 3 labels (1 rows without a value, 0 already stored)"
+        "imported 3 new labels, replaced 0 changed ones (1 rows without a value, 0 already " \
+        "stored)"
     with connect(tmp_path) as con:
         got = con.sql("SELECT trace_id, metric, value, labeler, note FROM human_labels "
                       "ORDER BY trace_id").pl().rows()
@@ -99,8 +100,17 @@ def test_review_import_stores_labels_and_is_idempotent(tmp_path, capsys):
                    (rows[1]["trace_id"], "correctness", 0.0, "bob", None),
                    (rows[2]["trace_id"], "correctness", 1.0, "ana", "borderline")]
     assert main(args) == 0
-    assert "imported 0 labels (1 rows without a value, 3 already stored)" in \
-        capsys.readouterr().out
+    assert "imported 0 new labels, replaced 0 changed ones (1 rows without a value, 3 already " \
+        "stored)" in capsys.readouterr().out
+    # An edited label replaces the rater's earlier one: readers see the newer value only.
+    rows[2]["value"] = "0"
+    _write_sheet(out, rows)
+    assert main(args) == 0
+    assert "imported 0 new labels, replaced 1 changed ones (1 rows without a value, 2 already " \
+        "stored)" in capsys.readouterr().out
+    with connect(tmp_path) as con:
+        assert con.sql("SELECT value, note FROM human_labels WHERE trace_id = $t",
+                       params={"t": rows[2]["trace_id"]}).fetchall() == [(0.0, "borderline")]
     # Labelled traces are not offered again.
     assert main(["review", "sample", "--n", "50", "--metric", "correctness", "--since",
                  "2026-03-01", "--out", str(tmp_path / "next.csv"),

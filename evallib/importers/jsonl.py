@@ -31,7 +31,7 @@ ONLINE_FIELDS = _COMMON | {"trace_id", "timestamp", "release", "variant", "refus
                            "tool_error", "feedback"}
 _SCORE_KEYS = {"value", "kind", "passed", "rationale", "scorer", "scorer_version"}
 _DOC_KEYS = {"doc_id", "rank", "relevant", "cited"}
-_FEEDBACK_KEYS = {"kind", "value", "comment", "user_id", "timestamp"}
+_FEEDBACK_KEYS = {"kind", "value", "comment", "user_id", "timestamp", "event_id"}
 
 
 @dataclass
@@ -50,7 +50,8 @@ class _Rows:
 
 def import_jsonl(path: str | os.PathLike[str], warehouse: Warehouse, *, kind: str = "offline",
                  run: dict[str, Any] | None = None, replace: bool = False) -> dict[str, Any]:
-    """Import one file. Returns {"run_id": …} (offline) or the row counts (online)."""
+    """Import one file. Returns {"run_id": …} (offline) or, per online table, the rows new,
+    replaced and already present (`Warehouse.merge_online`: a second import writes nothing)."""
     p = Path(path)
     src = str(path)
     try:
@@ -82,7 +83,7 @@ def import_jsonl(path: str | os.PathLike[str], warehouse: Warehouse, *, kind: st
                 sources={"run": "run metadata"},
             )
             return {"run_id": run_id, "cases": len(out.rows.get("cases", []))}
-        return warehouse.record_online(
+        return warehouse.merge_online(
             traces=out.rows.get("online_traces"), scores=out.rows.get("online_scores"),
             feedback=out.rows.get("feedback"), retrievals=out.rows.get("online_retrievals"),
         )

@@ -65,28 +65,24 @@ class Span:
         return "other"
 
 
-def import_otel(path: str | os.PathLike[str], warehouse: Warehouse) -> dict[str, int]:
-    """Import one file. Returns how many traces, scores, feedback events and retrieved
-    documents were written, how many traces were already there and how many had no root."""
+def import_otel(path: str | os.PathLike[str], warehouse: Warehouse) -> dict[str, Any]:
+    """Import one file. Returns, per table, the rows new, replaced and already present
+    (`Warehouse.merge_online`: a second import writes nothing), and ``without_root``: the
+    traces whose root span is not in the file (skipped)."""
     src = os.fspath(path)
     traces = _traces(_spans(src))
     complete = {t: spans for t, spans in traces.items() if _root(spans)}
-    known = _known(warehouse, complete)
-    fresh = {t: spans for t, spans in complete.items() if t not in known}
     rows = Rows()
-    for spans in fresh.values():
+    for spans in complete.values():
         _trace_rows(spans, rows, src)
     _score_kinds(rows)
-    counts = {"online_traces": 0, "online_scores": 0, "feedback": 0, "online_retrievals": 0}
-    if fresh:
-        try:
-            counts = warehouse.record_online(
-                traces=rows.get("online_traces"), scores=rows.get("online_scores"),
-                feedback=rows.get("feedback"), retrievals=rows.get("online_retrievals"))
-        except DataError as e:
-            raise rows.locate(e, src) from None
-    return {**counts, "already_present": len(known),
-            "without_root": len(traces) - len(complete)}
+    try:
+        counts = warehouse.merge_online(
+            traces=rows.get("online_traces"), scores=rows.get("online_scores"),
+            feedback=rows.get("feedback"), retrievals=rows.get("online_retrievals"))
+    except DataError as e:
+        raise rows.locate(e, src) from None
+    return {**counts, "without_root": len(traces) - len(complete)}
 
 
 # --- reading OTLP/JSON --------------------------------------------------------------------
@@ -242,18 +238,6 @@ def _root(spans: list[Span]) -> Span | None:
 
 def _time(ns: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
-
-
-def _known(warehouse: Warehouse, traces: dict[str, list[Span]]) -> set[str]:
-    """Trace ids of the file already in the warehouse (reads only the file's days)."""
-    if not traces:
-        return set()
-    days = [_time(_root(s).start_ns).date() for s in traces.values()]
-    with warehouse.connect() as con:
-        found = con.sql("SELECT DISTINCT trace_id FROM online_traces "
-                        "WHERE date BETWEEN $lo AND $hi AND list_contains($ids, trace_id)",
-                        params={"lo": min(days), "hi": max(days), "ids": list(traces)}).pl()
-    return set(found["trace_id"].to_list())
 
 
 def _trace_rows(spans: list[Span], rows: Rows, src: str) -> None:

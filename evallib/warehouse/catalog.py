@@ -175,9 +175,10 @@ def schema_problem(schema: pa.Schema, table: Table) -> str | None:
     """Why a file of this schema cannot be read as ``table`` (None: it can)."""
     expected = table.schema
     missing = [f.name for f in expected if f.name not in schema.names]
-    if missing:
+    if [m for m in missing if m not in table.added]:  # older files may lack added columns
         return f"missing columns {', '.join(missing)}"
-    wrong = [f.name for f in expected if not schema.field(f.name).type.equals(f.type)]
+    wrong = [f.name for f in expected if f.name not in missing
+             and not schema.field(f.name).type.equals(f.type)]
     if wrong:
         return f"wrong column types for {', '.join(wrong)}"
     return None

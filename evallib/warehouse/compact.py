@@ -4,14 +4,17 @@ A production sampler writes a part file per batch, so a day can hold thousands o
 files, and every query opens each of them. Per partition, safely beside running writers
 and readers:
 
-1. list the partition's current files (`evallib.warehouse.catalog`: readable, not already replaced);
-2. write their rows as one new file, atomically, whose Parquet footer names the files it
-   replaces (and counts the original files it holds, so rollups stay fresh);
-3. from then on a listing that holds the new file hides the ones it names; a listing taken
-   before still reads the originals. Either way each row is read once;
-4. delete the originals once the new file is ``grace`` seconds old: a connection is a
-   snapshot, and one opened before step 2 may still read them (the dashboard renews its
-   connection every minute). ``grace=0`` deletes them at once.
+1. list the partition's current files (`evallib.warehouse.catalog`: readable, not already
+   replaced);
+2. write their rows as one new file, atomically, one row per key (`keys`: the newest
+   file's), named as of its newest original (a file written meanwhile sorts after it and
+   wins), whose Parquet footer names the files it replaces (and counts the original files
+   it holds, so rollups stay fresh);
+3. from then on a listing that holds the new file hides the ones it names;
+4. delete the originals, at once by default, so that a plain Parquet reader never sees a
+   row twice (warehouse/README.md). An evallib connection opened before step 2 still names
+   them: its next query fails on the missing file, and the reader takes a new snapshot and
+   runs it again (`db.retrying`). ``grace`` keeps them that many seconds instead.
 
 Files a writer adds after step 1 are left alone; the next compaction merges them. Run one
 compaction at a time per warehouse (a lock enforces it on local disks; on object stores
@@ -30,12 +33,12 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..errors import EvallibError
+from . import keys
 from . import schema as S
 from .catalog import COVERS, REPLACES, Listing, Part, leaf_hash, list_table
-from .store import Store
+from .store import Store, stamp_of
 
 # Append-only tables written a few rows at a time. Offline data is left out: one file per
 # run and table already, and its file names carry the write that commits them.
@@ -59,7 +62,7 @@ class CompactReport:
 
 
 def compact(root: str | os.PathLike[str] | Store | None = None, *, day: date | None = None,
-            before: date | None = None, grace: float = 600.0, dry_run: bool = False
+            before: date | None = None, grace: float = 0.0, dry_run: bool = False
             ) -> CompactReport:
     """Merge the small files of every date partition (only ``day``, or only days before
     ``before``, if given; unpartitioned tables only when neither is given) and delete the
@@ -110,14 +113,15 @@ def _merge_plan(listing: Listing, value: str | None, parts: list[Part]) -> Merge
 def _merge(store: Store, listing: Listing, value: str | None, parts: list[Part]) -> Merge:
     table = listing.table
     fs = None if store.is_local else store.fs
-    schema = table.schema
-    data = pa.concat_tables([pq.read_table(p.path, columns=schema.names, filesystem=fs)
-                             .cast(schema) for p in parts])
+    parts = sorted(parts, key=lambda p: p.name)  # oldest first: the newest row of a key wins
+    data = pa.concat_tables([keys.read_part(p.path, table, fs) for p in parts])
+    data = keys.keep_latest(data, table)
     n, x = 0, 0
     for p in parts:
         pn, px = listing.footers[p].covers or (1, leaf_hash(p.name))
         n, x = n + pn, x ^ px
-    path = store.write_part(table, data, value, metadata={
+    # named as of its newest original: a file written since sorts after it, and wins
+    path = store.write_part(table, data, value, stamp=stamp_of(parts[-1].name), metadata={
         REPLACES: json.dumps([p.name for p in parts]), COVERS: f"{n}:{x:016x}"})
     return Merge(table.name, value, len(parts), data.num_rows, path)
 

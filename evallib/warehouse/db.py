@@ -9,10 +9,13 @@ warehouse.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
 
+from . import keys
 from . import online_rollups as traffic
 from . import schema as S
 from .catalog import MOMENT_COLUMNS, MOMENTS, Current, Listing, current, list_table, write_id
@@ -39,22 +42,48 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _read(paths: str | list[str], table: S.Table) -> str:
+def _read(paths: str | list[str], table: S.Table, *, raw: bool = False) -> str:
     """SQL for the rows of these part files (a list, or one glob), or an empty relation of
-    the table's columns."""
+    the table's columns. A keyed table (`keys.LATEST_WINS`) keeps one row per key in each
+    partition that holds more than one file (a single file is unique already); ``raw``:
+    every row of every file."""
     if not paths:
         cols = [c for c in table.columns if c.name != table.partition]
         part = [table.column(table.partition)] if table.partition else []
         typed = ", ".join(f"CAST(NULL AS {duck_type(c.type)}) AS {c.name}" for c in cols + part)
         return f"SELECT {typed} WHERE false"
-    files = _sql_str(paths) if isinstance(paths, str) else \
-        "[" + ", ".join(_sql_str(p) for p in paths) + "]"
     if table.partition:
         ptype = duck_type(table.column(table.partition).type)
         opts = f"hive_partitioning = true, hive_types = {{'{table.partition}': '{ptype}'}}"
     else:
         opts = "hive_partitioning = false"
-    return f"SELECT * FROM read_parquet({files}, {opts})"
+    if table.added:  # files written before these columns lack them: read as null
+        opts += ", union_by_name = true"
+    if isinstance(paths, str) or raw or not keys.is_keyed(table):
+        files = _sql_str(paths) if isinstance(paths, str) else _sql_list(paths)
+        return f"SELECT * FROM read_parquet({files}, {opts})"
+    by_dir: dict[str, list[str]] = {}
+    for p in paths:
+        by_dir.setdefault(p.rsplit("/", 1)[0], []).append(p)
+    single = [ps[0] for ps in by_dir.values() if len(ps) == 1]
+    # several files: listed oldest first (names start with the writer's clock), the newest wins
+    several = [p for d in sorted(by_dir) if len(by_dir[d]) > 1
+               for p in sorted(by_dir[d], key=lambda p: p.rsplit("/", 1)[1])]
+    reads = []
+    if single:
+        reads.append(f"SELECT * FROM read_parquet({_sql_list(single)}, {opts})")
+    if several:
+        reads.append("SELECT * FROM (" + keys.latest_rows(
+            f"SELECT * FROM read_parquet({_sql_list(several)}, {opts})", table) + ")")
+    rows = " UNION ALL BY NAME ".join(reads)
+    if table.name == "feedback":  # files written before event_id existed: its derived value
+        rows = (f"SELECT * REPLACE (coalesce(event_id, {keys.DERIVED_EVENT_ID}) AS event_id) "
+                f"FROM ({rows})")
+    return rows
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
 
 
 def _write_id(path: str) -> str:
@@ -216,6 +245,29 @@ def _unreadable_table(con: duckdb.DuckDBPyConnection, listings: dict[str, Listin
             for p, why in listing.unreadable]
     if rows:
         con.executemany("INSERT INTO unreadable_files VALUES (?, ?, ?)", rows)
+
+
+# What DuckDB (or fsspec under it) says when a file a snapshot listed is gone.
+_LOST = ("No files found that match the pattern", "No such file or directory",
+         "FileNotFoundError", "does not exist")
+T = TypeVar("T")
+
+
+def lost_file(error: BaseException) -> bool:
+    """Whether a query failed because a part file its snapshot listed is gone: `evallib
+    compact` deleted it once merged. A new snapshot (`connect()`) reads the merged file."""
+    return isinstance(error, duckdb.IOException) and any(s in str(error) for s in _LOST)
+
+
+def retrying(read: Callable[[], T], attempts: int = 3) -> T:
+    """Run ``read`` (which connects anew each call) again while it fails on a lost file."""
+    for attempt in range(attempts):
+        try:
+            return read()
+        except duckdb.IOException as e:
+            if not lost_file(e) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def snapshot_key(root: str | os.PathLike[str] | Store | None = None) -> tuple:

@@ -8,7 +8,10 @@
 - files `evallib compact` merged into another are invisible already; once the merged file
   is older than ``tmp_age`` they are removed;
 - offline part files whose write was never committed (no ``runs`` row with their write_id)
-  are invisible already; older than ``tmp_age`` they are removed.
+  are invisible already; older than ``tmp_age`` they are removed;
+- keys stored more than once (a retried flush, a trace two collectors sent) are reported:
+  readers see one row per key (`keys`), `evallib compact` keeps only that row. A key on
+  two different days is two rows for every reader: reported apart.
 """
 
 from __future__ import annotations
@@ -17,14 +20,27 @@ import os
 import time
 from dataclasses import dataclass, field
 
+import duckdb
 import pyarrow.parquet as pq
 
+from . import keys
 from . import schema as S
-from .catalog import list_table
+from .catalog import Listing, list_table
 from .compact import remove_replaced
+from .db import _read
 from .store import TMP_PREFIX, TMP_SUFFIX, Store
 
 QUARANTINE = "_quarantine"
+
+
+@dataclass
+class Duplicates:
+    """A keyed table's repeated keys in its current part files."""
+
+    table: str
+    rows: int  # rows readers do not see: a newer row of their key (same day) replaces them
+    keys: int  # keys stored more than once on one day
+    across_days: int  # keys on more than one day: every reader counts each of those rows
 
 
 @dataclass
@@ -34,6 +50,7 @@ class CheckReport:
     removed_orphans: list[str] = field(default_factory=list)
     removed_replaced: list[str] = field(default_factory=list)  # merged by `compact` earlier
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    duplicates: list[Duplicates] = field(default_factory=list)  # keyed tables that have some
 
     @property
     def healthy(self) -> bool:
@@ -62,6 +79,10 @@ def check(root: str | os.PathLike[str] | Store | None = None, *, tmp_age: float 
             _quarantine(store, part.path)
             report.quarantined.append((part.path, why))
         report.removed_replaced += remove_replaced(store, listing, tmp_age)
+    for table in S.TABLES.values():
+        found = duplicate_keys(store, listings[table.name]) if keys.is_keyed(table) else None
+        if found is not None:
+            report.duplicates.append(found)
     fs = None if store.is_local else store.fs
     committed = {w for p in listings["runs"].parts
                  for w in pq.read_table(p.path, columns=["write_id"], filesystem=fs)
@@ -76,6 +97,30 @@ def check(root: str | os.PathLike[str] | Store | None = None, *, tmp_age: float 
                 store.remove([part.path])
                 report.removed_orphans.append(part.path)
     return report
+
+
+def duplicate_keys(store: Store, listing: Listing) -> Duplicates | None:
+    """Repeated keys among a keyed table's current files (None: none)."""
+    table = listing.table
+    if len(listing.parts) < 2:
+        return None
+    rows = _read(listing.urls, table, raw=True)
+    if table.name == "feedback":
+        rows = (f"SELECT * REPLACE (coalesce(event_id, {keys.DERIVED_EVENT_ID}) AS event_id) "
+                f"FROM ({rows})")
+    by_day, key = keys.key_sql(table), ", ".join(table.key)
+    day = f"count(DISTINCT {table.partition})" if table.partition else "1"
+    with duckdb.connect(":memory:") as con:
+        if not store.is_local:
+            con.register_filesystem(store.fs)
+        extra, n_keys = con.sql(f"""
+            SELECT coalesce(sum(n - 1), 0)::BIGINT, count(*) FROM (
+                SELECT count(*) AS n FROM ({rows}) GROUP BY {by_day} HAVING n > 1)""").fetchall()[0]
+        across = con.sql(f"""SELECT count(*) FROM (SELECT 1 FROM ({rows}) GROUP BY {key}
+                             HAVING {day} > 1)""").fetchall()[0][0]
+    if not extra and not across:
+        return None
+    return Duplicates(table.name, extra, n_keys, across)
 
 
 def _mtime(store: Store, path: str) -> float:

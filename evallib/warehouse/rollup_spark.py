@@ -57,10 +57,10 @@ def aggregate(urls: list[str], base: str, key: str) -> pl.DataFrame:
                                     **_moment_schema()})
     from pyspark.sql import functions as F
 
+    from . import schema as S
+
     spark = session()
-    df = spark.read.option("basePath", base).parquet(*urls)
-    if key == "date":
-        df = df.withColumn("date", F.to_date("date"))
+    df = _read(spark, base, urls, S.ONLINE_SCORES if key == "date" else S.SCORES)
     value = F.col("value")
     out = df.groupBy(key, "metric", "strata_json").agg(
         F.first("kind", ignorenulls=True).alias("kind"),
@@ -78,15 +78,12 @@ def aggregate_sql(spec: Any, urls: list[str], joined: dict[str, list[str]], stor
                   ) -> pl.DataFrame:
     """A traffic rollup (`evallib.warehouse.online_rollups.Spec`) of these part files: the same SQL
     as DuckDB runs, on Spark, over temporary views ``src`` and one per joined table."""
-    from pyspark.sql import functions as F
 
     spark = session()
 
     def view(name: str, table: Any, paths: list[str]) -> None:
         if paths:
-            df = spark.read.option("basePath", store.url(table.name)).parquet(*paths)
-            if table.partition == "date":
-                df = df.withColumn("date", F.to_date("date"))
+            df = _read(spark, store.url(table.name), paths, table)
         else:  # no files: an empty frame of the table's columns
             df = spark.createDataFrame([], schema=_spark_schema(table))
         df.createOrReplaceTempView(name)
@@ -96,6 +93,31 @@ def aggregate_sql(spec: Any, urls: list[str], joined: dict[str, list[str]], stor
         view(name, spec.joins[name], paths)
     out = spark.sql(spec.sql("spark", "src", {name: name for name in joined}))
     return pl.from_arrow(out.toArrow())
+
+
+def _read(spark: Any, base: str, paths: list[str], table: Any) -> Any:
+    """The part files as a frame, by the readers' rule: one row per key (`keys`) in each
+    partition, the newest file's (file names sort by the writer's clock)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from . import keys
+
+    reader = spark.read.option("basePath", base)
+    if table.added:  # files written before these columns lack them
+        reader = reader.option("mergeSchema", "true")
+    df = reader.parquet(*paths)
+    if table.partition == "date":
+        df = df.withColumn("date", F.to_date("date"))
+    if table.name == "feedback":
+        derived = keys.DERIVED_EVENT_ID.replace("epoch_us", "unix_micros")
+        df = df.withColumn("event_id", F.expr(f"coalesce(event_id, {derived})"))
+    if not keys.is_keyed(table):
+        return df
+    latest = Window.partitionBy(*keys.key_columns(table)).orderBy(F.col("_file").desc())
+    return (df.withColumn("_file", F.input_file_name())
+            .withColumn("_n", F.row_number().over(latest))
+            .filter("_n = 1").drop("_n", "_file"))
 
 
 def _spark_schema(table: Any) -> Any:

@@ -43,9 +43,10 @@ class Table:
     name: str
     columns: tuple[Column, ...]
     partition: str | None  # hive partition column, stored in the path not in the file
-    key: tuple[str, ...]  # unique within one write
+    key: tuple[str, ...]  # unique within one write (and across writes: `keys.LATEST_WINS`)
     doc: str = ""
     lead: tuple[str, ...] = ()  # a rollup's columns sorted before its day: what queries pick
+    added: tuple[str, ...] = ()  # columns files written before them lack (read as null)
 
     @property
     def schema(self) -> pa.Schema:
@@ -207,9 +208,12 @@ FEEDBACK = Table(
         _c("value", _F, False, "thumbs: 1 up / 0 down; rating: 1–5"),
         _c("comment", _S),
         _c("user_id", _S),
+        _c("event_id", _S, False, "the sender's id of the event; when missing, derived from "
+           "trace_id, kind, timestamp and user_id (see evallib.warehouse.keys)"),
     ),
     partition="date",
-    key=(),
+    key=("event_id",),
+    added=("event_id",),
 )
 
 HUMAN_LABELS = Table(
@@ -225,7 +229,7 @@ HUMAN_LABELS = Table(
         _c("note", _S),
     ),
     partition=None,
-    key=(),
+    key=("trace_id", "run_id", "case_id", "metric", "labeler"),  # a relabel replaces
 )
 
 APPROVALS = Table(

@@ -32,6 +32,17 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> str:
     return str(Path(value).expanduser().resolve())
 
 
+def new_stamp() -> str:
+    """The writer's UTC clock as a part file name's prefix: ``20261205T163000123456``."""
+    now = time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}"
+
+
+def stamp_of(name: str) -> str:
+    """``part-<stamp>-<id>.parquet`` → stamp."""
+    return name.split("-", 2)[1]
+
+
 class Store:
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = resolve_root(root)
@@ -152,12 +163,15 @@ class Store:
 
     def write_part(self, table: Table, data: pa.Table, partition_value: str | None = None,
                    write_id: str | None = None, metadata: dict[str, str] | None = None,
-                   row_group_size: int | None = None) -> str:
+                   row_group_size: int | None = None, stamp: str | None = None) -> str:
         """Write one new part file atomically; returns its path. Offline files carry their
         run's ``write_id`` in the name, so readers pick committed files without opening any.
-        ``metadata`` goes into the Parquet footer (compaction records what a file replaces)."""
+        ``metadata`` goes into the Parquet footer (compaction records what a file replaces).
+        Names start with the writer's UTC clock to the microsecond (or ``stamp``: a merged
+        file takes its newest original's), so their order is the writes' order: where a key
+        repeats across files, the newest file's row wins (`keys`)."""
         d = self.table_dir(table, partition_value)
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        stamp = stamp or new_stamp()
         name = f"part-{stamp}-{write_id or uuid.uuid4().hex[:12]}.parquet"
         final = f"{d}/{name}"
         data = data.cast(table.schema) if data.schema != table.schema else data

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError
+from .keys import fill_event_ids
 from .schema import FEEDBACK_KINDS, KINDS, Table
 
 Rows = Iterable[Mapping[str, Any]] | pa.Table | Any  # Any: a polars DataFrame
@@ -35,6 +36,8 @@ def to_arrow(table: Table, data: Rows, *, source: str, fill: Mapping[str, Any] |
         out = _from_arrow(table, data, source, fill)
     else:
         out = _from_rows(table, list(data), source, fill)
+    if table.name == "feedback":  # before the key check: the key is the event id
+        out = fill_event_ids(out)
     check(table, out, source)
     return out
 

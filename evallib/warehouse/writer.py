@@ -9,15 +9,18 @@ import re
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import DataError, RunExistsError
+from . import keys
 from . import schema as S
 from .catalog import list_table
 from .store import Store
@@ -25,6 +28,19 @@ from .validate import Rows, as_utc, to_arrow
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _RUN_FIELDS = [c.name for c in S.RUNS.columns if c.name not in ("write_id", "committed_at")]
+
+
+@dataclass
+class Merged:
+    """What an import did to one table: rows new to the warehouse, rows that replaced a
+    stored version of their key, and rows stored already exactly so (not written again)."""
+
+    new: int = 0
+    replaced: int = 0
+    present: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.new} new, {self.replaced} replaced, {self.present} already present"
 
 
 class Warehouse:
@@ -148,8 +164,42 @@ class Warehouse:
         """Record a batch of sampled production traffic, split into daily partitions.
 
         Every table is validated before any is written. Each part file is atomic; a batch
-        is not (scores and feedback may arrive in later batches than their traces).
+        is not (scores and feedback may arrive in later batches than their traces). A row
+        whose key is already stored replaces it for every reader (`keys`): a retried batch
+        counts once. Returns the rows written per table.
         """
+        tables = self._online_batch(traces, scores, feedback, retrievals, sources)
+        for name, t in tables.items():
+            self._write_days(S.TABLES[name], t)
+        return {name: t.num_rows for name, t in tables.items()}
+
+    def merge_online(self, traces: Rows = None, scores: Rows = None, feedback: Rows = None,
+                     retrievals: Rows = None, *, sources: Mapping[str, str] | None = None
+                     ) -> dict[str, Merged]:
+        """`record_online`, for imports: first read the stored rows of the keys the batch
+        holds, then write only rows that are new or changed. Re-importing a file writes
+        nothing. Returns, per table, how many rows were new, replaced or already present."""
+        tables = self._online_batch(traces, scores, feedback, retrievals, sources)
+        out = {}
+        for name, t in tables.items():
+            table = S.TABLES[name]
+            merged, fresh = Merged(), []
+            for day in pc.unique(t["date"]).to_pylist():
+                batch = t.filter(pc.equal(t["date"], day))
+                stored = _stored_rows(self.store, table, day.isoformat(), batch)
+                status = _compare(table, batch, stored)
+                merged.new += status.count("new")
+                merged.replaced += status.count("replaced")
+                merged.present += status.count("present")
+                fresh.append(batch.filter(pa.array([s != "present" for s in status])))
+            if fresh:
+                self._write_days(table, pa.concat_tables(fresh))
+            out[name] = merged
+        return out
+
+    def _online_batch(self, traces: Rows, scores: Rows, feedback: Rows, retrievals: Rows,
+                      sources: Mapping[str, str] | None) -> dict[str, pa.Table]:
+        """The batch validated, table by table, before anything is written."""
         sources = dict(sources or {})
         batch = {
             "online_traces": (S.ONLINE_TRACES, traces),
@@ -157,23 +207,16 @@ class Warehouse:
             "online_retrievals": (S.ONLINE_RETRIEVALS, retrievals),
             "feedback": (S.FEEDBACK, feedback),
         }
-        tables = {}
-        for name, (table, rows) in batch.items():
-            src = sources.get(name, name)
-            t = to_arrow(table, _with_date(rows), source=src)
-            tables[name] = t
+        tables = {name: to_arrow(table, _with_date(rows), source=sources.get(name, name))
+                  for name, (table, rows) in batch.items()}
         tables["online_scores"] = self._online_strata(tables["online_scores"],
                                                       tables["online_traces"])
-        counts = {}
-        for name, t in tables.items():
-            counts[name] = t.num_rows
-            if not t.num_rows:
-                continue
-            table = S.TABLES[name]
-            for day in pc.unique(t["date"]).to_pylist():
-                part = t.filter(pc.equal(t["date"], day)).drop(["date"])
-                self.store.write_part(table, part, day.isoformat())
-        return counts
+        return tables
+
+    def _write_days(self, table: S.Table, t: pa.Table) -> None:
+        for day in pc.unique(t["date"]).to_pylist():
+            part = t.filter(pc.equal(t["date"], day)).drop(["date"])
+            self.store.write_part(table, part, day.isoformat())
 
     def _online_strata(self, scores: pa.Table, traces: pa.Table) -> pa.Table:
         """Copy each score's trace strata into it: from the batch, else from the warehouse
@@ -242,7 +285,6 @@ class Warehouse:
             self.store.write_part(S.ALERTS, t)
         return t.num_rows
 
-
     def record_notifications(self, rows: Rows) -> int:
         """Deliveries of alert and gate notices (see `evallib.notify`), as one part file;
         append-only. Never holds a webhook URL: targets are named or fingerprinted."""
@@ -250,6 +292,36 @@ class Warehouse:
         if t.num_rows:
             self.store.write_part(S.NOTIFICATIONS, t)
         return t.num_rows
+
+
+def _stored_rows(store: Store, table: S.Table, day: str, batch: pa.Table) -> pa.Table:
+    """The stored rows of a day partition whose key the batch holds, as readers see them
+    (one per key, the newest file's)."""
+    wanted = pc.is_in(pc.field("trace_id"), pc.unique(batch["trace_id"]))  # in every file
+    parts = sorted(list_table(store, table, [day]).parts, key=lambda p: p.name)
+    fs = None if store.is_local else store.fs
+    rows = [keys.read_part(p.path, table, fs, wanted) for p in parts]
+    stored = pa.concat_tables(rows) if rows else table.schema.empty_table()
+    return keys.keep_latest(stored, table)
+
+
+def _compare(table: S.Table, batch: pa.Table, stored: pa.Table) -> list[str]:
+    """Per batch row: "new" (key not stored), "present" (stored with every column equal)
+    or "replaced" (stored, different)."""
+    if stored.num_rows == 0:
+        return ["new"] * batch.num_rows
+    names = [n for n in table.schema.names]
+    same = " AND ".join(f"b.{n} IS NOT DISTINCT FROM s.{n}" for n in names)
+    on = " AND ".join(f"b.{k} = s.{k}" for k in table.key)
+    with duckdb.connect(":memory:") as con:
+        con.register("b", batch.drop(["date"]).append_column(
+            "_row", pa.array(range(batch.num_rows))))
+        con.register("s", stored)
+        rows = con.sql(f"""
+            SELECT CASE WHEN s.{table.key[0]} IS NULL THEN 'new'
+                        WHEN {same} THEN 'present' ELSE 'replaced' END
+            FROM b LEFT JOIN s ON {on} ORDER BY b._row""").fetchall()
+    return [r[0] for r in rows]
 
 
 def _with_date(rows: Rows) -> Rows:
