@@ -40,8 +40,8 @@ __all__ = ["CASE_FIELDS", "Comparison", "MetricComparison", "SliceComparison", "
 #: Case fields a comparison can cluster by (besides any stratum key).
 CASE_FIELDS = ("input", "expected")
 #: Stratum key names that say "cases sharing this value are not independent".
-_GROUPING = re.compile(r"(conversation|convo|session|thread|dialog|chat|document|doc|"
-                       r"article|page|source|template|ticket|parent|group|cluster)", re.I)
+_GROUPING = re.compile(r"(conv|session|thread|dialog|chat|doc|article|page|source|"
+                       r"template|ticket|parent|group|cluster|user|customer|_id$|^id$)", re.I)
 
 
 @dataclass(frozen=True)
@@ -218,8 +218,10 @@ def _with_cluster(con: Any, pairs: pl.DataFrame, candidate: str, cluster: str | 
 
 
 def grouping_keys(pairs: pl.DataFrame) -> dict[str, int]:
-    """Stratum keys that look like a grouping id (conversation, document, session …) and
-    that cases share: key → how many of its values are held by 2 or more cases."""
+    """Stratum keys that look like a grouping id: named like one (conversation, document,
+    session, … _id), with as many values as a tenth of the cases or more (a category such as
+    user_segment has a handful), some of them shared: key → how many values 2 or more cases
+    share."""
     distinct = pairs["strata_json"].drop_nulls().unique().to_list()
     names = {k for text in distinct for k in (json.loads(text) or {}) if _GROUPING.search(k)}
     if not names:
@@ -229,7 +231,7 @@ def grouping_keys(pairs: pl.DataFrame) -> dict[str, int]:
     for key in sorted(names):
         sizes = cases[_col(key)].drop_nulls().value_counts()
         shared = int((sizes["count"] >= 2).sum()) if sizes.height else 0
-        if shared:
+        if shared and sizes.height >= max(3, cases.height / 10):
             out[key] = shared
     return out
 

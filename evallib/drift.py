@@ -128,10 +128,19 @@ def _fmt(v: float) -> str:
 
 def _whole_lengths(x: np.ndarray) -> np.ndarray:
     """The smallest whole length in each of online_rollups' log bins, from the bin's label
-    (its lower edge exp(k/50) - 1, rounded to 0.1): k is recovered by rounding, since the
-    0.05 rounding moves ln(1 + edge) by less than half a bin."""
-    edge = np.exp(np.round(_LOG_BINS * np.log1p(x)) / _LOG_BINS) - 1
-    return np.ceil(edge - 1e-9)
+    (its lower edge exp(k/50) - 1, rounded to 0.1): of the bins near the label, the one
+    whose edge rounds to it and that holds a whole number (below 5, several bins share a
+    label but only one holds a length)."""
+    x = np.asarray(x, np.float64)
+    guess = np.round(_LOG_BINS * np.log1p(x))
+    out = np.full(x.shape, np.nan)
+    for offset in (0, -1, 1, -2, 2):
+        k = guess + offset
+        edge, upper = np.expm1(k / _LOG_BINS), np.expm1((k + 1) / _LOG_BINS)
+        whole = np.ceil(edge - 1e-9)
+        ok = np.isnan(out) & (np.round(edge, 1) == x) & (whole < upper)
+        out[ok] = whole[ok]
+    return np.where(np.isnan(out), np.ceil(x - 1e-9), out)
 
 
 def _typical_change(t: np.ndarray, rs: np.ndarray, ws: np.ndarray) -> float:

@@ -574,3 +574,78 @@ def test_runs_page_shows_each_runs_latest_gate_verdict(root: str, tmp_path: Path
     assert table.loc["cand", "gate"] == "🔴 fail (2 failed)"
     assert table.loc["base", "gate"] == "🟢 pass"
     assert table.loc["after", "gate"] == ""  # never gated
+
+
+# --- issue 21: verdicts that test what they report ----------------------------------------
+
+
+def _ordinal_data(base: np.ndarray, cand: np.ndarray) -> GateData:
+    n = base.size
+    cases = pl.DataFrame({"case_id": [f"c{i}" for i in range(n)], "strata": pl.Series(
+        [{"s": "a"} for _ in range(n)], dtype=pl.Map(pl.String, pl.String)),
+        "tags": [[] for _ in range(n)]})
+
+    def scores(v: np.ndarray) -> pl.DataFrame:
+        return pl.DataFrame({"case_id": cases["case_id"], "metric": "faithfulness",
+                             "kind": "ordinal", "value": v, "passed": None})
+
+    return GateData(cases, scores(cand), cases, scores(base), "cand", "base", ["faithfulness"])
+
+
+def test_a_drop_made_significant_by_an_improvement_does_not_fail() -> None:
+    """Issue 21's repro: 50 cases 4 → 5 and 15 cases 5 → 1 of 100. The mean drops 0.10,
+    and the old gate said "drop 0.100 > 0.050 … significant" from Wilcoxon's p = 0.0036,
+    which came from the improvement. The drop's interval [-0.20, 0.49] holds 0.05."""
+    base = np.r_[np.full(50, 4.0), np.full(15, 5.0), np.full(35, 3.0)]
+    cand = np.r_[np.full(50, 5.0), np.full(15, 1.0), np.full(35, 3.0)]
+    policy = parse_policy({"rules": [{"metric": "faithfulness", "max_drop": 0.05}]})
+    (o,), _ = evaluate(policy, _ordinal_data(base, cand), date(2026, 1, 1))
+    assert o.status == "inconclusive" and o.observed == pytest.approx(0.1)
+    assert o.low < 0.05 < o.high and "holds 0.050: inconclusive" in o.message
+    clear = parse_policy({"rules": [{"metric": "faithfulness", "max_drop": 1.0}]})
+    (o,), _ = evaluate(clear, _ordinal_data(base, cand), date(2026, 1, 1))
+    assert o.status == "pass"
+
+
+@pytest.fixture
+def conversations(tmp_path: Path) -> str:
+    """120 cases in 40 conversations of 3 (stratum conv); the candidate fails whole
+    conversations: 8 of them (24 cases), plus nothing else."""
+    wh = Warehouse(str(tmp_path / "conv"))
+    cases = [{"case_id": f"c{i:03d}", "input": f"q{i}", "strata": {"conv": f"k{i // 3}"}}
+             for i in range(120)]
+
+    def scores(cand: bool) -> list[dict]:
+        return [{"case_id": f"c{i:03d}", "metric": "correctness", "kind": "binary",
+                 "value": 0.0 if cand and i < 24 else 1.0} for i in range(120)]
+
+    run = {"dataset": "conv", "dataset_version": "d1", "judge_version": "j1"}
+    wh.record_run({**run, "run_id": "base", "name": "base",
+                   "started_at": datetime(2026, 1, 1, tzinfo=UTC)}, cases, scores(False))
+    wh.record_run({**run, "run_id": "cand", "name": "cand",
+                   "started_at": datetime(2026, 1, 2, tzinfo=UTC)}, cases, scores(True))
+    return str(tmp_path / "conv")
+
+
+def test_gate_clusters_by_a_key_from_the_policy_or_the_command_line(
+        conversations: str, tmp_path: Path, capsys) -> None:
+    text = '[[rules]]\nmetric = "correctness"\nmax_drop = 0.1\n'
+    plain = _gate(conversations, text)
+    clustered = _gate(conversations, 'cluster = "conv"\n' + text)
+    (p,), (c,) = plain.outcomes, clustered.outcomes
+    assert p.observed == c.observed == pytest.approx(0.2)
+    # 24 failures in 8 whole conversations: as cases, the drop is surely beyond 0.1; as
+    # conversations (40 units) it is not
+    assert p.status == "fail" and c.status == "inconclusive" and c.high - c.low > p.high - p.low
+    assert any("cases share conv (40 values" in w for w in plain.warnings)
+    assert not any("cases share" in w for w in clustered.warnings)
+    path = _policy(tmp_path, text)
+    assert main(["--warehouse", conversations, "gate", "cand", "--policy", path,
+                 "--baseline", "base", "--cluster", "conv", "--no-record"]) == 0
+    assert "GATE INCONCLUSIVE" in capsys.readouterr().out
+    assert main(["--warehouse", conversations, "gate", "cand", "--policy", path,
+                 "--baseline", "base", "--cluster", "nope", "--no-record"]) == 2
+    assert "stratum key 'nope' to cluster by" in capsys.readouterr().err
+    bad = _policy(tmp_path, "cluster = 3\n" + text, "bad.toml")
+    assert main(["--warehouse", conversations, "gate", "cand", "--policy", bad]) == 2
+    assert "'cluster' must be a stratum key" in capsys.readouterr().err

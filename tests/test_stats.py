@@ -3,6 +3,7 @@ direct scipy/statsmodels calls. Calibration by simulation lives in test_stats_ca
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -446,3 +447,41 @@ def test_a_perfect_baseline_still_has_a_positive_detectable_drop(base_rate: floa
     drop = stats.min_detectable_drop(400, base_rate, 0.5)
     assert 0.005 < drop < 0.1
     assert stats.n_needed(drop, base_rate, 0.5) == pytest.approx(400, abs=2)
+
+
+def test_pair_correlation_is_kept_within_what_the_rates_allow() -> None:
+    """A pass rate of 0.99 cannot correlate 0.5 with one of 0.79: the formula used to take
+    the impossible correlation and promised more than 30 cases can see (a detectable drop
+    of 18.1 points at n = 30, base rate 0.99; now 20.7). At the Fréchet bound every
+    discordant pair goes one way, so var(d) = δ(1 - δ), whatever the base rate."""
+    z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
+    drop = stats.min_detectable_drop(30, 0.99, 0.5)
+    assert drop == pytest.approx(0.2074, abs=1e-3)
+    assert drop * math.sqrt(30) == pytest.approx(z * math.sqrt(drop * (1 - drop)), rel=1e-6)
+    assert stats.min_detectable_drop(30, 0.95, 0.5) == pytest.approx(drop, rel=1e-6)
+    assert stats.n_needed(0.2, 0.99) == math.ceil(z * z * 0.16 / 0.04)  # 32, was 27
+    # where 0.5 is feasible nothing changes: 0.8 → 0.7 (the hand-worked 147 above)
+    assert stats.n_needed(0.1, 0.8) == 147
+
+
+def test_exact_signed_rank_by_enumeration_with_ties_and_zeros() -> None:
+    """The exact conditional p equals brute force over every sign pattern (Pratt ranks)."""
+    from evallib.stats.signed_rank import signed_rank
+
+    rng = np.random.default_rng(2)
+    for _ in range(60):
+        d = rng.integers(-2, 3, int(rng.integers(2, 11))).astype(float)
+        if not d.any():
+            continue
+        ranks = sps.rankdata(np.abs(d))
+        nz = d != 0
+        r_plus, centre = ranks[d > 0].sum(), ranks[nz].sum() / 2
+        sums = np.array([np.dot(s, ranks[nz]) for s in itertools.product(
+            [0, 1], repeat=int(nz.sum()))])
+        want = np.mean(np.abs(sums - centre) >= abs(r_plus - centre) - 1e-9)
+        got = signed_rank(d)
+        assert got.p_value == pytest.approx(want, abs=1e-12)
+        assert got.direction == int(np.sign(round(r_plus - centre, 9)))
+    distinct = rng.normal(size=25)  # no ties: scipy's exact distribution
+    assert signed_rank(distinct).p_value == pytest.approx(
+        sps.wilcoxon(distinct, method="exact").pvalue, rel=1e-10)
