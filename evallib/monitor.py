@@ -23,10 +23,12 @@ newest day with traffic. A lasting shift (a slower model in a new release) keeps
 open until it has become the baseline, at most ``baseline_days`` days.
 
 Calibrated at the alpha it uses (tests/test_monitor.py simulates stationary traffic, 1,000
-traces a day with weekend dips and day-to-day wobble): at alpha = 0.001 the mean tests flag
-0.0006–0.0010 of days (the random-effects z they replaced: 0.0015–0.0041) and the count
-tests 0.0003–0.0007; at alpha = 0.05 every test flags 2.7–6% of days. With the practical
-minimums the default detector raises an alert on fewer than 1 day in 100.
+traces a day with weekend dips and day-to-day wobble; 150 × 186 days per signal): at
+alpha = 0.001 the mean tests flag 0–0.0011 of days (latency and cost 0.0011; the
+random-effects z they replaced flagged 0.0041 and 0.0032, the pass rate's count test
+0.0015) and the count tests 0.0006–0.0008; at alpha = 0.05 every test flags 2.6–5.4% of
+days. With the practical minimums the default detector raises an alert on fewer than 1
+day in 100.
 """
 
 from __future__ import annotations
