@@ -246,7 +246,7 @@ def exact_coverage(n: int, p1: float, delta: float, interval: str = "tango",
 @pytest.mark.parametrize("base_rate", [0.5, 0.9, 0.95, 0.99])
 def test_pass_rate_delta_interval_covers_at_least_93_percent(n: int, base_rate: float) -> None:
     """Tango's interval, exactly over every outcome, at no change and at small drops, pairs
-    correlated 0.5 and 0.85: at least 0.93 (measured 0.946–1.0)."""
+    correlated 0.5 and 0.85: at least 0.93 (measured 0.940–1.0)."""
     for delta, rho in itertools.product((0.0, -0.005, -0.02), (0.5, 0.85)):
         assert exact_coverage(n, base_rate, delta, rho=rho) >= 0.93, (delta, rho)
 
@@ -343,8 +343,8 @@ def test_ordinal_test_is_exact_for_few_changed_pairs() -> None:
 
 def test_skewed_continuous_interval_covers_where_the_t_interval_did_not() -> None:
     """n = 30 differences of an eval where the candidate breaks a tenth of the cases badly
-    (-U(0.3, 0.9)) and the rest move by noise: the t interval covered 0.888, missing on
-    one side only; Hall's interval covers about 0.946 (2,000 replications)."""
+    (-U(0.3, 0.9)) and the rest move by noise: the t interval covers 0.869, missing on
+    one side only; Hall's interval 0.935 (2,000 replications)."""
     rng = np.random.default_rng(30)
     d = np.where(rng.random((R, 30)) < 0.1, -rng.uniform(0.3, 0.9, (R, 30)),
                  rng.normal(0, 0.03, (R, 30)))
@@ -353,7 +353,7 @@ def test_skewed_continuous_interval_covers_where_the_t_interval_did_not() -> Non
     t = sps.t.ppf(0.975, 29) * d.std(axis=1, ddof=1) / math.sqrt(30)
     t_cover = np.mean((d.mean(axis=1) - t <= mean) & (mean <= d.mean(axis=1) + t))
     print(t_cover, np.mean((low <= mean) & (mean <= high)))
-    assert abs(t_cover - 0.888) <= tolerance(0.888)
+    assert abs(t_cover - 0.869) <= tolerance(0.869)
     assert np.mean((low <= mean) & (mean <= high)) >= 0.93
 
 
