@@ -117,16 +117,15 @@ def paired_inference(baseline: ArrayLike, candidate: ArrayLike, kind: Kind,
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, not {alpha}")
     base, cand, keys, dropped = _scored_pairs(baseline, candidate, clusters)
-    if kind == "binary" and not np.isin(np.concatenate([base, cand]), (0.0, 1.0)).all():
+    if kind == "binary" and not all(((x == 0) | (x == 1)).all() for x in (base, cand)):
         raise ValueError("binary scores must be 0, 1 or NaN")
     notes = [f"{dropped} unscored pair{'s' if dropped != 1 else ''} dropped"] if dropped else []
     out = _outcome(cand - base, kind, keys, alpha)
-    base_mean, cand_mean = (float(x.mean()) if x.size else NAN for x in (base, cand))
-    low, high = (NAN, NAN) if out.inference is None else (out.inference.low,
-                                                          out.inference.high)
-    if kind == "binary":  # a difference of two rates lies in [-1, 1]
-        low, high = np.clip([low, high], -1.0, 1.0)
-    low, high = float(low), float(high)
+    base_mean, cand_mean = (float(x.sum()) / x.size if x.size else NAN for x in (base, cand))
+    low, high = (NAN, NAN) if out.inference is None else (float(out.inference.low),
+                                                          float(out.inference.high))
+    if kind == "binary":  # a difference of two rates lies in [-1, 1] (NaN stays NaN)
+        low, high = (x if math.isnan(x) else min(1.0, max(-1.0, x)) for x in (low, high))
     testable = out.testable and out.min_p < alpha
     if out.testable and not testable:
         out.notes.append(f"{out.units} cannot reach p < {alpha:g} (the smallest possible p "
