@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="slice by these stratum keys, crossed; repeat for more slicings")
     p.add_argument("--alpha", type=float, default=0.05,
                    help="significance level, after Benjamini-Hochberg for slices (default 0.05)")
+    p.add_argument("--cluster", metavar="KEY",
+                   help="cases sharing this stratum key (or input, expected) are not "
+                        "independent: clustered tests (CR2)")
     p.add_argument("--json", action="store_true")
 
     p = command("compare-many", _compare_many, "up to 10 runs of one dataset side by side "
@@ -133,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE.csv", help="default: standard output")
 
     p = command("gate", _gate, "release gate: the candidate run against a policy and a "
-                "baseline (exit 0 pass, 1 fail, 2 bad usage or data)")
+                "baseline (exit 0 pass, or inconclusive with on_inconclusive = \"warn\"; "
+                "1 fail; 2 bad usage or data)")
     p.add_argument("candidate", metavar="CANDIDATE")
     p.add_argument("--policy", required=True, metavar="FILE", help="the gate policy (TOML)")
     p.add_argument("--baseline", default="approved", metavar="RUN|approved",
@@ -141,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "candidate's dataset started before it")
     p.add_argument("--markdown", metavar="OUT", help="write the report as Markdown")
     p.add_argument("--junit", metavar="OUT", help="write JUnit XML (one test per rule/slice)")
+    p.add_argument("--cluster", metavar="KEY",
+                   help="cluster max_drop tests by this stratum key (or input, expected); "
+                        "overrides the policy's 'cluster'")
     p.add_argument("--no-record", action="store_true",
                    help="do not record this gate run in the warehouse")
     _notify_option(p, "a failed verdict, or a pass that holds only by waivers,")
@@ -311,7 +318,8 @@ def _compare(args: argparse.Namespace) -> int:
 
     by = [[k.strip() for k in spec.split(",")] for spec in args.by]
     with connect(args.warehouse) as con:
-        result = compare_runs(con, args.candidate, args.baseline, by=by, alpha=args.alpha)
+        result = compare_runs(con, args.candidate, args.baseline, by=by, alpha=args.alpha,
+                              cluster=args.cluster)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
         return 0
@@ -323,29 +331,44 @@ def _compare(args: argparse.Namespace) -> int:
         print()
     print(f"{result.candidate} (candidate) vs {result.baseline} (baseline), "
           f"{result.cases.get('common', 0)} cases in common, alpha {result.alpha:g}")
+    if result.cluster:
+        print(f"clustered by {result.cluster} ({result.n_clusters} clusters): every test is "
+              "the clustered t (CR2, Bell-McCaffrey df)")
     print()
     _print_table([{"metric": m.metric, "kind": m.kind, "n": m.n,
                    "baseline": _num(m.baseline), "candidate": _num(m.candidate),
                    "delta": _num(m.delta, sign=True),
                    "95% CI": f"[{_num(m.ci_low, sign=True)}, {_num(m.ci_high, sign=True)}]",
-                   "p": _num(m.p_value), "test": m.test,
-                   "significant": "YES" if m.significant else "",
+                   "p": _num(m.p_value), "p_adjusted": _num(m.p_adjusted), "test": m.test,
+                   "significant": "YES" if m.significant else (
+                       "" if m.testable else "untestable"),
                    "cases -/=/+": f"{m.regressed}/{m.unchanged}/{m.improved}",
                    "min drop": _num(m.min_detectable)} for m in result.metrics],
                  ["metric", "kind", "n", "baseline", "candidate", "delta", "95% CI", "p",
-                  "test", "significant", "cases -/=/+", "min drop"])
+                  "p_adjusted", "test", "significant", "cases -/=/+", "min drop"])
     print("cases -/=/+: cases whose score went down / stayed / went up. min drop: the "
-          "smallest drop of the mean this n detects with 80% power.")
+          "smallest drop of the mean this n detects with 80% power. p_adjusted: "
+          "Benjamini-Hochberg over the metrics.")
+    for m in result.metrics:
+        if m.reason:
+            print(f"  {m.metric}: {m.reason}")
     if result.slices:
         print()
-        order = sorted(result.slices, key=lambda s: (not s.significant, s.p_adjusted, s.delta))
+        order = sorted(result.slices, key=lambda s: (not s.significant, not s.testable,
+                                                     _nan_last(s.p_adjusted), s.delta))
         _print_table([{"slice": ", ".join(f"{k}={v}" for k, v in s.slice.items()),
                        "metric": s.metric, "n": s.n, "baseline": _num(s.baseline),
                        "candidate": _num(s.candidate), "delta": _num(s.delta, sign=True),
                        "p": _num(s.p_value), "p_adjusted": _num(s.p_adjusted),
-                       "significant": "YES" if s.significant else ""} for s in order],
+                       "significant": "YES" if s.significant else (
+                           "" if s.testable else f"untestable: {s.reason}")}
+                      for s in order],
                      ["slice", "metric", "n", "baseline", "candidate", "delta", "p",
                       "p_adjusted", "significant"])
+        untestable = sum(not s.testable for s in result.slices)
+        if untestable:
+            print(f"{untestable} untestable slice x metric result(s) are not counted in "
+                  "the Benjamini-Hochberg family.")
     return 0
 
 
@@ -375,6 +398,10 @@ def _compare_many(args: argparse.Namespace) -> int:
     print(f"{result.flaky.height} case(s) pass in some of these runs and fail in others "
           "(--json lists them).")
     return 0
+
+
+def _nan_last(x: float) -> float:
+    return float("inf") if x != x else x
 
 
 def _score_online(args: argparse.Namespace) -> int:
@@ -455,7 +482,8 @@ def _gate(args: argparse.Namespace) -> int:
     targets = _notify_targets(args, "gate")
     policy = load_policy(args.policy)
     with connect(args.warehouse) as con:
-        result = run_gate(con, args.candidate, policy, baseline=args.baseline)
+        result = run_gate(con, args.candidate, policy, baseline=args.baseline,
+                          cluster=args.cluster)
     print(terminal(result))
     for path, render in ((args.markdown, markdown), (args.junit, junit)):
         if path:

@@ -5,8 +5,14 @@ A policy (TOML) lists ``[[rules]]``; each names a ``metric`` and exactly one che
 - ``min_pass_rate``: the candidate's pass rate (mean of ``passed``; of the value for a
   binary metric without pass flags) is at least this, on its own;
 - ``max_drop``: the baseline's mean minus the candidate's, over the cases both scored, is at
-  most this; with ``significant = true`` (default) a larger drop fails only when its paired
-  test is significant after Benjamini–Hochberg over every max_drop test of the gate;
+  most this. With ``significant = true`` (default) the threshold itself is tested, from the
+  drop's 95% interval (Tango's for pass rates, the skew-corrected t for means, CR2 with a
+  ``cluster`` key): **fail** when the whole interval lies beyond the threshold (one-sided
+  p < alpha/2 for "drop ≤ threshold", Benjamini–Hochberg over every tested max_drop of the
+  gate), **pass** when it lies within (p < alpha/2 for "drop ≥ threshold"), and
+  **inconclusive** otherwise, with how many cases would decide. ``on_inconclusive`` (policy
+  or rule: "warn" by default, "fail" or "pass") says what inconclusive does: warn reports it
+  and exits 0;
 - ``max_increase_pct``: the candidate's mean is at most this many percent above the
   baseline's, over the cases both have (cost, latency, tokens or any metric);
 - ``max`` with ``stat = "mean" | "p50" | "p95" | "p99"``: an absolute budget.
@@ -40,6 +46,7 @@ from .errors import EvallibError
 from .gate_policy import (
     CASE_METRICS,
     CHECKS,
+    ON_INCONCLUSIVE,
     STATS,
     Acceptance,
     Policy,
@@ -50,12 +57,13 @@ from .gate_policy import (
     slice_label,
 )
 
-__all__ = ["CASE_METRICS", "CHECKS", "Acceptance", "GateData", "GateResult", "Outcome",
-           "Policy", "PolicyError", "Rule", "RunRef", "evaluate", "fmt", "load_policy",
-           "parse_policy", "rule_status", "run_gate", "slice_json", "slice_label"]
+__all__ = ["CASE_METRICS", "CHECKS", "ON_INCONCLUSIVE", "Acceptance", "GateData", "GateResult",
+           "Outcome", "Policy", "PolicyError", "Rule", "RunRef", "drop_verdict", "evaluate",
+           "fmt", "load_policy", "parse_policy", "rule_status", "run_gate", "slice_json",
+           "slice_label"]
 
 RELATIVE = ("max_drop", "max_increase_pct")  # need a baseline
-POWER = 0.8  # the power a max_drop test should have to see a drop of its threshold
+POWER = 0.8  # the power "how many cases would decide" an inconclusive max_drop plans for
 
 
 # --- evaluation ---------------------------------------------------------------------------
@@ -75,7 +83,7 @@ class Outcome:
 
     rule: Rule
     slice: dict[str, str] | None
-    status: str  # pass | fail | waived | skipped
+    status: str  # pass | fail | inconclusive | waived | skipped
     observed: float  # pass rate, drop, increase in %, or the statistic
     n: int
     baseline: float = math.nan  # the baseline's mean (checks against a baseline)
@@ -85,7 +93,11 @@ class Outcome:
     message: str = ""
     owner: str | None = None
     cases: tuple[str, ...] = ()  # failing or regressed case ids, worst first
-    power: str | None = None  # max_drop: why a real drop of the threshold may go unseen
+    power: str | None = None  # an inconclusive max_drop: how many cases would decide
+    low: float = math.nan  # a tested max_drop: the drop's 95% interval
+    high: float = math.nan
+    p_within: float = math.nan  # one-sided p of "drop ≥ threshold" (p_value: "≤")
+    inconclusive: bool = False  # the test could not decide (status says what that does)
 
 
 @dataclass
@@ -102,10 +114,16 @@ class GateResult:
 
     @property
     def verdict(self) -> str:
-        return "fail" if any(o.status == "fail" for o in self.outcomes) else "pass"
+        """fail (any failure) | inconclusive (none, but an inconclusive max_drop under
+        on_inconclusive = "warn") | pass."""
+        for status in ("fail", "inconclusive"):
+            if any(o.status == status for o in self.outcomes):
+                return status
+        return "pass"
 
     @property
     def exit_code(self) -> int:
+        """1 on fail; 0 on pass and on inconclusive (warn): the report carries it."""
         return 1 if self.verdict == "fail" else 0
 
     def by_rule(self) -> list[tuple[Rule, list[Outcome]]]:
@@ -125,18 +143,23 @@ class GateResult:
 
 
 def rule_status(outcomes: list[Outcome]) -> str:
-    """A rule fails if any slice fails; waived if any is waived and none fails."""
-    for status in ("fail", "waived", "pass"):
+    """A rule fails if any slice fails; else inconclusive if any is; waived if any is
+    waived and none fails."""
+    for status in ("fail", "inconclusive", "waived", "pass"):
         if any(o.status == status for o in outcomes):
             return status
     return "skipped"
 
 
 def run_gate(con: Any, candidate: str, policy: Policy, baseline: str = "approved", *,
-             today: date | None = None) -> GateResult:
+             today: date | None = None, cluster: str | None = None) -> GateResult:
     """Evaluate ``policy`` on ``candidate`` against ``baseline`` (a run id, or "approved":
-    the newest approved run of the same dataset started before the candidate)."""
+    the newest approved run of the same dataset started before the candidate). ``cluster``
+    (a stratum key, or input/expected) overrides the policy's."""
     from .compare import compare_runs
+
+    if cluster is not None:
+        policy = replace(policy, cluster=cluster)
 
     cand = _run(con, candidate, "candidate")
     if baseline == "approved":
@@ -149,7 +172,7 @@ def run_gate(con: Any, candidate: str, policy: Policy, baseline: str = "approved
         base, how = _run(con, found["run_id"][0], "baseline"), "approved"
     else:
         base, how = _run(con, baseline, "baseline"), "given"
-    warnings = compare_runs(con, cand.run_id, base.run_id).warnings
+    warnings = compare_runs(con, cand.run_id, base.run_id, cluster=policy.cluster).warnings
     data = GateData.load(con, cand.run_id, base.run_id, policy)
     outcomes, notes = evaluate(policy, data, today or datetime.now(UTC).date())
     return GateResult(uuid.uuid4().hex, cand, base, how, policy, warnings, outcomes, notes,
@@ -159,8 +182,8 @@ def run_gate(con: Any, candidate: str, policy: Policy, baseline: str = "approved
 def evaluate(policy: Policy, data: GateData, today: date) -> tuple[list[Outcome], list[str]]:
     """Every rule on the loaded runs: outcomes in rule order (then slice order), and notes
     on expired risk acceptances. No warehouse access: the part a simulation can repeat."""
-    outcomes = [o for r in policy.rules for o in _evaluate(r, data, policy.alpha)]
-    return _waive(_decide(outcomes, policy.alpha), policy.acceptances, today)
+    outcomes = [o for r in policy.rules for o in _evaluate(r, data, policy)]
+    return _waive(_decide(outcomes, policy), policy.acceptances, today)
 
 
 def _run(con: Any, ref: str, role: str) -> RunRef:
@@ -192,6 +215,8 @@ class GateData:
     def load(cls, con: Any, cand: str, base: str, policy: Policy) -> GateData:
         metrics = sorted({r.metric for r in policy.rules if r.metric not in CASE_METRICS})
         cc, cs = queries.run_case_values(con, cand), queries.run_scores(con, cand, metrics)
+        if policy.cluster is not None:
+            cc = _with_cluster(con, cc, cand, policy.cluster)
         bc, bs = ((cc, cs) if base == cand else
                   (queries.run_case_values(con, base), queries.run_scores(con, base, metrics)))
         known = queries.run_metric_summary(con, [cand])["metric"].to_list()
@@ -209,7 +234,25 @@ class GateData:
                                                                 "passed")
 
 
-def _evaluate(rule: Rule, data: GateData, alpha: float) -> list[Outcome]:
+CLUSTER = "\x00cluster"  # the cases' cluster key, when the policy clusters
+
+
+def _with_cluster(con: Any, cases: pl.DataFrame, run_id: str, key: str) -> pl.DataFrame:
+    """``cases`` with each case's cluster key (null: a cluster of its own)."""
+    from .compare import CASE_FIELDS
+
+    if key in CASE_FIELDS:
+        fields = queries.case_scores(con, run_id).select("case_id", pl.col(key).alias(CLUSTER))
+        return cases.join(fields.unique("case_id"), on="case_id", how="left",
+                          maintain_order="left")
+    out = cases.with_columns(pl.col("strata").map.get(key).alias(CLUSTER))
+    if out[CLUSTER].null_count() == out.height:
+        raise EvallibError(f"no case of run {run_id} has the stratum key {key!r} to cluster "
+                           f"by (or use a case field: {', '.join(CASE_FIELDS)})")
+    return out
+
+
+def _evaluate(rule: Rule, data: GateData, policy: Policy) -> list[Outcome]:
     """The rule's outcomes (one, or one per slice), max_drop still before BH."""
     if rule.metric not in CASE_METRICS and rule.metric not in data.cand_metrics:
         raise rule.error(
@@ -230,10 +273,10 @@ def _evaluate(rule: Rule, data: GateData, alpha: float) -> list[Outcome]:
         raise rule.error(f"min_pass_rate needs pass flags, and {rule.metric} has none "
                          "(use max_drop or max)")
     if not rule.by:
-        return [_check(rule, None, frame, alpha)]
+        return [_check(rule, None, frame, policy.alpha)]
     cols = [_col(k) for k in rule.by]
     frame = frame.drop_nulls(cols).sort([*cols, "case_id"])
-    return [_check(rule, dict(zip(rule.by, key, strict=True)), group, alpha)
+    return [_check(rule, dict(zip(rule.by, key, strict=True)), group, policy.alpha)
             for key, group in frame.group_by(cols, maintain_order=True)]
 
 
@@ -260,7 +303,7 @@ def _matching_cases(rule: Rule, data: GateData) -> pl.DataFrame:
             raise rule.error(f"no case of run {data.cand_id} has the stratum key {key!r} "
                              f"(keys: {', '.join(sorted(keys)) or 'none'})")
     used = dict.fromkeys([*rule.where, *rule.by])
-    full = cases.select("case_id", "tags",
+    full = cases.select("case_id", "tags", *([CLUSTER] if CLUSTER in cases.columns else []),
                         *(pl.col("strata").map.get(k).alias(_col(k)) for k in used))
     frame = full
     for key, values in rule.where.items():
@@ -308,22 +351,48 @@ def _min_pass_rate(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFram
 
 def _max_drop(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
               alpha: float) -> Outcome:
-    from .stats import paired_test
+    """The drop and, for a tested rule, its interval and one-sided p-values against the
+    threshold; `_decide` turns them into fail, pass or inconclusive."""
+    from .stats import paired_inference
 
     kind = frame["kind"][0]
     base, cand = frame["base"].to_numpy(), frame["value"].to_numpy()
-    r = paired_test(base, cand, kind, alpha)
+    keys = frame[CLUSTER].to_list() if CLUSTER in frame.columns else None
+    r, inference = paired_inference(base, cand, kind, alpha, clusters=keys)
     drop = -r.delta
     regressed = frame.filter(pl.col("value") < pl.col("base")) \
         .sort([pl.col("value") - pl.col("base"), "case_id"])["case_id"]
-    exceeds = drop > rule.threshold + 1e-12
+    if not rule.significant or inference is None:
+        exceeds = drop > rule.threshold + 1e-12
+        msg = (f"{fmt(r.baseline)} → {fmt(r.candidate)}, drop {drop:.3f} "
+               f"{'>' if exceeds else '≤'} {fmt(rule.threshold)}")
+        if rule.significant:  # nothing to test: say why, and let the policy decide
+            return Outcome(rule, slice_, "inconclusive", drop, r.n, r.baseline, r.candidate,
+                           message=f"{msg}, untested ({r.reason}): inconclusive",
+                           cases=tuple(regressed), inconclusive=True)
+        return Outcome(rule, slice_, "fail" if exceeds else "pass", drop, r.n, r.baseline,
+                       r.candidate, message=msg, cases=tuple(regressed))
+    low, high = -inference.high, -inference.low
     msg = (f"{fmt(r.baseline)} → {fmt(r.candidate)}, drop {drop:.3f} "
-           f"{'>' if exceeds else '≤'} {fmt(rule.threshold)}")
-    power = _power_note(rule, kind, cand - base, r.baseline, alpha) if rule.significant \
-        else None
-    return Outcome(rule, slice_, "fail" if exceeds else "pass", drop, r.n, r.baseline,
-                   r.candidate, p_value=r.p_value, message=msg, cases=tuple(regressed),
-                   power=power)
+           f"[{_signed(low)}, {_signed(high)}]")
+    return Outcome(rule, slice_, "pending", drop, r.n, r.baseline, r.candidate,
+                   p_value=inference.p_below(-rule.threshold),
+                   p_within=inference.p_above(-rule.threshold), message=msg,
+                   cases=tuple(regressed), low=low, high=high,
+                   power=_cases_to_decide(r.n, drop, low, high, rule.threshold, alpha))
+
+
+def _signed(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:.3f}"
+
+
+def drop_verdict(p_beyond: Any, p_within: Any, alpha: float) -> Any:
+    """fail | pass | inconclusive from the one-sided p-values of "drop ≤ threshold" and
+    "drop ≥ threshold" (element-wise on arrays, for simulations): each side at alpha/2, so
+    a fail is exactly "the drop's 1 - alpha interval lies beyond the threshold"."""
+    beyond, within = np.asarray(p_beyond) < alpha / 2, np.asarray(p_within) < alpha / 2
+    out = np.where(beyond, "fail", np.where(within, "pass", "inconclusive"))
+    return str(out) if out.ndim == 0 else out
 
 
 def _max_increase_pct(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
@@ -358,34 +427,23 @@ _CHECKS = {"min_pass_rate": _min_pass_rate, "max_drop": _max_drop,
            "max_increase_pct": _max_increase_pct, "max": _max}
 
 
-def _power_note(rule: Rule, kind: str, diff: np.ndarray, base_rate: float,
-                alpha: float) -> str | None:
-    """"n = 120 cannot detect a 0.02 drop; about 2,900 cases are needed", when so (before
-    the FDR correction, so if anything optimistic)."""
-    from .stats import n_needed
+def _cases_to_decide(n: int, drop: float, low: float, high: float, threshold: float,
+                     alpha: float) -> str | None:
+    """"about 2,900 cases would decide (80% power)": how many cases put the interval of a
+    drop like this one wholly on one side of the threshold, from this interval's width."""
+    from scipy.special import ndtri
 
-    n, drop = diff.size, rule.threshold
-    if n < 2 or drop <= 0:
+    gap = abs(drop - threshold)
+    if not (math.isfinite(low) and math.isfinite(high)) or n < 2:
         return None
-    if kind == "binary":
-        if not 0 < base_rate <= 1 or drop > base_rate:
-            return None
-        # n_needed, not min_detectable_drop: the latter reports 0 at a base rate of 1
-        needed = n_needed(drop, base_rate, alpha=alpha, power=POWER)
-        if n >= needed:
-            return None
-    else:  # paired t on the differences (statsmodels), with their observed spread
-        from statsmodels.stats.power import TTestPower
-
-        sd = float(np.std(diff, ddof=1))
-        if not sd > 0:
-            return None
-        solver = TTestPower()
-        if solver.solve_power(nobs=n, alpha=alpha, power=POWER) * sd <= drop:
-            return None
-        needed = math.ceil(solver.solve_power(effect_size=drop / sd, alpha=alpha,
-                                              power=POWER))
-    return f"n = {n:,} cannot detect a {drop:g} drop; about {_about(needed)} cases are needed"
+    if gap < 1e-12:
+        return f"the drop sits on the threshold {threshold:g}: no number of cases decides it"
+    se = (high - low) / (2 * float(ndtri(0.975)))
+    needed = n * ((float(ndtri(1 - alpha / 2)) + float(ndtri(POWER))) * se / gap) ** 2
+    if needed <= n:
+        return None
+    return (f"about {_about(math.ceil(needed))} cases would decide whether a drop of "
+            f"{drop:.3f} is within {threshold:g} ({POWER:.0%} power)")
 
 
 def _about(n: int) -> str:
@@ -394,26 +452,45 @@ def _about(n: int) -> str:
     return f"{round(n, -(digits - 2)) if digits > 2 else n:,}"
 
 
-def _decide(outcomes: list[Outcome], alpha: float) -> list[Outcome]:
-    """BH over every significance-tested max_drop (slice × metric) of the gate; a drop over
-    its threshold fails only when its adjusted p is below alpha."""
+def _decide(outcomes: list[Outcome], policy: Policy) -> list[Outcome]:
+    """Each tested max_drop: fail when its interval lies beyond the threshold, with
+    Benjamini–Hochberg over the one-sided p-values of every tested max_drop of the gate
+    (each slice × rule); pass when the interval lies within; inconclusive otherwise, which
+    the policy's on_inconclusive turns into a warning, a failure or a pass."""
     from .stats import benjamini_hochberg
 
-    tested = [i for i, o in enumerate(outcomes)
-              if o.rule.check == "max_drop" and o.rule.significant and o.status != "skipped"]
-    if not tested:
-        return outcomes
-    adjusted = benjamini_hochberg([outcomes[i].p_value for i in tested])
+    tested = [i for i, o in enumerate(outcomes) if o.status == "pending"]
+    adjusted = benjamini_hochberg([outcomes[i].p_value for i in tested]) if tested else []
     out = list(outcomes)
     for i, p_adj in zip(tested, adjusted, strict=True):
         o = out[i]
-        significant = bool(p_adj < alpha)
-        status = "fail" if o.status == "fail" and significant else "pass"
-        what = ("significant" if significant else "not significant")
-        msg = f"{o.message}, p {o.p_value:.2g}, BH-adjusted {p_adj:.2g}: {what}"
-        out[i] = replace(o, status=status, p_adjusted=float(p_adj),
-                         message=f"{msg}; {o.power}" if o.power else msg)
-    return out
+        verdict = drop_verdict(p_adj, o.p_within, policy.alpha)
+        threshold = fmt(o.rule.threshold)
+        detail = {"fail": f"lies beyond {threshold} (one-sided p {o.p_value:.2g}, "
+                          f"BH-adjusted {p_adj:.2g})",
+                  "pass": f"lies within {threshold} (one-sided p {o.p_within:.2g})",
+                  "inconclusive": f"holds {threshold}: inconclusive"}[verdict]
+        if verdict == "inconclusive" and drop_verdict(o.p_value, 1.0, policy.alpha) == "fail":
+            detail = (f"lies beyond {threshold} (one-sided p {o.p_value:.2g}) but not after "
+                      f"Benjamini–Hochberg over {len(tested)} tests (adjusted {p_adj:.2g}): "
+                      "inconclusive")
+        out[i] = replace(o, status=verdict, p_adjusted=float(p_adj),
+                         message=f"{o.message} {detail}",
+                         power=o.power if verdict == "inconclusive" else None,
+                         inconclusive=verdict == "inconclusive")
+    return [_inconclusive(o, policy) for o in out]
+
+
+def _inconclusive(o: Outcome, policy: Policy) -> Outcome:
+    """An inconclusive outcome as the policy wants it: reported (warn), failed or passed,
+    saying so, then how many cases would decide."""
+    if o.status != "inconclusive":
+        return o
+    what = policy.inconclusive_as(o.rule)
+    msg = o.message if what == "warn" else (
+        f'{o.message}, counted as {what} (on_inconclusive = "{what}")')
+    return replace(o, status="inconclusive" if what == "warn" else what,
+                   message=f"{msg}; {o.power}" if o.power else msg)
 
 
 def _waive(outcomes: list[Outcome], acceptances: tuple[Acceptance, ...],
@@ -423,7 +500,7 @@ def _waive(outcomes: list[Outcome], acceptances: tuple[Acceptance, ...],
              for a in acceptances if a.expired(today)]
     out = []
     for o in outcomes:
-        if o.status != "fail":
+        if o.status not in ("fail", "inconclusive"):
             out.append(o)
             continue
         for_rule = [a for a in acceptances if a.rule == o.rule.name and a.case_id is None

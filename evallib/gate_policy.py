@@ -20,15 +20,18 @@ from typing import Any
 
 from .errors import EvallibError
 
-__all__ = ["CASE_METRICS", "CHECKS", "STATS", "Acceptance", "Policy", "PolicyError", "Rule",
-           "load_policy", "parse_policy", "slice_label"]
+__all__ = ["CASE_METRICS", "CHECKS", "ON_INCONCLUSIVE", "STATS", "Acceptance", "Policy",
+           "PolicyError", "Rule", "load_policy", "parse_policy", "slice_label"]
 
 CASE_METRICS = ("latency_ms", "cost_usd", "tokens_in", "tokens_out")
 CHECKS = ("min_pass_rate", "max_drop", "max_increase_pct", "max")
 STATS = {"mean": None, "p50": 0.5, "p95": 0.95, "p99": 0.99}
-RULE_KEYS = ("name", "metric", "by", "where", "tags", *CHECKS, "significant", "stat")
+RULE_KEYS = ("name", "metric", "by", "where", "tags", *CHECKS, "significant", "stat",
+             "on_inconclusive")
 ACCEPTANCE_KEYS = ("rule", "case_id", "slice", "owner", "reason", "expires")
-TOP_KEYS = ("alpha", "rules", "risk_acceptances")
+TOP_KEYS = ("alpha", "on_inconclusive", "cluster", "rules", "risk_acceptances")
+#: What an inconclusive max_drop (its interval holds the threshold) does to the gate.
+ON_INCONCLUSIVE = ("warn", "fail", "pass")
 
 
 class PolicyError(EvallibError):
@@ -49,6 +52,7 @@ class Rule:
     stat: str = "mean"
     source: str = "policy"
     named: bool = True  # False: the name was made up from the rule
+    on_inconclusive: str | None = None  # None: the policy's
 
     @property
     def label(self) -> str:
@@ -58,11 +62,11 @@ class Rule:
         return PolicyError(f"{self.source}: {self.label}: {message}")
 
     def describe(self) -> str:
-        """``correctness max_drop 0.02 (significant) by query_type × difficulty``."""
+        """``correctness max_drop 0.02 (tested) by query_type × difficulty``."""
         check = f"{self.stat} " if self.check == "max" else ""
         parts = [f"{self.metric} {check}{self.check} {self.threshold:g}"]
         if self.check == "max_drop":
-            parts[0] += " (significant)" if self.significant else " (point estimate)"
+            parts[0] += " (tested)" if self.significant else " (point estimate)"
         if self.where:
             parts.append("where " + ", ".join(f"{k} in {'|'.join(v)}"
                                               for k, v in self.where.items()))
@@ -101,6 +105,12 @@ class Policy:
     rules: tuple[Rule, ...]
     acceptances: tuple[Acceptance, ...] = ()
     alpha: float = 0.05
+    on_inconclusive: str = "warn"
+    cluster: str | None = None  # a stratum key (or input/expected) that groups cases
+
+    def inconclusive_as(self, rule: Rule) -> str:
+        """warn | fail | pass: what an inconclusive outcome of ``rule`` does."""
+        return rule.on_inconclusive or self.on_inconclusive
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
@@ -126,6 +136,11 @@ def parse_policy(data: Mapping[str, Any], source: str = "policy", sha: str = "")
     alpha = data.get("alpha", 0.05)
     if not _is_number(alpha) or not 0 < alpha < 1:
         raise fail(f"'alpha' must be a number between 0 and 1, not {alpha!r}")
+    on_inconclusive = _choice(data.get("on_inconclusive", "warn"), "on_inconclusive", fail)
+    cluster = data.get("cluster")
+    if cluster is not None and (not isinstance(cluster, str) or not cluster.strip()):
+        raise fail(f"'cluster' must be a stratum key (a non-empty string), not "
+                   f"{_type(cluster)}")
     raw_rules = data.get("rules")
     if not isinstance(raw_rules, list) or not raw_rules:
         raise fail("no rules: add at least one [[rules]] table")
@@ -139,7 +154,14 @@ def parse_policy(data: Mapping[str, Any], source: str = "policy", sha: str = "")
     if not isinstance(raw_acc, list):
         raise fail("'risk_acceptances' must be an array of tables ([[risk_acceptances]])")
     accepted = tuple(_acceptance(i, raw, source, seen) for i, raw in enumerate(raw_acc, 1))
-    return Policy(source, sha, rules, accepted, float(alpha))
+    return Policy(source, sha, rules, accepted, float(alpha), on_inconclusive, cluster)
+
+
+def _choice(value: Any, key: str, fail) -> str:
+    if value not in ON_INCONCLUSIVE:
+        raise fail(f"'{key}' must be one of {', '.join(repr(v) for v in ON_INCONCLUSIVE)}, "
+                   f"not {_type(value)}")
+    return str(value)
 
 
 def _rule(i: int, raw: Any, source: str) -> Rule:
@@ -175,6 +197,11 @@ def _rule(i: int, raw: Any, source: str) -> Rule:
     significant = raw.get("significant", True)
     if not isinstance(significant, bool):
         raise rule.error(f"'significant' must be true or false, not {_type(significant)}")
+    if "on_inconclusive" in raw and (check != "max_drop" or not significant):
+        raise rule.error("'on_inconclusive' goes with a max_drop that is tested "
+                         "(significant = true)")
+    on_inconclusive = (_choice(raw["on_inconclusive"], "on_inconclusive", rule.error)
+                       if "on_inconclusive" in raw else None)
     if "stat" in raw and check != "max":
         raise rule.error("'stat' goes with max only")
     stat = raw.get("stat", "mean")
@@ -187,7 +214,8 @@ def _rule(i: int, raw: Any, source: str) -> Rule:
     tags = _strings(raw, "tags", rule)
     where = _where(raw.get("where"), rule) if "where" in raw else {}
     rule = replace(rule, metric=metric, check=check, threshold=float(threshold), by=by,
-                   where=where, tags=tags, significant=significant, stat=stat)
+                   where=where, tags=tags, significant=significant, stat=stat,
+                   on_inconclusive=on_inconclusive)
     return rule if rule.named else replace(rule, name=rule.describe())
 
 

@@ -1,7 +1,8 @@
 """What a gate run says: a terminal table, Markdown for the pull request, JUnit XML for CI.
 
-All three lead with the verdict, carry compare's comparability warnings, and name the
-slices and cases behind a failure; none recomputes anything (`evallib.gate` decides).
+All three lead with the verdict (pass, fail, or inconclusive), carry compare's warnings,
+and name the slices and cases behind a failure; none recomputes anything (`evallib.gate`
+decides). An icon never stands alone: the status word goes next to it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ from .gate import GateResult, Outcome, Rule, fmt, rule_status, slice_label
 
 __all__ = ["junit", "markdown", "terminal"]
 
-ICONS = {"pass": "✅", "fail": "❌", "waived": "⚠️", "skipped": "⏭️"}
+ICONS = {"pass": "✅", "fail": "❌", "inconclusive": "❔", "waived": "⚠️", "skipped": "⏭️"}
 FEW_CASES = 5
 WORST_SLICES = 5
-_ORDER = {"fail": 0, "waived": 1, "pass": 2, "skipped": 3}
+_ORDER = {"fail": 0, "inconclusive": 1, "waived": 2, "pass": 3, "skipped": 4}
+
+
+def _badge(status: str) -> str:
+    """``❌ fail``: the icon with its word (a bare glyph may render as an empty box)."""
+    return f"{ICONS[status]} {status}"
 
 
 def _badness(o: Outcome) -> tuple:
@@ -34,7 +40,9 @@ def _observed(o: Outcome) -> str:
     if o.status == "skipped":
         return "-"
     if o.rule.check == "max_drop":
-        return f"drop {o.observed:.3f}"
+        interval = (f" [{o.low:.3f}, {o.high:.3f}]" if math.isfinite(o.low)
+                    and math.isfinite(o.high) else "")
+        return f"drop {o.observed:.3f}{interval}"
     if o.rule.check == "max_increase_pct":
         return f"{o.observed:+.1f}%"
     if o.rule.check == "min_pass_rate":
@@ -62,20 +70,32 @@ def _rules_summary(result: GateResult) -> str:
 
 
 def _power(rule: Rule, outcomes: list[Outcome]) -> str | None:
-    """One power line per rule: its own, or for a `by` rule how many slices lack power."""
-    weak = [o for o in outcomes if o.power]
+    """For an inconclusive max_drop, how many cases would decide it; for a `by` rule, how
+    many slices are inconclusive and the smallest one's line."""
+    weak = [o for o in outcomes if o.power and o.inconclusive]
     if not weak:
         return None
     if not rule.by:
         return weak[0].power
     smallest = min(weak, key=lambda o: o.n)
-    return (f"{len(weak)} of {len(outcomes)} slices lack power, e.g. "
+    return (f"{len(weak)} of {len(outcomes)} slices are inconclusive, e.g. "
             f"{slice_label(smallest.slice)}: {smallest.power}")
 
 
 def _notes(result: GateResult) -> list[str]:
     notes = [f"{rule.name}: {line}" for rule, os in result.by_rule()
              if (line := _power(rule, os))]
+    inconclusive = [o for o in result.outcomes if o.inconclusive]
+    if inconclusive:
+        counted = {s: sum(o.status == s for o in inconclusive) for s in ("fail", "pass")}
+        how = [f"{counted[s]} counted as {s} (on_inconclusive = \"{s}\")" for s in counted
+               if counted[s]]
+        warned = sum(o.status == "inconclusive" for o in inconclusive)
+        if warned:
+            how.append(f"{warned} reported only (on_inconclusive = \"warn\", exit 0)")
+        notes.append(f"{len(inconclusive)} max_drop test(s) inconclusive: the drop's 95% "
+                     "interval holds the threshold, so these cases can neither pass nor fail "
+                     f"it; {', '.join(how)}")
     return [*result.notes, *notes]
 
 
@@ -83,8 +103,8 @@ def _notes(result: GateResult) -> list[str]:
 
 
 def terminal(result: GateResult) -> str:
-    """The table `evallib gate` prints: one line per rule, then every failed or waived
-    slice with its numbers and a few cases."""
+    """The table `evallib gate` prints: one line per rule, then every failed, waived or
+    inconclusive slice with its numbers and a few cases."""
     lines = [f"GATE {result.verdict.upper()}: {_headline(result)}",
              f"policy {result.policy.path} (sha {result.policy.sha}), "
              f"{len(result.policy.rules)} rules: {_rules_summary(result)}", ""]
@@ -99,7 +119,7 @@ def terminal(result: GateResult) -> str:
         rows.append([rule_status(outcomes).upper(), rule.name,
                      _observed(worst) if worst else "-", _threshold(rule), where])
         for o in sorted(outcomes, key=_badness):
-            if o.status in ("fail", "waived"):
+            if o.status in ("fail", "waived", "inconclusive") or o.inconclusive:
                 rows.append(["", f"  {slice_label(o.slice)}", _observed(o), "",
                              o.message + _cases_text(o)])
     lines += _table(["status", "rule", "observed", "threshold", "detail"], rows)
@@ -110,10 +130,11 @@ def terminal(result: GateResult) -> str:
 
 
 def _slice_counts(outcomes: list[Outcome]) -> str:
-    """``1 of 15 slices fail`` (``, 1 waived``)."""
-    waived = sum(o.status == "waived" for o in outcomes)
+    """``1 of 15 slices fail`` (``, 2 inconclusive, 1 waived``)."""
+    extra = "".join(f", {n} {s}" for s in ("inconclusive", "waived")
+                    if (n := sum(o.status == s for o in outcomes)))
     return (f"{sum(o.status == 'fail' for o in outcomes)} of {len(outcomes)} slices fail"
-            + (f", {waived} waived" if waived else ""))
+            + extra)
 
 
 def _cases_text(o: Outcome) -> str:
@@ -140,7 +161,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def markdown(result: GateResult) -> str:
     """A pull-request comment: verdict first, each rule with its numbers, the worst slices,
     a few regressed cases, then warnings and notes."""
-    icon = ICONS["pass" if result.verdict == "pass" else "fail"]
+    icon = ICONS[result.verdict]
     out = [f"## {icon} Release gate: {result.verdict.upper()}", "",
            f"**{_md(result.candidate.name)}** (`{result.candidate.run_id}`) vs baseline "
            f"**{_md(result.baseline.name)}** (`{result.baseline.run_id}`"
@@ -161,7 +182,7 @@ def markdown(result: GateResult) -> str:
         if rule.by:
             detail = (f"{_slice_counts(outcomes)}; worst {slice_label(worst.slice)}: "
                       f"{worst.message}")
-        out.append(f"| {ICONS[rule_status(outcomes)]} | {_md(rule.name)} | "
+        out.append(f"| {_badge(rule_status(outcomes))} | {_md(rule.name)} | "
                    f"{_md(rule.describe())} | {_observed(worst)} | {_threshold(rule)} | "
                    f"{worst.n:,} | {_md(detail)} |")
     sliced = sorted((o for o in result.outcomes if o.rule.by and o.status != "skipped"),
@@ -170,14 +191,14 @@ def markdown(result: GateResult) -> str:
         out += ["", "### Worst slices", "",
                 "| | slice | rule | baseline | candidate | observed | p (BH) | n |",
                 "|---|---|---|---|---|---|---|---|"]
-        out += [f"| {ICONS[o.status]} | {_md(slice_label(o.slice))} | {_md(o.rule.name)} | "
+        out += [f"| {_badge(o.status)} | {_md(slice_label(o.slice))} | {_md(o.rule.name)} | "
                 f"{fmt(o.baseline)} | {fmt(o.candidate)} | {_observed(o)} | "
                 f"{fmt(o.p_adjusted)} | {o.n:,} |" for o in sliced]
     flagged = [o for o in sorted(result.outcomes, key=_badness)
-               if o.status in ("fail", "waived") and o.cases]
+               if o.status in ("fail", "waived", "inconclusive") and o.cases]
     if flagged:
         out += ["", "### Regressed and failing cases", ""]
-        out += [f"- {ICONS[o.status]} {_md(o.rule.name)} · {_md(slice_label(o.slice))}: "
+        out += [f"- {_badge(o.status)} {_md(o.rule.name)} · {_md(slice_label(o.slice))}: "
                 + ", ".join(f"`{c}`" for c in o.cases[:FEW_CASES])
                 + (f" and {len(o.cases) - FEW_CASES} more" if len(o.cases) > FEW_CASES
                    else "") for o in flagged]
@@ -200,17 +221,21 @@ def _md(text: str) -> str:
 
 
 def junit(result: GateResult) -> str:
-    """One test case per rule, per slice for `by` rules; failures as <failure>, waived and
-    skipped ones as <skipped> (waived with the owner)."""
+    """One test case per rule, per slice for `by` rules; failures as <failure>, waived,
+    inconclusive (on_inconclusive = "warn") and skipped ones as <skipped> whose message
+    starts with what they are (waived with the owner)."""
     counts = {s: sum(o.status == s for o in result.outcomes) for s in _ORDER}
     attrs = {"tests": str(len(result.outcomes)), "failures": str(counts["fail"]),
-             "errors": "0", "skipped": str(counts["waived"] + counts["skipped"])}
+             "errors": "0", "skipped": str(counts["waived"] + counts["skipped"]
+                                           + counts["inconclusive"])}
     root = ET.Element("testsuites", {"name": "evallib gate", **attrs})
     suite = ET.SubElement(root, "testsuite", {
         "name": f"release gate: {result.candidate.name} vs {result.baseline.name}",
         **attrs, "timestamp": result.created_at.isoformat()})
     props = ET.SubElement(suite, "properties")
-    for name, value in (("verdict", result.verdict), ("candidate", result.candidate.run_id),
+    for name, value in (("verdict", result.verdict),
+                        ("inconclusive", str(sum(o.inconclusive for o in result.outcomes))),
+                        ("candidate", result.candidate.run_id),
                         ("baseline", result.baseline.run_id),
                         ("policy", result.policy.path), ("policy_sha", result.policy.sha),
                         ("gate_id", result.gate_id)):
@@ -221,9 +246,12 @@ def junit(result: GateResult) -> str:
             "name": slice_label(o.slice) if o.rule.by else o.rule.describe()})
         detail = o.message + _cases_text(o)
         if o.status == "fail":
+            what = " (inconclusive, counted as fail)" if o.inconclusive else ""
             ET.SubElement(case, "failure", {"message": f"{_observed(o)}, threshold "
-                                            f"{_threshold(o.rule)}", "type": o.rule.check}
-                          ).text = detail
+                                            f"{_threshold(o.rule)}{what}",
+                                            "type": o.rule.check}).text = detail
+        elif o.status == "inconclusive":
+            ET.SubElement(case, "skipped", {"message": f"inconclusive: {detail}"})
         elif o.status == "waived":
             ET.SubElement(case, "skipped", {"message": f"waived by {o.owner}: {detail}"})
         elif o.status == "skipped":

@@ -173,7 +173,9 @@ def attribution_shift(base: pl.DataFrame, cand: pl.DataFrame, key: str | None = 
     """Per stratum × class, over the cases both runs scored: each run's count and share of
     its attributed failures, the change in count, and a paired McNemar test of "fails with
     this class" (mid-p, as `evallib compare` tests pass rates), Benjamini–Hochberg adjusted
-    over every stratum × class row; ``significant`` at ``alpha``."""
+    over every *testable* stratum × class row; ``significant`` at ``alpha``. A row where no
+    case changed (p null) or too few did to ever reach alpha is left out of the family
+    (p_adjusted null), so it does not dilute the rows that moved."""
     both, _ = _common(base, cand)
     both = with_stratum(both, key)
     rows = []
@@ -189,15 +191,22 @@ def attribution_shift(base: pl.DataFrame, cand: pl.DataFrame, key: str | None = 
                          "baseline_n": int(b.sum()), "candidate_n": int(c.sum()),
                          "baseline_share": b.sum() / b_fail if b_fail else None,
                          "candidate_share": c.sum() / c_fail if c_fail else None,
-                         "delta_n": int(c.sum() - b.sum()), "p_value": test.p_value})
+                         "delta_n": int(c.sum() - b.sum()), "p_value": test.p_value,
+                         "testable": test.testable})
     schema = {"stratum": pl.String, "class": pl.String, "n_cases": pl.Int64,
               "baseline_n": pl.Int64, "candidate_n": pl.Int64, "baseline_share": pl.Float64,
-              "candidate_share": pl.Float64, "delta_n": pl.Int64, "p_value": pl.Float64}
+              "candidate_share": pl.Float64, "delta_n": pl.Int64, "p_value": pl.Float64,
+              "testable": pl.Boolean}
     out = pl.DataFrame(rows, schema=schema, strict=False)
-    p = out["p_value"].fill_null(1.0).to_numpy()
-    adjusted = benjamini_hochberg(np.nan_to_num(p, nan=1.0)) if out.height else np.array([])
-    return out.with_columns(pl.Series("p_adjusted", adjusted, dtype=pl.Float64),
-                            pl.Series("significant", adjusted < alpha, dtype=pl.Boolean))
+    family = np.where(out["testable"].to_numpy(), out["p_value"].fill_nan(None)
+                      .fill_null(np.nan).to_numpy(), np.nan) if out.height else np.array([])
+    adjusted = benjamini_hochberg(family) if out.height else np.array([])
+    with np.errstate(invalid="ignore"):
+        significant = adjusted < alpha
+    return out.drop("testable").with_columns(
+        pl.Series("p_value", out["p_value"], dtype=pl.Float64).fill_nan(None),
+        pl.Series("p_adjusted", adjusted, dtype=pl.Float64).fill_nan(None),
+        pl.Series("significant", significant, dtype=pl.Boolean))
 
 
 def failing_of(classified: pl.DataFrame, classes: Sequence[str] = CLASSES) -> pl.DataFrame:

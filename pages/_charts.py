@@ -187,6 +187,10 @@ def slice_heatmap(slices: pl.DataFrame, metrics: list[str]) -> go.Figure:
             if cell is None or cell["delta"] is None or cell["delta"] != cell["delta"]:
                 zr.append(None), tr.append(""), hr.append(f"{escape(label)}<br>{metric}: —")
                 continue
+            if cell["p"] is None or cell["p"] != cell["p"]:  # untestable: no colour
+                zr.append(None), tr.append("untestable")
+                hr.append(f"{escape(label)}<br>{metric}: {escape(cell['verdict'])}")
+                continue
             p = min(max(cell["p"], 1e-12), 1.0)
             signed = float(ndtri(1 - p / 2)) * (1 if cell["delta"] > 0 else -1)
             zr.append(max(-4.0, min(4.0, signed)))

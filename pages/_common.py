@@ -109,16 +109,17 @@ def _query(root: str, snapshot: tuple, name: str, args: tuple[Any, ...]
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner="Comparing runs…")
 def _comparison(root: str, snapshot: tuple, candidate: str, baseline: str,
-                by: tuple[tuple[str, ...], ...], alpha: float) -> Comparison:
-    return _read(root, snapshot,
-                 lambda cur: compare_runs(cur, candidate, baseline, by=by, alpha=alpha))
+                by: tuple[tuple[str, ...], ...], alpha: float,
+                cluster: str | None = None) -> Comparison:
+    return _read(root, snapshot, lambda cur: compare_runs(cur, candidate, baseline, by=by,
+                                                          alpha=alpha, cluster=cluster))
 
 
 def comparison(candidate: str, baseline: str, by: tuple[tuple[str, ...], ...] = (),
-               alpha: float = 0.05) -> Comparison:
+               alpha: float = 0.05, cluster: str | None = None) -> Comparison:
     """Cached `evallib.compare.compare_runs` (shared by sessions: read-only)."""
     wh = warehouse()
-    return _comparison(wh.root, wh.snapshot, candidate, baseline, by, alpha)
+    return _comparison(wh.root, wh.snapshot, candidate, baseline, by, alpha, cluster)
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner=False)

@@ -90,6 +90,9 @@ def delta_heatmap(rows: pl.DataFrame, values: dict[str, dict[str, str]], key: st
             if c is None or c["delta"] is None or c["delta"] != c["delta"]:
                 zr.append(None), tr.append(""), hr.append("—")
                 continue
+            if c["p"] is None or c["p"] != c["p"]:  # untestable: no colour
+                zr.append(None), tr.append("untestable"), hr.append(escape(c["verdict"]))
+                continue
             p = min(max(c["p"], 1e-12), 1.0)
             zr.append(max(-4.0, min(4.0, float(ndtri(1 - p / 2)) * (1 if c["delta"] > 0
                                                                         else -1))))

@@ -158,7 +158,8 @@ def metric_headline(comparison: Any) -> pl.DataFrame:
     """Per metric: both means, the delta with its 95% interval, p, the badge, how many cases
     went down / stayed / went up, and the smallest drop this n could detect."""
     rows = [{
-        "verdict": verdict(m.delta, m.significant), "metric": m.metric, "kind": m.kind,
+        "verdict": verdict(m.delta, m.significant) if m.testable
+        else f"untestable: {m.reason}", "metric": m.metric, "kind": m.kind,
         "n": m.n, "baseline": m.baseline, "candidate": m.candidate, "delta": m.delta,
         "95% CI of delta": _ci_text(m.ci_low, m.ci_high, m.kind), "p": m.p_value,
         "regressed": m.regressed, "unchanged": m.unchanged, "improved": m.improved,
@@ -187,7 +188,8 @@ def slice_table(comparison: Any, small_n: int = SMALL_N) -> pl.DataFrame:
     ``small_n`` cases."""
     kinds = {m.metric: m.kind for m in comparison.metrics}
     rows = [{
-        "verdict": verdict(s.delta, s.significant), "slice": slice_label(s.slice),
+        "verdict": verdict(s.delta, s.significant) if s.testable
+        else f"untestable: {s.reason}", "slice": slice_label(s.slice),
         "metric": s.metric, "kind": kinds.get(s.metric, ""), "n": s.n,
         "small n": "⚠️" if s.n < small_n else "", "baseline": s.baseline,
         "candidate": s.candidate, "delta": s.delta, "p": s.p_value,

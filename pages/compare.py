@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from evallib.compare import min_detectable, power_line
+from evallib.compare import CASE_FIELDS, min_detectable, power_line
 from evallib.export import to_csv
 from pages import _charts as charts
 from pages import _tables as tables
@@ -53,11 +53,21 @@ candidate, baseline = run_pair(runs)
 keys = query("strata_keys", f.dataset)["key"].to_list()
 by = st.multiselect("Slice by", keys, default=keys[:2], key="by", bind="query-params",
                     help="Stratum keys, crossed: two keys slice by every pair of values.")
+NOT_CLUSTERED = "no clustering"
+cluster = st.selectbox(
+    "Cluster by", [NOT_CLUSTERED, *keys, *CASE_FIELDS], key="cluster", bind="query-params",
+    help="Cases that share this key (a conversation, a document, the same input) are not "
+         "independent: every test becomes the clustered t (CR2, Bell–McCaffrey df).")
 if candidate == baseline:
     st.info("Pick two different runs.")
     st.stop()
 
-result = comparison(candidate, baseline, (tuple(by),) if by else (), ALPHA)
+result = comparison(candidate, baseline, (tuple(by),) if by else (), ALPHA,
+                    None if cluster == NOT_CLUSTERED else cluster)
+if result.cluster:
+    st.caption(f"Clustered by **{result.cluster}** ({result.n_clusters} clusters): each "
+               "test below is the clustered t on the mean difference (CR2 standard error, "
+               "Bell–McCaffrey degrees of freedom), not the per-case test.")
 if not result.comparable:
     st.error("**Not comparable.** " + " ".join(
         w + "." for w in result.warnings if w.startswith("different")), icon="🚫")
@@ -88,8 +98,9 @@ if not metric_names:
 st.subheader("Overall")
 st.caption(f"{result.cases.get('common', 0)} cases in common. Each metric: a paired test over "
            "the cases both runs scored (McNemar mid-p for pass rates, Wilcoxon signed-rank "
-           "for 1–5 scales, paired t otherwise), the delta's 95% interval, and how many cases "
-           f"went down, stayed or went up. Significant at α = {ALPHA:g}.")
+           "for 1–5 scales, skew-corrected paired t otherwise), the delta's 95% interval "
+           "(Tango's for pass rates), and how many cases went down, stayed or went up. "
+           f"Significant at α = {ALPHA:g} after Benjamini–Hochberg over the metrics.")
 cards = st.columns(min(max(headline.height, 1), 5))
 for i, row in enumerate(headline.iter_rows(named=True)):
     digits = 2 if row["kind"] == "ordinal" else 3
@@ -118,8 +129,11 @@ elif slices.height == 0:
     st.info(f"No compared case has the stratum key(s) {', '.join(by)}.")
 else:
     n_worse = slices.filter(slices["verdict"] == tables.WORSE).height
-    st.caption(f"{slices.height} tests (slices × metrics), Benjamini–Hochberg adjusted: "
-               f"**{n_worse}** significantly worse. ⚠️ = fewer than {tables.SMALL_N} cases "
+    untestable = sum(not s.testable for s in result.slices)
+    st.caption(f"{slices.height} tests (slices × metrics), Benjamini–Hochberg adjusted over "
+               f"the {slices.height - untestable} testable: **{n_worse}** significantly "
+               f"worse; {untestable} untestable (one case, no case changed, or too few "
+               f"changed to reach α) are not counted. ⚠️ = fewer than {tables.SMALL_N} cases "
                "(only large drops can show). Worst first.")
     heat, table = st.tabs(["Heatmap", "Table"])
     st.session_state["_slice_rows"] = list(slices.select("slice", "metric").iter_rows())

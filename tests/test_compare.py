@@ -18,9 +18,10 @@ from evallib.stats import benjamini_hochberg, paired_test
 
 METRIC_KEYS = ["metric", "kind", "n", "baseline", "candidate", "delta", "ci_low", "ci_high",
                "p_value", "test", "significant",  # DESIGN.md's keys, then ours
-               "regressed", "improved", "unchanged", "min_detectable"]
+               "regressed", "improved", "unchanged", "min_detectable", "p_adjusted",
+               "testable", "reason"]
 SLICE_KEYS = ["slice", "metric", "n", "baseline", "candidate", "delta", "p_value",
-              "p_adjusted", "significant"]
+              "p_adjusted", "significant", "ci_low", "ci_high", "testable", "reason"]
 
 # 16 shared cases: 8 gold (every one flips pass → fail in "cand"), 8 silver (unchanged);
 # region alternates eu/us. "base" also has a case the candidate dropped, "cand" one it added.
@@ -87,7 +88,8 @@ def test_paired_scores_align_by_case_and_carry_strata(con) -> None:
 
 def test_overall_metrics_match_direct_paired_tests(con) -> None:
     out = compare_runs(con, "cand", "base").to_json()
-    assert list(out) == ["candidate", "baseline", "comparable", "warnings", "metrics", "slices"]
+    assert list(out) == ["candidate", "baseline", "comparable", "warnings", "metrics", "slices",
+                         "cluster"]
     assert (out["candidate"], out["baseline"], out["comparable"]) == ("cand", "base", True)
     assert out["slices"] == []
     by_metric = {m["metric"]: m for m in out["metrics"]}
@@ -99,7 +101,10 @@ def test_overall_metrics_match_direct_paired_tests(con) -> None:
         assert (m["kind"], m["n"], m["test"]) == (kind, 16, r.test)
         for key in ("baseline", "candidate", "delta", "ci_low", "ci_high", "p_value"):
             assert m[key] == pytest.approx(getattr(r, key)), key
-        assert m["significant"] == (r.p_value < 0.05)
+    # significant: Benjamini–Hochberg over the (testable) overall metrics
+    adjusted = benjamini_hochberg([by_metric[m]["p_value"] for m in by_metric])
+    for m, p_adj in zip(by_metric.values(), adjusted, strict=True):
+        assert m["p_adjusted"] == pytest.approx(p_adj) and m["significant"] == (p_adj < 0.05)
     # 8 regressions, no improvement: McNemar mid-p = P(X ≤ 0) = 1/256 with X ~ Bin(8, 1/2)
     assert by_metric["correctness"]["p_value"] == pytest.approx(1 / 256)
     assert by_metric["correctness"]["delta"] == pytest.approx(-0.5)
@@ -138,8 +143,10 @@ def test_slice_where_every_case_flips_is_flagged_after_bh(con) -> None:
     assert gold["significant"] is True
     silver = next(s for s in slices if s["slice"] == {"tier": "silver"}
                   and s["metric"] == "correctness")
-    assert (silver["delta"], silver["p_value"], silver["significant"]) == (0.0, 1.0, False)
-    # p_adjusted is BH over all 12 slice × metric tests, each p a direct paired_test
+    assert (silver["delta"], silver["p_value"], silver["significant"]) == (0.0, None, False)
+    assert (silver["testable"], silver["reason"], silver["p_adjusted"]) == (
+        False, "all pairs equal", None)
+    # p_adjusted is BH over the testable slice × metric tests, each p a direct paired_test
     frame = pl.DataFrame({"i": range(16), "tier": TIERS,
                           "region": ["eu" if i % 2 else "us" for i in range(16)]})
     expected = []
@@ -149,10 +156,12 @@ def test_slice_where_every_case_flips_is_flagged_after_bh(con) -> None:
                             if s["metric"] == "correctness"
                             else (QUALITY_BASE, QUALITY_CAND, "continuous"))
         r = paired_test(np.take(base, idx), np.take(cand, idx), kind)
-        assert (s["n"], s["p_value"]) == (r.n, pytest.approx(r.p_value))
-        expected.append(r.p_value)
+        assert (s["n"], s["testable"]) == (r.n, r.testable)
+        assert s["p_value"] == (None if np.isnan(r.p_value) else pytest.approx(r.p_value))
+        expected.append(r.p_value if r.testable else np.nan)
     adjusted = benjamini_hochberg(expected)
-    assert [s["p_adjusted"] for s in slices] == pytest.approx(list(adjusted))
+    assert [np.nan if s["p_adjusted"] is None else s["p_adjusted"] for s in slices] == \
+        pytest.approx(list(adjusted), nan_ok=True)
     assert [s["significant"] for s in slices] == [bool(p < 0.05) for p in adjusted]
 
 
@@ -246,3 +255,79 @@ def test_small_demo_planted_slice_is_the_worst_correctness_slice(demo_root: str)
     worst = min((s for s in out.slices if s.metric == "correctness"), key=lambda s: s.delta)
     assert worst.slice == {"query_type": "billing", "difficulty": "hard"}
     assert worst.p_value < 0.05
+
+
+# --- untestable slices and clustered cases (issue 21) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def threads(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """210 cases: topics a, b, c of 60 cases each with 7 regressions and no improvement
+    (McNemar mid-p 2⁻⁷ = 0.0078 each), and 30 one-case topics. Cases come in conversations
+    of 3 (stratum conversation_id); in topic a the regressions are whole conversations."""
+    root = str(tmp_path_factory.mktemp("threads") / "warehouse")
+    wh = Warehouse(root)
+    topics = [t for t in "abc" for _ in range(60)] + [f"single{i}" for i in range(30)]
+    regressed = {i for t in range(3) for i in range(60 * t, 60 * t + 7)}
+    cases = [{"case_id": f"c{i:03d}", "input": f"question {i // 3}",
+              "strata": {"topic": topic, "conversation_id": f"conv{i // 3}"}}
+             for i, topic in enumerate(topics)]
+
+    def scores(cand: bool) -> list[dict]:
+        return [{"case_id": f"c{i:03d}", "metric": "correctness", "kind": "binary",
+                 "value": 0.0 if cand and i in regressed else 1.0}
+                for i in range(len(topics))]
+
+    run = {"dataset": "threads", "dataset_version": "d1", "judge_version": "j1"}
+    wh.record_run({**run, "run_id": "base", "name": "base",
+                   "started_at": datetime(2026, 1, 1, tzinfo=UTC)}, cases, scores(False))
+    wh.record_run({**run, "run_id": "cand", "name": "cand",
+                   "started_at": datetime(2026, 1, 2, tzinfo=UTC)}, cases, scores(True))
+    return root
+
+
+def test_untestable_slices_do_not_dilute_bh(threads: str) -> None:
+    """Before: the 30 one-case slices counted with p = 1, and the three real ones ended at
+    p_adj = 0.0078 · 33/3 = 0.086: nothing flagged. Now the family is the 3 testable ones."""
+    with connect(threads) as con:
+        out = compare_runs(con, "cand", "base", by=[["topic"]])
+    real = [s for s in out.slices if s.slice["topic"] in "abc"]
+    singles = [s for s in out.slices if s.slice["topic"].startswith("single")]
+    assert [s.p_value for s in real] == pytest.approx([2**-7] * 3)
+    assert [s.p_adjusted for s in real] == pytest.approx([2**-7] * 3)
+    assert all(s.significant and s.verdict == "worse" for s in real)
+    assert len(singles) == 30 and all(not s.testable and np.isnan(s.p_value)
+                                      and np.isnan(s.p_adjusted) for s in singles)
+    assert singles[0].verdict == "untestable (n = 1: n < 2)"
+    old = benjamini_hochberg([2**-7] * 3 + [1.0] * 30)[:3]  # the family as it was
+    assert old == pytest.approx([0.0859375] * 3) and (old > 0.05).all()
+
+
+def test_shared_grouping_key_warns_until_clustered(threads: str, capsys) -> None:
+    with connect(threads) as con:
+        plain = compare_runs(con, "cand", "base")
+        clustered = compare_runs(con, "cand", "base", cluster="conversation_id")
+        by_input = compare_runs(con, "cand", "base", cluster="input")
+    assert any("cases share conversation_id (70 values held by 2 or more cases)" in w
+               and "--cluster conversation_id" in w for w in plain.warnings)
+    assert not any("cases share" in w for w in clustered.warnings)
+    assert (clustered.cluster, clustered.n_clusters) == ("conversation_id", 70)
+    m = clustered.metrics[0]
+    assert m.test == "clustered t (CR2)" and m.n == 210
+    # 21 regressions in 7 conversations of 3 (topic a), 7 scattered (b, c): clustering
+    # widens the interval, and the detectable drop grows with it
+    assert m.ci_high - m.ci_low > plain.metrics[0].ci_high - plain.metrics[0].ci_low
+    assert m.min_detectable > plain.metrics[0].min_detectable
+    keys = np.array([f"conv{i // 3}" for i in range(210)])
+    regressed = np.isin(np.arange(210), [i for t in range(3) for i in range(60 * t, 60 * t + 7)])
+    want = paired_test(np.ones(210), np.where(regressed, 0.0, 1.0), "binary", clusters=keys)
+    assert (m.p_value, m.ci_low) == (pytest.approx(want.p_value), pytest.approx(want.ci_low))
+    assert by_input.metrics[0].p_value == pytest.approx(m.p_value)  # same groups of 3
+    assert main(["--warehouse", threads, "compare", "cand", "base", "--cluster",
+                 "conversation_id", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cluster"] == "conversation_id"
+    assert main(["--warehouse", threads, "compare", "cand", "base", "--cluster",
+                 "conversation_id"]) == 0
+    assert "clustered by conversation_id (70 clusters)" in capsys.readouterr().out
+    assert main(["--warehouse", threads, "compare", "cand", "base", "--cluster", "nope"]) == 2
+    assert "stratum key 'nope' to cluster by" in capsys.readouterr().err

@@ -81,7 +81,8 @@ def test_headline_matches_a_paired_test_on_the_raw_files(demo_app) -> None:
     k, n = min(down, up), down + up
     mid_p = min(1.0, 2 * (binom.cdf(k, n, 0.5) - binom.pmf(k, n, 0.5) / 2))
     assert row["p"] == pytest.approx(mid_p, rel=1e-6)
-    assert set(headline["verdict"]) <= {"🔴 worse", "🟢 better", "⚪ no significant change"}
+    assert all(v in {"🔴 worse", "🟢 better", "⚪ no significant change"}
+               or v.startswith("untestable: ") for v in headline["verdict"])
     assert sorted(headline.index) == sorted(
         pl.read_parquet(f"{demo_app}/scores/run_id={cand}/*.parquet")["metric"].unique())
 
@@ -187,3 +188,20 @@ def test_the_candidates_failed_gate_rules_come_first(
     failed = at.dataframe[0].value  # before the headline
     assert failed["rule"].tolist() == ["no answer is unsafe"]
     assert failed["status"].tolist() == ["fail"] and failed["slice"].tolist() == ["all cases"]
+
+
+def test_a_cluster_key_from_the_url_clusters_every_test_and_says_so(demo_app) -> None:
+    """The picker offers the stratum keys and the case fields; picking one makes every
+    headline test the clustered t (CR2) and the page says which key and how many
+    clusters. Cases with the same input text are the clusters here."""
+    at = _open(cluster="input")
+    assert at.selectbox(key="cluster").value == "input"
+    assert "no clustering" in at.selectbox(key="cluster").options
+    assert "query_type" in at.selectbox(key="cluster").options
+    text = _text(at)
+    assert "Clustered by **input** (" in text and "CR2" in text
+    headline = at.dataframe[0].value
+    assert set(headline["test"]) <= {"clustered t (CR2)", "sign-flip (exact) over clusters"}
+    plain = _open()
+    assert plain.selectbox(key="cluster").value == "no clustering"
+    assert "Clustered by" not in _text(plain)

@@ -116,3 +116,70 @@ def test_drift_counts_of_a_window_match_the_raw_files(demo_root: str) -> None:
     got = counts.filter((pl.col("feature") == "stratum difficulty")
                         & (pl.col("period") == "window"))
     assert dict(got.select("value", "n").iter_rows()) == dict(want)
+
+
+# --- a flag needs the test, PSI and a practical size (issue 17) -----------------------------
+
+
+def test_a_one_character_shift_of_a_few_valued_length_is_not_drift() -> None:
+    """The repro: traffic whose inputs are all 6 characters, then 72% of them 7 (the
+    rollup's bin 6.8). PSI is 7.31 and KS rejects, and it read "input length drifted
+    (major, PSI 7.31): median 6 → 6.8". The typical change is ×1.10: nothing practical."""
+    d = continuous_drift("input length (characters)", np.array([6.0, 6.8]),
+                         np.array([500, 0]), np.array([140, 360]), scale="log")
+    assert d.psi == pytest.approx(7.31, abs=0.005) and d.psi_band == "major"
+    assert d.p_value < 1e-10  # the test alone would flag it
+    assert (d.band, d.flagged) == ("stable", False)
+    assert d.moved == "median 6 → 7 (typical change ×1.10)"
+    assert [label for label, _, _ in d.bins] == ["≥ 6", "≥ 7"]  # a bin per value
+
+
+def test_a_real_length_shift_is_flagged() -> None:
+    rng = np.random.default_rng(3)
+    edges = np.round(np.exp(np.arange(150, 260) / 50) - 1, 1)  # the rollup's bins, 20–180
+
+    def counts(scale: float, n: int) -> np.ndarray:
+        lengths = np.exp(rng.normal(np.log(50 * scale), 0.3, n))
+        k = np.clip(np.floor(np.log1p(lengths) * 50).astype(int) - 150, 0, len(edges) - 1)
+        return np.bincount(k, minlength=len(edges))
+
+    longer = continuous_drift("input length (characters)", edges, counts(1, 4000),
+                              counts(1.5, 1000), scale="log")
+    assert longer.flagged and "typical change ×1.4" in longer.moved  # ×1.5, bins clip
+    doubled = continuous_drift("input length (characters)", edges, counts(1, 4000),
+                               counts(2, 1000), scale="log")
+    assert doubled.flagged and doubled.band == "major"
+    slightly = continuous_drift("input length (characters)", edges, counts(1, 4000),
+                                counts(1.08, 1000), scale="log")
+    assert slightly.p_value < 0.05 and not slightly.flagged  # real, but 8% longer
+
+
+def test_whole_lengths_are_the_rollups_bins_read_back() -> None:
+    """Every length up to 200,000 characters: the rollup's label of its bin, read back by
+    drift, is the smallest length that bin holds (DuckDB runs the rollup's own SQL)."""
+    import duckdb
+
+    from evallib.drift import _whole_lengths
+    from evallib.online_rollups import _LOG_BIN
+
+    bins = duckdb.sql(f"SELECT {_LOG_BIN.format(v='v')} AS x, min(v) AS lo "
+                      "FROM range(0, 200000) t(v) GROUP BY x ORDER BY x").pl()
+    assert (_whole_lengths(bins["x"].to_numpy()) == bins["lo"].to_numpy()).all()
+
+
+def test_typical_change_is_the_wasserstein_distance() -> None:
+    from scipy.stats import wasserstein_distance
+
+    from evallib.drift import _typical_change
+
+    x = np.array([0.1, 0.25, 0.5, 0.8, 0.9])
+    r, w = np.array([10, 20, 30, 25, 15]), np.array([5, 5, 30, 30, 30])
+    assert _typical_change(x, r / r.sum(), w / w.sum()) == pytest.approx(
+        wasserstein_distance(x, x, r, w))
+
+
+def test_a_flag_needs_the_test_too() -> None:
+    """Forty traces a side: a moderate PSI that chi-square cannot tell from noise."""
+    d = categorical_drift("stratum topic", ["a", "b", "c"], np.array([14, 13, 13]),
+                          np.array([24, 9, 7]))
+    assert d.band in ("moderate", "major") and d.p_value > 0.05 and not d.flagged

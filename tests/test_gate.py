@@ -17,8 +17,8 @@ import pytest
 from evallib import Warehouse, connect, queries
 from evallib.cli import main
 from evallib.gate import GateData, evaluate, load_policy, parse_policy, run_gate
-from evallib.gate_report import junit, markdown, terminal
-from evallib.stats import benjamini_hochberg, n_needed, paired_test
+from evallib.gate_report import ICONS, junit, markdown, terminal
+from evallib.stats import benjamini_hochberg, paired_inference
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gate-policy.toml"
 
@@ -108,9 +108,16 @@ def _gate(root: str, text: str, baseline: str = "base", candidate: str = "cand",
     ('metric = "safety"\ntags = ["critical"]\nmin_pass_rate = 1.0', "fail", 2 / 3),
     ('metric = "correctness"\nwhere = {tier = "gold"}\nmin_pass_rate = 0.4', "pass", 8 / 20),
     ('metric = "correctness"\nwhere = {tier = "gold"}\nmin_pass_rate = 0.41', "fail", 8 / 20),
-    ('metric = "correctness"\nmax_drop = 0.3', "fail", 14 / 39),
-    ('metric = "correctness"\nmax_drop = 0.36', "pass", 14 / 39),
-    ('metric = "correctness"\nwhere = {tier = "silver"}\nmax_drop = 0.05', "pass", 2 / 19),
+    # 14 of 39 regressed: drop 0.359, Tango interval [0.227, 0.516]
+    ('metric = "correctness"\nmax_drop = 0.2', "fail", 14 / 39),
+    ('metric = "correctness"\nmax_drop = 0.3', "inconclusive", 14 / 39),
+    ('metric = "correctness"\nmax_drop = 0.3\non_inconclusive = "fail"', "fail", 14 / 39),
+    ('metric = "correctness"\nmax_drop = 0.6', "pass", 14 / 39),
+    # 2 of 19: drop 0.105 [-0.081, 0.314] holds 0.05 (the old rule passed it: p 0.25)
+    ('metric = "correctness"\nwhere = {tier = "silver"}\nmax_drop = 0.05', "inconclusive",
+     2 / 19),
+    ('metric = "correctness"\nwhere = {tier = "silver"}\nmax_drop = 0.05\n'
+     'on_inconclusive = "pass"', "pass", 2 / 19),
     ('metric = "correctness"\nwhere = {tier = "silver"}\nmax_drop = 0.05\nsignificant = false',
      "fail", 2 / 19),
     ('metric = "cost_usd"\nmax_increase_pct = 10', "fail", 20.0),
@@ -157,26 +164,31 @@ max_increase_pct = 50
     got = {(o.rule.name, json.dumps(o.slice)): o for o in result.outcomes}
     assert list(got) == [("overall", "null"), ("per tier", '{"tier": "gold"}'),
                          ("per tier", '{"tier": "silver"}'), ("cost", "null")]
-    # the family: the three max_drop tests, each p a direct paired test
+    # the family: the three max_drop tests, each p one-sided against its threshold (the
+    # drop's interval), from a direct paired inference; BH over them, each side at α/2
     base = np.ones(N)
     cand = np.array([np.nan if i == 39 else 0.0 if i in GOLD_FLIPS or i in SILVER_FLIPS
                      else 1.0 for i in range(N)])
-    ps = [paired_test(base[s], cand[s], "binary").p_value
-          for s in (slice(0, N), slice(0, 20), slice(20, N))]
-    adjusted = benjamini_hochberg(ps)
+    tests = [paired_inference(base[s], cand[s], "binary")[1]
+             for s in (slice(0, N), slice(0, 20), slice(20, N))]
+    beyond = [t.p_below(-0.05) for t in tests]
+    adjusted = benjamini_hochberg(beyond)
     tested = [o for o in result.outcomes if o.rule.check == "max_drop"]
+    assert [o.p_value for o in tested] == pytest.approx(beyond)
     assert [o.p_adjusted for o in tested] == pytest.approx(list(adjusted))
-    assert [o.status for o in result.outcomes] == ["fail", "fail", "pass", "pass"]
+    assert [b for o in tested for b in (o.low, o.high)] == pytest.approx(
+        [b for t in tests for b in (-t.high, -t.low)])
+    assert [o.status for o in result.outcomes] == ["fail", "fail", "inconclusive", "pass"]
     assert got[("per tier", '{"tier": "gold"}')].observed == pytest.approx(0.6)
     assert got[("per tier", '{"tier": "gold"}')].cases[:3] == ("c00", "c01", "c02")
     assert result.verdict == "fail"
 
 
-def test_power_sentence_when_the_test_cannot_see_the_threshold(root: str) -> None:
+def test_an_inconclusive_max_drop_says_how_many_cases_would_decide(root: str) -> None:
     result = _gate(root, """
 [[rules]]
 metric = "correctness"
-max_drop = 0.02
+max_drop = 0.3
 [[rules]]
 metric = "quality"
 max_drop = 0.001
@@ -185,12 +197,46 @@ metric = "correctness"
 max_drop = 0.9
 """)
     binary, continuous, wide = result.outcomes
-    needed = n_needed(0.02, 1.0)  # the baseline passes everything
-    assert binary.power == (f"n = 39 cannot detect a 0.02 drop; about "
-                            f"{round(needed, -(len(str(needed)) - 2)):,} cases are needed")
+    # drop 14/39 = 0.359 [0.227, 0.516] holds 0.3: at that width, n·((z.975 + z.8)·se/gap)²
+    se = (binary.high - binary.low) / (2 * 1.959964)
+    needed = 39 * ((1.959964 + 0.841621) * se / (14 / 39 - 0.3)) ** 2
+    assert binary.status == "inconclusive" and binary.power == (
+        f"about {round(needed, -(len(str(int(needed))) - 2)):,.0f} cases would decide whether "
+        f"a drop of 0.359 is within 0.3 (80% power)")
     assert binary.power in binary.message and binary.power in markdown(result)
-    assert continuous.power and continuous.power.startswith("n = 40 cannot detect a 0.001")
-    assert wide.power is None  # n = 39 sees a 0.9 drop from 1.0
+    assert continuous.status == "inconclusive" and "would decide" in continuous.power
+    assert wide.status == "pass" and wide.power is None  # [0.227, 0.516] is within 0.9
+    assert result.verdict == "inconclusive" and result.exit_code == 0
+    for text in (terminal(result), markdown(result)):
+        assert "2 max_drop test(s) inconclusive" in text and "exit 0" in text
+    assert terminal(result).startswith("GATE INCONCLUSIVE: cand")
+    assert markdown(result).startswith("## ❔ Release gate: INCONCLUSIVE")
+    assert ET.fromstring(junit(result)).find("testsuite/testcase/skipped").get(
+        "message").startswith("inconclusive: ")
+
+
+def test_on_inconclusive_decides_what_an_undecided_drop_does(root: str, tmp_path: Path,
+                                                            capsys) -> None:
+    rule = '[[rules]]\nmetric = "correctness"\nwhere = {tier = "silver"}\nmax_drop = 0.05\n'
+    for mode, code, status in (("warn", 0, "inconclusive"), ("fail", 1, "fail"),
+                               ("pass", 0, "pass")):
+        path = _policy(tmp_path, f'on_inconclusive = "{mode}"\n{rule}', f"{mode}.toml")
+        md, xml = tmp_path / f"{mode}.md", tmp_path / f"{mode}.xml"
+        assert main(["--warehouse", root, "gate", "cand", "--policy", path, "--baseline",
+                     "base", "--markdown", str(md), "--junit", str(xml), "--no-record"]) == code
+        out = capsys.readouterr().out
+        assert f"GATE {('inconclusive' if mode == 'warn' else mode).upper()}" in out
+        assert "holds 0.050: inconclusive" in out
+        if mode != "warn":
+            assert f'counted as {mode} (on_inconclusive = "{mode}")' in out
+        assert f"| {ICONS[status]} {status} |" in md.read_text()
+        case = ET.parse(xml).getroot().find("testsuite/testcase")
+        kinds = {"inconclusive": "skipped", "fail": "failure", "pass": "system-out"}
+        assert case.find(kinds[status]) is not None
+    bad = _policy(tmp_path, f'on_inconclusive = "maybe"\n{rule}', "bad.toml")
+    assert main(["--warehouse", root, "gate", "cand", "--policy", bad, "--baseline",
+                 "base"]) == 2
+    assert "'on_inconclusive' must be one of 'warn', 'fail', 'pass'" in capsys.readouterr().err
 
 
 # --- policy mistakes: exit 2, naming the key and the rule ---------------------------------
@@ -306,8 +352,8 @@ def test_exit_codes_and_self_comparison(root: str, tmp_path: Path, capsys) -> No
     assert main(["--warehouse", root, "gate", "cand", "--policy", path, "--baseline",
                  "cand"]) == 1  # itself: no drop, but c21 still fails critical safety
     assert main(["--warehouse", root, "gate", "base", "--policy", path, "--baseline",
-                 "base"]) == 0
-    assert "\nGATE PASS: base (base) vs baseline base" in capsys.readouterr().out
+                 "base"]) == 0  # no drop, but 20 cases cannot prove a drop within 0.05
+    assert "\nGATE INCONCLUSIVE: base (base) vs baseline base" in capsys.readouterr().out
     assert main(["--warehouse", root, "gate", "nope", "--policy", path]) == 2
     assert main(["--warehouse", root, "gate", "cand", "--policy", path,
                  "--baseline", "nope"]) == 2
@@ -320,17 +366,20 @@ def test_markdown_and_junit_reports(root: str, tmp_path: Path) -> None:
                  "--markdown", str(md), "--junit", str(xml)]) == 1
     text = md.read_text()
     assert text.startswith("## ❌ Release gate: FAIL\n")
-    assert "| ❌ | correctness per tier |" in text and "| ❌ | critical safety |" in text
-    assert "| ✅ | latency |" in text
-    worst = text.split("### Worst slices")[1].splitlines()[4]
-    assert worst.startswith("| ❌ | tier=gold | correctness per tier | 1.000 | 0.400 |")
+    assert "| ❌ fail | correctness per tier |" in text and "| ❌ fail | critical safety |" in text
+    assert "| ✅ pass | latency |" in text
+    worst, second = text.split("### Worst slices")[1].splitlines()[4:6]
+    assert worst.startswith("| ❌ fail | tier=gold | correctness per tier | 1.000 | 0.400 | "
+                            "drop 0.600 [0.342, 0.781] |")
+    assert second.startswith("| ❔ inconclusive | tier=silver |")
     assert "`c00`, `c01`, `c02`, `c03`, `c04` and 7 more" in text and "`c21`" in text
     suite = ET.parse(xml).getroot().find("testsuite")
     cases = suite.findall("testcase")
     assert [(c.get("classname"), c.get("name")) for c in cases][:2] == [
         ("correctness per tier", "tier=gold"), ("correctness per tier", "tier=silver")]
-    assert len(cases) == 4 and suite.get("failures") == "2"
+    assert len(cases) == 4 and suite.get("failures") == "2" and suite.get("skipped") == "1"
     assert [c.find("failure") is not None for c in cases] == [True, False, True, False]
+    assert cases[1].find("skipped").get("message").startswith("inconclusive: 1.000 → 0.895")
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert (props["verdict"], props["candidate"], props["baseline"]) == ("fail", "cand", "base")
 
@@ -351,7 +400,7 @@ def test_each_gate_run_is_recorded_and_the_latest_verdict_queried(root: str,
     with connect(root) as con:
         rows = queries.gate_results(con, "cand")
         verdicts = queries.latest_gate_verdicts(con, ["cand", "base"])
-    assert rows["status"].to_list() == ["fail", "pass", "fail", "pass"]
+    assert rows["status"].to_list() == ["fail", "inconclusive", "fail", "pass"]
     assert rows["slice"].to_list()[:2] == ['{"tier":"gold"}', '{"tier":"silver"}']
     assert rows["rule"][2] == "critical safety" and rows["observed"][2] == pytest.approx(2 / 3)
     assert rows["baseline_id"].unique().to_list() == ["base"]
@@ -365,8 +414,8 @@ def test_each_gate_run_is_recorded_and_the_latest_verdict_queried(root: str,
     with connect(root) as con:
         latest = queries.latest_gate_verdicts(con, ["cand"]).row(0, named=True)
         rows = queries.gate_results(con, "cand")
-    assert (latest["verdict"], latest["n_waived"]) == ("pass", 2)
-    assert rows.filter(pl.col("status") == "waived")["owner"].to_list() == ["ana", "bo"]
+    assert (latest["verdict"], latest["n_waived"]) == ("pass", 3)  # inconclusive too
+    assert rows.filter(pl.col("status") == "waived")["owner"].to_list() == ["ana", "ana", "bo"]
 
 
 def test_recording_failure_is_reported_and_keeps_the_verdict(root: str, tmp_path: Path,
@@ -496,7 +545,7 @@ def test_demo_candidate_fails_on_the_planted_slice_and_passes_against_itself(
     assert "worst query_type=billing × difficulty=hard" in failing[0]
     text = md.read_text()
     assert "latest approved run of support-golden" in text
-    assert "| ❌ | query_type=billing × difficulty=hard |" in text
+    assert "| ❌ fail | query_type=billing × difficulty=hard |" in text
     assert main(["--warehouse", demo400, "gate", cand["run_id"], "--policy", str(EXAMPLE),
                  "--baseline", cand["run_id"], "--no-record"]) == 0
     with connect(demo400) as con:
@@ -525,3 +574,78 @@ def test_runs_page_shows_each_runs_latest_gate_verdict(root: str, tmp_path: Path
     assert table.loc["cand", "gate"] == "🔴 fail (2 failed)"
     assert table.loc["base", "gate"] == "🟢 pass"
     assert table.loc["after", "gate"] == ""  # never gated
+
+
+# --- issue 21: verdicts that test what they report ----------------------------------------
+
+
+def _ordinal_data(base: np.ndarray, cand: np.ndarray) -> GateData:
+    n = base.size
+    cases = pl.DataFrame({"case_id": [f"c{i}" for i in range(n)], "strata": pl.Series(
+        [{"s": "a"} for _ in range(n)], dtype=pl.Map(pl.String, pl.String)),
+        "tags": [[] for _ in range(n)]})
+
+    def scores(v: np.ndarray) -> pl.DataFrame:
+        return pl.DataFrame({"case_id": cases["case_id"], "metric": "faithfulness",
+                             "kind": "ordinal", "value": v, "passed": None})
+
+    return GateData(cases, scores(cand), cases, scores(base), "cand", "base", ["faithfulness"])
+
+
+def test_a_drop_made_significant_by_an_improvement_does_not_fail() -> None:
+    """Issue 21's repro: 50 cases 4 → 5 and 15 cases 5 → 1 of 100. The mean drops 0.10,
+    and the old gate said "drop 0.100 > 0.050 … significant" from Wilcoxon's p = 0.0036,
+    which came from the improvement. The drop's interval [-0.20, 0.49] holds 0.05."""
+    base = np.r_[np.full(50, 4.0), np.full(15, 5.0), np.full(35, 3.0)]
+    cand = np.r_[np.full(50, 5.0), np.full(15, 1.0), np.full(35, 3.0)]
+    policy = parse_policy({"rules": [{"metric": "faithfulness", "max_drop": 0.05}]})
+    (o,), _ = evaluate(policy, _ordinal_data(base, cand), date(2026, 1, 1))
+    assert o.status == "inconclusive" and o.observed == pytest.approx(0.1)
+    assert o.low < 0.05 < o.high and "holds 0.050: inconclusive" in o.message
+    clear = parse_policy({"rules": [{"metric": "faithfulness", "max_drop": 1.0}]})
+    (o,), _ = evaluate(clear, _ordinal_data(base, cand), date(2026, 1, 1))
+    assert o.status == "pass"
+
+
+@pytest.fixture
+def conversations(tmp_path: Path) -> str:
+    """120 cases in 40 conversations of 3 (stratum conv); the candidate fails whole
+    conversations: 8 of them (24 cases), plus nothing else."""
+    wh = Warehouse(str(tmp_path / "conv"))
+    cases = [{"case_id": f"c{i:03d}", "input": f"q{i}", "strata": {"conv": f"k{i // 3}"}}
+             for i in range(120)]
+
+    def scores(cand: bool) -> list[dict]:
+        return [{"case_id": f"c{i:03d}", "metric": "correctness", "kind": "binary",
+                 "value": 0.0 if cand and i < 24 else 1.0} for i in range(120)]
+
+    run = {"dataset": "conv", "dataset_version": "d1", "judge_version": "j1"}
+    wh.record_run({**run, "run_id": "base", "name": "base",
+                   "started_at": datetime(2026, 1, 1, tzinfo=UTC)}, cases, scores(False))
+    wh.record_run({**run, "run_id": "cand", "name": "cand",
+                   "started_at": datetime(2026, 1, 2, tzinfo=UTC)}, cases, scores(True))
+    return str(tmp_path / "conv")
+
+
+def test_gate_clusters_by_a_key_from_the_policy_or_the_command_line(
+        conversations: str, tmp_path: Path, capsys) -> None:
+    text = '[[rules]]\nmetric = "correctness"\nmax_drop = 0.1\n'
+    plain = _gate(conversations, text)
+    clustered = _gate(conversations, 'cluster = "conv"\n' + text)
+    (p,), (c,) = plain.outcomes, clustered.outcomes
+    assert p.observed == c.observed == pytest.approx(0.2)
+    # 24 failures in 8 whole conversations: as cases, the drop is surely beyond 0.1; as
+    # conversations (40 units) it is not
+    assert p.status == "fail" and c.status == "inconclusive" and c.high - c.low > p.high - p.low
+    assert any("cases share conv (40 values" in w for w in plain.warnings)
+    assert not any("cases share" in w for w in clustered.warnings)
+    path = _policy(tmp_path, text)
+    assert main(["--warehouse", conversations, "gate", "cand", "--policy", path,
+                 "--baseline", "base", "--cluster", "conv", "--no-record"]) == 0
+    assert "GATE INCONCLUSIVE" in capsys.readouterr().out
+    assert main(["--warehouse", conversations, "gate", "cand", "--policy", path,
+                 "--baseline", "base", "--cluster", "nope", "--no-record"]) == 2
+    assert "stratum key 'nope' to cluster by" in capsys.readouterr().err
+    bad = _policy(tmp_path, "cluster = 3\n" + text, "bad.toml")
+    assert main(["--warehouse", conversations, "gate", "cand", "--policy", bad]) == 2
+    assert "'cluster' must be a stratum key" in capsys.readouterr().err

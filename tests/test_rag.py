@@ -250,7 +250,29 @@ def test_shift_and_transitions_against_a_baseline(hand) -> None:
     assert (retrieval["baseline_n"], retrieval["candidate_n"]) == (1, 0)
     # mid-p of 1 discordant pair: 2·P(X < 0) + P(X = 0), X ~ Bin(1, ½) = 0.5
     assert retrieval["p_value"] == pytest.approx(0.5)
-    assert (shift["p_adjusted"] >= shift["p_value"]).all()
+    # 7 cases cannot reach p < 0.05 in any row: none counts in the BH family (before, each
+    # row counted, the unchanged ones at p = 1), so none is adjusted or significant
+    generation = shift.filter(pl.col("class") == "generation").row(0, named=True)
+    assert generation["p_value"] is None  # no case changed: nothing was tested
+    assert shift["p_adjusted"].null_count() == shift.height
+    assert not shift["significant"].any()
+
+
+def test_shift_bh_counts_only_rows_that_can_reach_alpha() -> None:
+    """Twelve cases moved from generation to retrieval failures beside classes that did not
+    move: the family is the two rows that changed, so both stay significant."""
+    n = 40
+    outcome = ["generation"] * 12 + ["pass"] * 28
+    base = pl.DataFrame({"case_id": [f"c{i}" for i in range(n)], "strata_json": None,
+                         "outcome": outcome})
+    cand = base.with_columns(pl.Series("outcome", ["retrieval"] * 12 + ["pass"] * 28))
+    shift = rag.attribution_shift(base, cand)
+    moved = shift.filter(pl.col("class").is_in(["generation", "retrieval"]))
+    assert moved["p_value"].to_list() == pytest.approx([0.5**12] * 2)  # mid-p, 0 of 12
+    assert moved["p_adjusted"].to_list() == pytest.approx([0.5**12] * 2)
+    assert moved["significant"].all()
+    assert shift.filter(pl.col("class").is_in(["both", "other"]))["p_adjusted"] \
+        .null_count() == 2
 
 
 def test_online_traces_in_the_window_only(tmp_path: Path) -> None:

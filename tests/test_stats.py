@@ -3,6 +3,7 @@ direct scipy/statsmodels calls. Calibration by simulation lives in test_stats_ca
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -39,14 +40,48 @@ def test_binary_mid_p_by_hand_and_against_statsmodels_exact() -> None:
     assert (r.test, r.reason, r.significant) == ("McNemar mid-p", None, False)
 
 
-def test_binary_interval_is_the_t_interval_of_the_paired_differences() -> None:
-    base, cand = _pairs(10, 5, 1, 4)
-    d = cand - base  # five -1, one +1: mean -0.2, sd² = (6 - 20·0.04) / 19
+def _score_z(regressed: int, improved: int, n: int, delta: float) -> float:
+    """Tango's score statistic the long way: the multinomial likelihood of the paired table
+    maximised numerically under delta = p(improved) - p(regressed), then the score z."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(q: float) -> float:  # q = P(regressed); P(improved) = q + delta
+        qi, rest = q + delta, 1 - 2 * q - delta
+        return -(regressed * math.log(max(q, 1e-300)) + improved * math.log(max(qi, 1e-300))
+                 + (n - regressed - improved) * math.log(max(rest, 1e-300)))
+
+    lo, hi = max(0.0, -delta), (1 - delta) / 2
+    q = minimize_scalar(nll, bounds=(lo, hi), method="bounded",
+                        options={"xatol": 1e-13}).x
+    return (improved - regressed - n * delta) / math.sqrt(n * (2 * q + delta * (1 - delta)))
+
+
+@pytest.mark.parametrize(("regressed", "improved", "n"),
+                         [(5, 1, 20), (40, 20, 160), (0, 0, 30), (3, 0, 3), (7, 9, 400)])
+def test_binary_interval_is_tangos_score_interval(regressed: int, improved: int,
+                                                  n: int) -> None:
+    """Each bound is where the score statistic, from a numerically maximised restricted
+    likelihood, equals ±1.96 (or the bound is ±1 when it never does)."""
+    base = np.r_[np.ones(regressed), np.zeros(improved), np.ones(n - regressed - improved)]
+    cand = np.r_[np.zeros(regressed), np.ones(improved), np.ones(n - regressed - improved)]
     r = paired_test(base, cand, "binary")
-    half = sps.t.ppf(0.975, 19) * math.sqrt(5.2 / 19 / 20)
-    assert (r.ci_low, r.ci_high) == pytest.approx((-0.2 - half, -0.2 + half))
-    want = sps.ttest_1samp(d, 0).confidence_interval(0.95)
-    assert (r.ci_low, r.ci_high) == pytest.approx((want.low, want.high))
+    z = sps.norm.ppf(0.975)
+    for bound, sign in ((r.ci_low, 1), (r.ci_high, -1)):
+        if abs(bound) < 1 - 1e-9:
+            assert _score_z(regressed, improved, n, bound) == pytest.approx(sign * z,
+                                                                             abs=1e-5)
+    assert -1 <= r.ci_low <= r.delta <= r.ci_high <= 1
+    assert r.ci_high - r.ci_low > 0.02  # never zero-width at finite n
+
+
+def test_thirty_cases_without_a_discordant_pair_are_not_certain() -> None:
+    """Issue 17's repro: 30 cases, none changed, was "delta 0.000 [0.000, 0.000]". Tango:
+    ±z²/(n + z²) = ±0.1135."""
+    r = paired_test(np.ones(30), np.ones(30), "binary")
+    z2 = sps.norm.ppf(0.975) ** 2
+    assert (r.delta, r.ci_low, r.ci_high) == (0.0, pytest.approx(-z2 / (30 + z2)),
+                                              pytest.approx(z2 / (30 + z2)))
+    assert math.isnan(r.p_value) and not r.testable and r.reason == "all pairs equal"
 
 
 def test_binary_mid_p_approaches_the_chi_square_test_for_many_discordant_pairs() -> None:
@@ -59,9 +94,9 @@ def test_binary_mid_p_approaches_the_chi_square_test_for_many_discordant_pairs()
 
 def test_binary_interval_stays_within_minus_one_and_one() -> None:
     r = paired_test([1, 1, 1], [0, 0, 0], "binary")
-    assert r.ci_low == -1.0 and r.ci_high == -1.0  # every pair regressed: no spread
+    assert r.ci_low == -1.0 and -1.0 < r.ci_high < 1  # every pair regressed, 3 pairs
     r = paired_test([1, 0], [0, 0], "binary")
-    assert (r.ci_low, r.ci_high) == (-1.0, 1.0)  # -0.5 ± 12.7 · 0.5 by t on 1 df
+    assert -1.0 <= r.ci_low < -0.5 < r.ci_high <= 1.0
 
 
 def test_binary_refuses_values_other_than_zero_and_one() -> None:
@@ -71,20 +106,19 @@ def test_binary_refuses_values_other_than_zero_and_one() -> None:
 
 # --- ordinal: Wilcoxon signed-rank, Pratt -------------------------------------------------
 
-def test_ordinal_pratt_by_hand() -> None:
+def test_ordinal_pratt_exact_by_hand() -> None:
     # d = 0, 1, -2, 3, 3: ranks of |d| with the zero 1, 2, 3, 4.5, 4.5; the zero's rank
-    # dropped, R+ = 11. Mean 5·6/4 - 1·2/4 = 7; variance 5·6·11/24 - 1·2·3/24 - (2³-2)/48.
+    # dropped, R+ = 2 + 4.5 + 4.5 = 11 of 14, E = 7. Of the 2⁴ sign patterns of the ranks
+    # 2, 3, 4.5, 4.5, those with |R+ - 7| ≥ 4: R+ ∈ {0, 2, 3, 11, 12, 14} → 6 of 16.
     r = paired_test([2, 2, 4, 1, 2], [2, 3, 2, 4, 5], "ordinal")
-    z = (11 - 7) / math.sqrt(13.75 - 0.25 - 0.125)
-    assert r.p_value == pytest.approx(2 * sps.norm.sf(z))
+    assert r.p_value == pytest.approx(6 / 16)
     assert (r.test, r.delta) == ("Wilcoxon signed-rank (Pratt)", pytest.approx(1.0))
-    want = sps.ttest_1samp([0, 1, -2, 3, 3], 0).confidence_interval(0.95)
-    assert (r.ci_low, r.ci_high) == pytest.approx((want.low, want.high))
+    assert r.ci_low < r.delta < r.ci_high
 
 
 def test_ordinal_matches_scipy_with_ties_and_exactly_without() -> None:
     rng = np.random.default_rng(5)
-    base, cand = rng.integers(1, 6, 40), rng.integers(1, 6, 40)
+    base, cand = rng.integers(1, 6, 120), rng.integers(1, 6, 120)  # > 50 changed: normal
     want = sps.wilcoxon(cand - base, zero_method="pratt", method="asymptotic").pvalue
     assert paired_test(base, cand, "ordinal").p_value == pytest.approx(want)
     distinct = np.array([0.5, -1.5, 2.5, 3.5, -4.5, 5.5, 6.5, 7.5])
@@ -95,25 +129,54 @@ def test_ordinal_matches_scipy_with_ties_and_exactly_without() -> None:
 
 # --- continuous: paired t -----------------------------------------------------------------
 
-def test_continuous_is_the_paired_t_test() -> None:
+def test_continuous_is_the_paired_t_test_when_differences_are_symmetric() -> None:
     r = paired_test([0.0, 0.0, 0.0], [1.0, 2.0, 3.0], "continuous")
-    # mean 2, sd 1, se 1/√3, t = 2√3 on 2 df
+    # mean 2, sd 1, se 1/√3, t = 2√3 on 2 df; skewness 0: Hall's correction vanishes
     assert r.p_value == pytest.approx(2 * sps.t.sf(2 * math.sqrt(3), 2))
     assert (r.ci_low, r.ci_high) == pytest.approx((2 - T975_DF2 / math.sqrt(3),
                                                     2 + T975_DF2 / math.sqrt(3)))
-    rng = np.random.default_rng(1)
-    base = rng.random(50)
-    cand = np.clip(base + rng.normal(0.05, 0.2, 50), 0, 1)
-    r, want = paired_test(base, cand, "continuous"), sps.ttest_rel(cand, base)
+    d = np.array([-0.3, -0.1, 0.0, 0.2, 0.5, 0.1, -0.4, 0.4, 0.6, -0.2])
+    d = np.r_[d, -d] + 0.05  # symmetric about 0.05
+    r, want = paired_test(np.zeros(20), d, "continuous"), sps.ttest_1samp(d, 0)
     ci = want.confidence_interval(0.95)
     assert (r.p_value, r.ci_low, r.ci_high) == pytest.approx((want.pvalue, ci.low, ci.high),
-                                                             rel=1e-12)
-    assert (r.test, r.significant) == ("paired t", want.pvalue < 0.05)
+                                                             rel=1e-9)
+    assert (r.test, r.significant) == ("paired t (skew-corrected)", want.pvalue < 0.05)
 
 
-def test_identical_non_zero_differences_are_certain() -> None:
+def test_skewed_differences_get_halls_interval_by_hand() -> None:
+    """Hall (1992): the t statistic T = (mean - m)/se goes through g(T) = T + aT² + a²T³/3
+    + γ/(6√n), a = γ/(3√n), and the interval is {m: |g(T(m))| ≤ t(0.975, n - 1)}. Solved
+    here by bisection, independently of the closed-form inverse in the code."""
+    from scipy.optimize import brentq
+
+    d = np.array([0.0, 0.01, -0.02, 0.02, 0.01, -0.6, 0.0, 0.03, -0.7, 0.01, 0.02, -0.01])
+    n, mean, sd = d.size, d.mean(), d.std(ddof=1)
+    se, gamma = sd / math.sqrt(n), np.mean((d - d.mean()) ** 3) / sd**3
+    a = gamma / (3 * math.sqrt(n))
+
+    def g(m: float) -> float:
+        t = (mean - m) / se
+        return t + a * t * t + a * a * t**3 / 3 + gamma / (6 * math.sqrt(n))
+
+    q = sps.t.ppf(0.975, n - 1)
+    low, high = brentq(lambda m: g(m) - q, -5, mean), brentq(lambda m: g(m) + q, mean, 5)
+    r = paired_test(np.zeros(n), d, "continuous")
+    assert (r.ci_low, r.ci_high) == pytest.approx((low, high), rel=1e-9)
+    assert r.p_value == pytest.approx(2 * min(sps.t.cdf(g(0), n - 1), sps.t.sf(g(0), n - 1)))
+    t_ci = sps.ttest_1samp(d, 0).confidence_interval(0.95)
+    assert r.ci_low < t_ci.low and r.ci_high < t_ci.high  # longer on the side of the tail
+
+
+def test_identical_non_zero_differences_get_the_exact_sign_flip_test() -> None:
+    """No spread, no standard error: the sign-flip test, p = 2·2^-n. Before: p = 0 and the
+    interval (0.5, 0.5); with float noise on top, p = 1e-22."""
     r = paired_test([0.25, 0.5, 0.75], [0.75, 1.0, 1.25], "continuous")
-    assert (r.p_value, r.ci_low, r.ci_high) == (0.0, pytest.approx(0.5), pytest.approx(0.5))
+    assert (r.p_value, r.test, r.testable) == (0.25, "sign-flip (exact)", False)
+    assert math.isnan(r.ci_low) and math.isnan(r.ci_high)
+    noisy = 0.1 + np.random.default_rng(0).normal(0, 1e-17, 30)
+    r = paired_test(np.zeros(30), noisy, "continuous")
+    assert r.p_value == pytest.approx(2 * 0.5**30) and r.significant
 
 
 def test_alpha_only_sets_significance_the_interval_stays_95() -> None:
@@ -126,9 +189,9 @@ def test_alpha_only_sets_significance_the_interval_stays_95() -> None:
 # --- degenerate input ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_no_pairs_means_nan_but_p_one(kind: str) -> None:
+def test_no_pairs_means_nan_and_untestable(kind: str) -> None:
     r = paired_test([], [], kind)
-    assert (r.n, r.p_value, r.significant) == (0, 1.0, False)
+    assert (r.n, r.significant, r.testable) == (0, False, False) and math.isnan(r.p_value)
     assert all(math.isnan(x) for x in (r.baseline, r.candidate, r.delta, r.ci_low, r.ci_high))
     assert r.reason == "no pairs scored on both sides"
 
@@ -136,22 +199,27 @@ def test_no_pairs_means_nan_but_p_one(kind: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_all_unscored_is_no_pairs_and_says_what_was_dropped(kind: str) -> None:
     r = paired_test([np.nan, 1, None], [0, np.nan, None], kind)
-    assert (r.n, r.p_value) == (0, 1.0)
+    assert r.n == 0 and math.isnan(r.p_value)
     assert r.reason == "3 unscored pairs dropped; no pairs scored on both sides"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_one_pair_has_a_delta_but_no_interval(kind: str) -> None:
     r = paired_test([1], [0], kind)
-    assert (r.n, r.delta, r.p_value, r.reason) == (1, -1.0, 1.0, "n < 2")
-    assert math.isnan(r.ci_low) and math.isnan(r.ci_high)
+    assert (r.n, r.delta, r.reason, r.testable) == (1, -1.0, "n < 2", False)
+    assert math.isnan(r.ci_low) and math.isnan(r.ci_high) and math.isnan(r.p_value)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_all_pairs_equal_is_zero_with_a_zero_interval(kind: str) -> None:
+def test_all_pairs_equal_is_untestable_and_never_a_zero_interval(kind: str) -> None:
     r = paired_test([1, 0, 1, 1], [1, 0, 1, 1], kind)
-    assert (r.n, r.baseline, r.delta, r.ci_low, r.ci_high, r.p_value) == (4, 0.75, 0, 0, 0, 1)
-    assert r.reason == "all pairs equal" and not r.significant
+    assert (r.n, r.baseline, r.delta) == (4, 0.75, 0)
+    assert r.reason == "all pairs equal" and not r.significant and not r.testable
+    assert math.isnan(r.p_value) and r.verdict == "untestable"
+    if kind == "binary":  # Tango: ±z²/(n + z²)
+        assert (r.ci_low, r.ci_high) == pytest.approx((-0.4899, 0.4899), abs=1e-4)
+    else:  # no spread: no interval, rather than (0, 0)
+        assert math.isnan(r.ci_low) and math.isnan(r.ci_high)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -188,16 +256,35 @@ def test_result_is_frozen() -> None:
 
 # --- clustered standard errors ------------------------------------------------------------
 
-def test_clustered_se_by_hand() -> None:
-    d = [1, 0, 1, 0, 0, -1, 1]
-    keys = ["a", "a", "a", "b", "b", "c", "c"]
-    r = paired_test(np.zeros(7), d, "continuous", clusters=keys)
-    # d̄ = 2/7; cluster sums of d - d̄: 8/7, -4/7, -4/7 → Σ² = 96/49.
-    # SE² = 3/2 · (96/49) / 7² = 144/2401, SE = 12/49, t = (2/7) / (12/49) = 7/6 on 2 df.
-    assert r.p_value == pytest.approx(2 * sps.t.sf(7 / 6, 2))
-    assert (r.ci_low, r.ci_high) == pytest.approx((2 / 7 - T975_DF2 * 12 / 49,
-                                                   2 / 7 + T975_DF2 * 12 / 49))
-    assert (r.test, r.n) == ("clustered paired t", 7)
+def test_clustered_cr2_and_bell_mccaffrey_by_matrices() -> None:
+    """CR2 the long way: the design is a column of ones, H = 11ᵀ/N, each cluster's residuals
+    scaled by (I - H_gg)^(-1/2) (a matrix square root), V = Σ (1ᵀA_g e_g)²/N²; the degrees of
+    freedom are Satterthwaite's for that quadratic form, from the full N × N matrices."""
+    from scipy.linalg import sqrtm
+
+    d = np.array([1, 0, 1, 0, 0, -1, 1, 1, 0, 2], dtype=float)
+    keys = ["a", "a", "a", "b", "b", "c", "c", "d", "d", "d"]
+    codes = np.array([ord(k) - ord("a") for k in keys])
+    big_n = d.size
+    h = np.ones((big_n, big_n)) / big_n
+    e = d - d.mean()
+    adjust = np.zeros((big_n, big_n))  # block-diagonal (I - H_gg)^(-1/2)
+    for g in range(4):
+        idx = np.flatnonzero(codes == g)
+        block = np.linalg.inv(sqrtm(np.eye(idx.size) - h[np.ix_(idx, idx)]).real)
+        adjust[np.ix_(idx, idx)] = block
+    sums = [np.ones(np.sum(codes == g)) @ (adjust @ e)[codes == g] for g in range(4)]
+    var = float(np.sum(np.square(sums))) / big_n**2
+    # V = εᵀ M ε with M = (I - H)ᵀ Aᵀ B Bᵀ A (I - H) / N² (B: cluster indicators)
+    b = np.eye(4)[codes]
+    m = (np.eye(big_n) - h) @ adjust.T @ b @ b.T @ adjust @ (np.eye(big_n) - h) / big_n**2
+    df = np.trace(m) ** 2 / np.trace(m @ m)
+    r = paired_test(np.zeros(big_n), d, "continuous", clusters=keys)
+    t = d.mean() / math.sqrt(var)
+    assert r.p_value == pytest.approx(2 * sps.t.sf(t, df), rel=1e-9)
+    half = sps.t.ppf(0.975, df) * math.sqrt(var)
+    assert (r.ci_low, r.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert (r.test, r.n) == ("clustered t (CR2)", 10)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -209,7 +296,7 @@ def test_one_case_per_cluster_is_the_paired_t(kind: str) -> None:
         r = paired_test(base, cand, kind, clusters=keys)
         assert (r.p_value, r.ci_low) == pytest.approx(
             (want.pvalue, max(-1.0, want.confidence_interval().low)))
-        assert r.test == "clustered paired t"
+        assert r.test == "clustered t (CR2)"
 
 
 def test_correlated_clusters_widen_the_interval() -> None:
@@ -227,11 +314,34 @@ def test_correlated_clusters_widen_the_interval() -> None:
 
 def test_clustered_keys_follow_the_dropped_pairs_and_need_two_clusters() -> None:
     r = paired_test([0, 0, np.nan, 0], [1, 2, 0, 4], "continuous", clusters=["a", "a", "b", "a"])
-    assert (r.n, r.p_value, r.reason) == (3, 1.0, "1 unscored pair dropped; fewer than 2 clusters")
-    assert math.isnan(r.ci_low) and r.delta == pytest.approx(7 / 3)
+    assert (r.n, r.reason) == (3, "1 unscored pair dropped; fewer than 2 clusters")
+    assert math.isnan(r.ci_low) and math.isnan(r.p_value) and r.delta == pytest.approx(7 / 3)
     tuples = paired_test([0, 0, 0, 0], [1, 2, 0, 4], "continuous",
                          clusters=[("x", 1), ("x", 1), ("y", 2), ("y", 2)])
-    assert tuples.reason is None and tuples.test == "clustered paired t"
+    assert tuples.reason is None and tuples.test == "clustered t (CR2)"
+
+
+def test_unhashable_cluster_keys_are_compared_by_value() -> None:
+    """Before: lists (a JSON stratum) raised TypeError."""
+    lists = paired_test([0, 0, 0, 0], [1, 2, 0, 4], "continuous",
+                        clusters=[["x", 1], ["x", 1], {"y": 2}, {"y": 2}])
+    tuples = paired_test([0, 0, 0, 0], [1, 2, 0, 4], "continuous",
+                         clusters=["x", "x", "y", "y"])
+    assert (lists.p_value, lists.ci_low) == (tuples.p_value, tuples.ci_low)
+
+
+def test_clusters_with_identical_means_get_the_exact_sign_flip_test() -> None:
+    """Five clusters of four cases, one improved in each: every cluster's mean difference is
+    0.25, so CR1's standard error was 0 and p = 0. The sign-flip test over 5 clusters: only
+    all-same-sign patterns are as extreme, p = 2/32, and nothing at G = 5 can reach 0.05."""
+    base, cand = np.zeros(20), np.zeros(20)
+    cand[::4] = 1
+    r = paired_test(base, cand, "binary", clusters=np.repeat(np.arange(5), 4))
+    assert (r.p_value, r.testable, r.significant) == (2 / 32, False, False)
+    assert r.test == "sign-flip (exact) over clusters" and "5 clusters" in r.reason
+    eight = paired_test(np.zeros(32), np.tile([1.0, 0, 0, 0], 8), "binary",
+                        clusters=np.repeat(np.arange(8), 4))
+    assert eight.p_value == pytest.approx(2 / 256) and eight.significant
 
 
 # --- Benjamini–Hochberg -------------------------------------------------------------------
@@ -314,7 +424,7 @@ def test_hand_written_signed_rank_matches_scipy(seed: int) -> None:
     """The numpy Pratt signed-rank test gives scipy's asymptotic p: ties, zeros, any n."""
     from scipy.stats import wilcoxon
 
-    from evallib.stats.paired import _signed_rank_asymptotic
+    from evallib.stats.signed_rank import _asymptotic_p
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(3, 400))
@@ -324,9 +434,10 @@ def test_hand_written_signed_rank_matches_scipy(seed: int) -> None:
     if not diff.any():
         diff[0] = 1.0
     magnitudes, counts = np.unique(np.abs(diff), return_counts=True)
+    ranks = sps.rankdata(np.abs(diff))
     expected = wilcoxon(diff, zero_method="pratt", method="asymptotic").pvalue
-    assert _signed_rank_asymptotic(diff, magnitudes, counts) == pytest.approx(
-        expected, rel=1e-10, abs=1e-12)
+    assert _asymptotic_p(diff, magnitudes, counts, float(ranks[diff > 0].sum())) == \
+        pytest.approx(expected, rel=1e-10, abs=1e-12)
 
 
 @pytest.mark.parametrize("base_rate", [1.0, 0.999, 0.8])
@@ -336,3 +447,41 @@ def test_a_perfect_baseline_still_has_a_positive_detectable_drop(base_rate: floa
     drop = stats.min_detectable_drop(400, base_rate, 0.5)
     assert 0.005 < drop < 0.1
     assert stats.n_needed(drop, base_rate, 0.5) == pytest.approx(400, abs=2)
+
+
+def test_pair_correlation_is_kept_within_what_the_rates_allow() -> None:
+    """A pass rate of 0.99 cannot correlate 0.5 with one of 0.79: the formula used to take
+    the impossible correlation and promised more than 30 cases can see (a detectable drop
+    of 18.1 points at n = 30, base rate 0.99; now 20.7). At the Fréchet bound every
+    discordant pair goes one way, so var(d) = δ(1 - δ), whatever the base rate."""
+    z = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
+    drop = stats.min_detectable_drop(30, 0.99, 0.5)
+    assert drop == pytest.approx(0.2074, abs=1e-3)
+    assert drop * math.sqrt(30) == pytest.approx(z * math.sqrt(drop * (1 - drop)), rel=1e-6)
+    assert stats.min_detectable_drop(30, 0.95, 0.5) == pytest.approx(drop, rel=1e-6)
+    assert stats.n_needed(0.2, 0.99) == math.ceil(z * z * 0.16 / 0.04)  # 32, was 27
+    # where 0.5 is feasible nothing changes: 0.8 → 0.7 (the hand-worked 147 above)
+    assert stats.n_needed(0.1, 0.8) == 147
+
+
+def test_exact_signed_rank_by_enumeration_with_ties_and_zeros() -> None:
+    """The exact conditional p equals brute force over every sign pattern (Pratt ranks)."""
+    from evallib.stats.signed_rank import signed_rank
+
+    rng = np.random.default_rng(2)
+    for _ in range(60):
+        d = rng.integers(-2, 3, int(rng.integers(2, 11))).astype(float)
+        if not d.any():
+            continue
+        ranks = sps.rankdata(np.abs(d))
+        nz = d != 0
+        r_plus, centre = ranks[d > 0].sum(), ranks[nz].sum() / 2
+        sums = np.array([np.dot(s, ranks[nz]) for s in itertools.product(
+            [0, 1], repeat=int(nz.sum()))])
+        want = np.mean(np.abs(sums - centre) >= abs(r_plus - centre) - 1e-9)
+        got = signed_rank(d)
+        assert got.p_value == pytest.approx(want, abs=1e-12)
+        assert got.direction == int(np.sign(round(r_plus - centre, 9)))
+    distinct = rng.normal(size=25)  # no ties: scipy's exact distribution
+    assert signed_rank(distinct).p_value == pytest.approx(
+        sps.wilcoxon(distinct, method="exact").pvalue, rel=1e-10)

@@ -2,14 +2,22 @@
 between the judge's score and human labels of the same traces.
 
 - Cohen's kappa (statsmodels ``cohens_kappa``) with linear weights for a 1–5 scale, plain
-  for pass/fail, and its asymptotic 95% interval. It needs categories: a continuous score
-  has none, so its kappa is NaN.
+  for pass/fail, and its asymptotic 95% interval, widened where that interval collapses:
+  at perfect agreement its standard error is 0, so it claimed (1, 1) from any n. Kappa is
+  1 - D_o/D_e (observed over chance disagreement, weights in [0, 1]); at D_o = 0 the lower
+  bound is 1 - D_o⁺/D_e with D_o⁺ the Wilson upper bound of D_o (conservative for a mean
+  of values in [0, 1]): 30 perfect pairs of a balanced pass/fail give [0.77, 1]. Every
+  bound is clipped to [-1, 1] (the asymptotic one reached 1.06 on the demo). One category
+  only, or no chance disagreement, is NaN, without numpy's "invalid value" warnings. A
+  continuous score has no categories: NaN.
 - Krippendorff's alpha at the metric's level of measurement (nominal for binary, ordinal,
   interval for continuous), with a percentile bootstrap interval over the labelled traces.
   Alpha depends only on how often each (judge, human) pair occurs, so traces with equal
   pairs are resampled as cells of that table. Computed from the table's non-empty cells
   (`_alpha_cells`; equal to the ``krippendorff`` package, the tests check), since a
-  continuous score has as many values as labels.
+  continuous score has as many values as labels. At perfect agreement every resample
+  agrees too, so the lower bound comes from the Wilson bound of the disagreement instead
+  (`_alpha_floor`); bounds are clipped to [-1, 1].
 
 Inputs are counts per (judge value, human value), as `evallib.queries.judge_human_counts`
 returns them. Krippendorff's guide: alpha ≥ 0.8 reliable, ≥ 0.667 tentative; an interval
@@ -26,7 +34,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import ArrayLike, NDArray
 
-from .intervals import CONFIDENCE
+from .intervals import CONFIDENCE, wilson_interval
 
 __all__ = ["ALPHA_THRESHOLD", "MIN_N", "Agreement", "agreement_from_counts",
            "agreement_table"]
@@ -71,19 +79,30 @@ def _kappa(ji: NDArray[np.int64], hi: NDArray[np.int64], cells: Floats, values: 
     weights = "linear" if kind == "ordinal" else "none"
     table = np.zeros((len(values), len(values)))  # categories: a few values
     table[ji, hi] = cells
-    try:
-        res = cohens_kappa(table, weights=values if kind == "ordinal" else None,
-                           wt="linear" if kind == "ordinal" else None)
-    except (ValueError, ZeroDivisionError, FloatingPointError):
+    n = float(cells.sum())
+    w = (np.abs(values[:, None] - values[None, :]) / max(float(np.ptp(values)), 1e-300)
+         if kind == "ordinal" else 1.0 - np.eye(len(values)))
+    observed = float((w * table).sum()) / n  # D_o: weighted disagreement, in [0, 1]
+    expected = float(table.sum(1) @ w @ table.sum(0)) / n**2  # D_e, by chance
+    if len(values) < 2 or not expected > 0:
         return NAN, NAN, NAN, weights
-    kappa = float(res.kappa)
-    se = float(res.std_kappa)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        try:
+            res = cohens_kappa(table, weights=values if kind == "ordinal" else None,
+                               wt="linear" if kind == "ordinal" else None)
+        except (ValueError, ZeroDivisionError, FloatingPointError):
+            return NAN, NAN, NAN, weights
+    kappa, se = float(res.kappa), float(res.std_kappa)
     if not math.isfinite(kappa):
         return NAN, NAN, NAN, weights
     from scipy.stats import norm
 
     half = float(norm.ppf(0.5 + CONFIDENCE / 2)) * se if math.isfinite(se) else NAN
-    return kappa, kappa - half, kappa + half, weights
+    low, high = kappa - half, kappa + half
+    if observed == 0:  # the asymptotic interval collapses to (1, 1)
+        _, d_high = wilson_interval(0.0, n)
+        low = min(low, 1 - float(d_high[()]) / expected)
+    return kappa, float(np.clip(low, -1, 1)), float(np.clip(high, -1, 1)), weights
 
 
 def _value_totals(index: NDArray[np.int64], w: Floats, n_values: int) -> Floats:
@@ -123,6 +142,31 @@ def _alpha_cells(ji: NDArray[np.int64], hi: NDArray[np.int64], w: Floats, values
         return 1 - (n - 1) * observed / expected
 
 
+def _alpha_floor(ji: NDArray[np.int64], hi: NDArray[np.int64], w: Floats, values: Floats,
+                 level: str) -> float:
+    """At perfect agreement, where every bootstrap resample agrees perfectly too: alpha at
+    the Wilson upper bound of the observed disagreement, scaled to [0, 1] by the largest
+    possible δ² with the expected disagreement held. Alpha is linear in the observed
+    disagreement, with slope (N - 1)·2n·largest/expected. NaN otherwise."""
+    if (ji != hi).any():
+        return NAN
+    n = float(w.sum())
+    n_v = _value_totals(ji, w[None], len(values))[0] + _value_totals(hi, w[None],
+                                                                       len(values))[0]
+    big_n = float(n_v.sum())
+    if level == "nominal":
+        largest, expected = 1.0, big_n * big_n - float(np.dot(n_v, n_v))
+    else:
+        m = values if level == "interval" else np.cumsum(n_v) - n_v / 2
+        largest = float(np.ptp(m[n_v > 0])) ** 2
+        centred = m - float(np.dot(n_v, m)) / big_n
+        expected = 2 * big_n * float(np.dot(n_v, centred * centred))
+    if not (largest > 0 and expected > 0):
+        return NAN
+    _, high = wilson_interval(0.0, n)
+    return 1 - (big_n - 1) * 2 * n * largest / expected * float(high[()])
+
+
 def _alpha_bootstrap(ji: NDArray[np.int64], hi: NDArray[np.int64], w: Floats, n: int,
                      values: Floats, level: str, n_boot: int, seed: int) -> Floats:
     """Alpha of ``n_boot`` resamples of the n labelled traces (a multinomial draw of the
@@ -159,7 +203,8 @@ def agreement_from_counts(judge: ArrayLike, human: ArrayLike, counts: ArrayLike,
     raw = float(cells[ji == hi].sum() / n)
     kappa, k_low, k_high, weights = _kappa(ji, hi, cells, values, kind)
     alpha = float(_alpha_cells(ji, hi, cells[None], values, level)[0]) if n >= 2 else NAN
-    alpha = alpha if math.isfinite(alpha) else NAN
+    # alpha lies in [-1, 1] except with a handful of labels; shown within its range
+    alpha = float(np.clip(alpha, -1, 1)) if math.isfinite(alpha) else NAN
     a_low = a_high = NAN
     if n >= 3 and n_boot > 0 and math.isfinite(alpha):
         boots = _alpha_bootstrap(ji, hi, cells, n, values, level, n_boot, seed)
@@ -167,6 +212,9 @@ def agreement_from_counts(judge: ArrayLike, human: ArrayLike, counts: ArrayLike,
         if boots.size >= n_boot // 2:
             a_low, a_high = (float(v) for v in np.quantile(
                 boots, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2]))
+            floor = _alpha_floor(ji, hi, cells, values, level)
+            a_low, a_high = (float(np.clip(v, -1, 1)) for v in (
+                np.nanmin([a_low, floor]), np.nanmax([a_high, alpha])))
     if n < min_n or not math.isfinite(alpha):
         status = "too few"
     elif math.isfinite(a_high) and a_high < threshold:

@@ -1,51 +1,58 @@
 """Paired comparison of two runs scored on the same cases: is the difference real or noise?
 
-One entry point, `paired_test`, picks the test by metric kind:
+One entry point, `paired_test`, picks the test by metric kind. Every test is two-sided and
+tests the difference its verdict reports: "worse" (delta < 0, significant) means the
+candidate's mean is lower, never only that its ranks moved.
 
-- binary: McNemar's test, mid-p version. Its exact size (summed over every outcome, for n = 10
-  to 1,000 and 2–50% discordant pairs) never exceeds alpha = 0.05 (at most 0.0498), while the
-  exact binomial version falls to a quarter of alpha at n = 30 with 20% discordant pairs and
-  the chi-square version reaches 0.054. tests/test_stats_calibration.py checks n = 30.
-- ordinal: Wilcoxon signed-rank, zeros handled by Pratt's method. "zsplit" keeps zeros in
-  both rank sums and becomes conservative when many pairs tie, as ordinal pairs do (A/A
-  false-positive rate 0.03–0.04 with half the pairs tied, against Pratt's 0.05).
-- continuous: paired t.
+- binary: McNemar's test, mid-p version (H0: as many pairs regressed as improved). Its exact
+  size never exceeds alpha = 0.05 (at most 0.0498 for n = 10 to 1,000), while the exact
+  binomial version falls to a quarter of alpha at n = 30 with 20% discordant pairs.
+  Interval: Tango's score interval of the difference of pass rates, never zero-width.
+- ordinal: Wilcoxon signed-rank, zeros by Pratt's method, exact with ties up to 50 changed
+  pairs (H0: the differences are symmetric about 0). Its power on 1–5 scales is real, but
+  it can point the other way from the mean (50 pairs 4 → 5 and 15 pairs 5 → 1: the mean
+  falls 0.10, the ranks rise, p = 0.0036). Then the p-value is the mean's (skew-corrected
+  t, p = 0.56) and ``reason`` says the distribution changed.
+- continuous: paired t on the mean difference with Hall's skewness correction.
+- clustered (``clusters`` given, any kind): a t test of the mean difference on a CR2
+  standard error with Bell–McCaffrey degrees of freedom; neither McNemar nor Wilcoxon has a
+  clustered form and pairs in a cluster are not independent.
+- no spread (every difference, or every cluster's mean difference, the same and not 0):
+  no standard error exists; the exact sign-flip test over the units (p = 2·2^-G).
 
-The interval is always the 95% t interval of the mean paired difference, whatever the kind
-and whatever ``alpha``: for binary pairs, d ∈ {-1, 0, 1}, this is the interval Miller (2024,
-"Adding Error Bars to Evals", arXiv:2411.00640) recommends, and it covers close to 95% at
-n = 30. So a test on location (Wilcoxon, McNemar) and the interval of the mean can
-occasionally disagree on "significant"; the p-value decides.
-
-With ``clusters`` (cases that share a document, a conversation, a template …) the kind's test
-is replaced by a t test on a cluster-robust standard error of the mean difference, since
-neither McNemar nor Wilcoxon has a clustered form and pairs in a cluster are not independent.
+Ordinal and continuous intervals are the skew-corrected t interval of the mean; see
+`evallib.stats.difference`. A result is *untestable* when it cannot carry evidence: fewer
+than 2 pairs or clusters, no pair changed, or too few changed pairs for any outcome to reach
+p < alpha (4 discordant pairs: the smallest mid-p is 0.0625). Its p-value is NaN when
+nothing could be tested, and a family of tests (BH) leaves untestable ones out.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .intervals import CONFIDENCE
+from .difference import Inference, constant, cr2_mean, no_spread, skew_corrected_t, tango
+from .signed_rank import signed_rank
 
-__all__ = ["Kind", "PairedResult", "TESTS", "paired_test"]
+__all__ = ["Kind", "PairedResult", "TESTS", "paired_inference", "paired_test"]
 
 Kind = Literal["binary", "ordinal", "continuous"]
 KINDS: tuple[str, ...] = get_args(Kind)
 
 #: The name `PairedResult.test` carries for each kind (and for clustered data).
 TESTS: dict[str, str] = {"binary": "McNemar mid-p", "ordinal": "Wilcoxon signed-rank (Pratt)",
-                         "continuous": "paired t", "clustered": "clustered paired t"}
+                         "continuous": "paired t (skew-corrected)",
+                         "clustered": "clustered t (CR2)", "sign-flip": "sign-flip (exact)"}
 
 NAN = math.nan
 Floats = NDArray[np.float64]
-TestOutcome = tuple[float, float, float]  # p_value, ci_low, ci_high
 
 
 @dataclass(frozen=True)
@@ -54,10 +61,11 @@ class PairedResult:
 
     ``baseline`` and ``candidate`` are means over the pairs both sides scored, ``delta`` is
     ``candidate - baseline`` and ``ci_low``/``ci_high`` its 95% interval (always 95%, whatever
-    ``alpha``). ``p_value`` is two-sided and never NaN: 1.0 when nothing can be tested.
-    NaN appears only where nothing can be estimated: the means when n = 0, the interval when
-    n < 2 or there are fewer than two clusters. All pairs equal gives delta 0, interval (0, 0).
-    ``reason`` says why a result is degenerate or what was dropped; None when all went well.
+    ``alpha``). ``p_value`` is two-sided; NaN when nothing could be tested (no pair, one
+    pair, no pair changed, one cluster). ``testable`` is False then, and also when no
+    outcome of this many changed pairs could reach ``alpha``: a family of tests leaves
+    such results out. ``reason`` says why, or what was dropped, or that the distribution
+    changed against the mean; None when all went well.
     """
 
     n: int
@@ -70,94 +78,101 @@ class PairedResult:
     test: str
     reason: str | None = None
     alpha: float = 0.05
+    testable: bool = True
 
     @property
     def significant(self) -> bool:
         """The test rejects "no difference" at ``alpha``."""
-        return self.p_value < self.alpha
+        return self.testable and self.p_value < self.alpha
+
+    @property
+    def verdict(self) -> str:
+        """worse | better | no significant change | untestable."""
+        if not self.testable:
+            return "untestable"
+        if not self.significant or self.delta == 0:
+            return "no significant change"
+        return "worse" if self.delta < 0 else "better"
 
 
 def paired_test(baseline: ArrayLike, candidate: ArrayLike, kind: Kind, alpha: float = 0.05,
-                *, clusters: Iterable[Hashable] | None = None) -> PairedResult:
+                *, clusters: Iterable[Any] | None = None) -> PairedResult:
     """Compare two runs' scores on the same cases, aligned position by position.
 
-    binary: McNemar mid-p; ordinal: Wilcoxon signed-rank (Pratt); continuous: paired t; the
-    interval is the 95% t interval of the mean difference (see the module docstring for why).
     NaN (or None) on either side means unscored: the pair is dropped and ``reason`` says how
-    many. ``clusters`` gives each case's cluster key (None/NaN: a cluster of its own); with it
-    the test is the clustered paired t whatever the kind. ``alpha`` only sets `significant`.
+    many. ``clusters`` gives each case's cluster key (None/NaN: a cluster of its own; lists
+    and dicts are compared by value); with it the test is the clustered t whatever the kind.
+    ``alpha`` sets `significant` and what counts as testable.
     """
+    return paired_inference(baseline, candidate, kind, alpha, clusters=clusters)[0]
+
+
+def paired_inference(baseline: ArrayLike, candidate: ArrayLike, kind: Kind,
+                     alpha: float = 0.05, *, clusters: Iterable[Any] | None = None
+                     ) -> tuple[PairedResult, Inference | None]:
+    """`paired_test` and the `Inference` of its delta (None when nothing can be estimated):
+    the interval and the one-sided tests against a margin that the gate's max_drop uses."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, not {alpha}")
     base, cand, keys, dropped = _scored_pairs(baseline, candidate, clusters)
-    if kind == "binary" and not np.isin(np.concatenate([base, cand]), (0.0, 1.0)).all():
+    if kind == "binary" and not all(((x == 0) | (x == 1)).all() for x in (base, cand)):
         raise ValueError("binary scores must be 0, 1 or NaN")
     notes = [f"{dropped} unscored pair{'s' if dropped != 1 else ''} dropped"] if dropped else []
-    (p, low, high), note = _outcome(cand - base, kind, keys)
-    if kind == "binary":  # a difference of two rates lies in [-1, 1]
-        low, high = (float(x) for x in np.clip([low, high], -1.0, 1.0))
-    base_mean, cand_mean = (float(x.mean()) if x.size else NAN for x in (base, cand))
-    return PairedResult(n=base.size, baseline=base_mean, candidate=cand_mean,
-                        delta=cand_mean - base_mean, ci_low=low, ci_high=high, p_value=p,
-                        test=TESTS["clustered" if keys is not None else kind],
-                        reason="; ".join([*notes, *([note] if note else [])]) or None,
-                        alpha=alpha)
+    out = _outcome(cand - base, kind, keys, alpha)
+    base_mean, cand_mean = (float(x.sum()) / x.size if x.size else NAN for x in (base, cand))
+    low, high = (NAN, NAN) if out.inference is None else (float(out.inference.low),
+                                                          float(out.inference.high))
+    if kind == "binary":  # a difference of two rates lies in [-1, 1] (NaN stays NaN)
+        low, high = (x if math.isnan(x) else min(1.0, max(-1.0, x)) for x in (low, high))
+    testable = out.testable and out.min_p < alpha
+    if out.testable and not testable:
+        out.notes.append(f"{out.units} cannot reach p < {alpha:g} (the smallest possible p "
+                         f"is {out.min_p:.2g})")
+    result = PairedResult(n=base.size, baseline=base_mean, candidate=cand_mean,
+                          delta=cand_mean - base_mean, ci_low=low, ci_high=high,
+                          p_value=out.p, test=out.test,
+                          reason="; ".join([*notes, *out.notes]) or None, alpha=alpha,
+                          testable=testable)
+    return result, out.inference
 
 
-def _outcome(diff: Floats, kind: Kind, keys: NDArray[np.object_] | None
-             ) -> tuple[TestOutcome, str | None]:
-    """The test's p and interval, or the degenerate answer and why."""
+@dataclass
+class _Outcome:
+    p: float
+    test: str
+    inference: Inference | None
+    notes: list[str]
+    testable: bool = True
+    min_p: float = 0.0  # the smallest p this many changed units could give
+    units: str = ""  # "3 changed pairs": what min_p is about
+
+
+def _outcome(diff: Floats, kind: Kind, keys: NDArray[np.intp] | None,
+             alpha: float) -> _Outcome:
+    """The test, its interval, and whether it can carry evidence."""
+    test = TESTS["clustered" if keys is not None else kind]
     if diff.size == 0:
-        return (1.0, NAN, NAN), "no pairs scored on both sides"
+        return _Outcome(NAN, test, None, ["no pairs scored on both sides"], False)
     if diff.size < 2:
-        return (1.0, NAN, NAN), "n < 2"
-    if not diff.any():
-        return (1.0, 0.0, 0.0), "all pairs equal"
+        return _Outcome(NAN, test, None, ["n < 2"], False)
+    if not diff.any():  # nothing to test; against a margin, the exact sign-flip test
+        units = diff.size if keys is None else int(keys.max()) + 1
+        inference = tango(0, 0, diff.size) if kind == "binary" and keys is None \
+            else no_spread(0.0, units)
+        return _Outcome(NAN, test, inference, ["all pairs equal"], False)
     if keys is not None:
-        return _clustered_t(diff, keys)
-    return _BY_KIND[kind](diff), None
+        return _clustered(diff, keys)
+    return _BY_KIND[kind](diff, alpha)
 
 
-def _scored_pairs(baseline: ArrayLike, candidate: ArrayLike,
-                  clusters: Iterable[Hashable] | None
-                  ) -> tuple[Floats, Floats, NDArray[np.object_] | None, int]:
-    """The pairs scored on both sides (None → NaN → dropped), their cluster keys, and how
-    many pairs were dropped."""
-    base = np.asarray(baseline, dtype=np.float64)
-    cand = np.asarray(candidate, dtype=np.float64)
-    if base.ndim != 1 or base.shape != cand.shape:
-        raise ValueError(f"baseline {base.shape} and candidate {cand.shape}: paired scores "
-                         "must be one-dimensional and aligned case by case")
-    if np.isinf(base).any() or np.isinf(cand).any():
-        raise ValueError("scores must be finite (NaN for unscored)")
-    keys = None if clusters is None else np.fromiter(clusters, dtype=object)
-    if keys is not None and keys.size != base.size:
-        raise ValueError(f"clusters has {keys.size} keys for {base.size} pairs")
-    scored = ~(np.isnan(base) | np.isnan(cand))
-    return (base[scored], cand[scored], None if keys is None else keys[scored],
-            int(base.size - scored.sum()))
-
-
-def _t_test(estimate: float, se: float, df: float) -> TestOutcome:
-    """Two-sided p and 95% interval for ``estimate`` with standard error ``se`` on ``df``.
-
-    Written on scipy.special's t distribution rather than scipy.stats.ttest_rel, which gives
-    the same numbers (the tests check) at ~1 ms per call: a compare runs hundreds of tests.
-    """
-    from scipy.special import stdtr, stdtrit
-
-    if se == 0:  # no spread at all (e.g. every difference identical): nothing is noise
-        return (1.0 if estimate == 0 else 0.0), estimate, estimate
-    half = float(stdtrit(df, 0.5 + CONFIDENCE / 2)) * se
-    return float(2 * stdtr(df, -abs(estimate) / se)), estimate - half, estimate + half
-
-
-def _mean_t(diff: Floats) -> TestOutcome:
-    """The one-sample t test and interval of the mean difference (the paired t)."""
-    n = diff.size
-    return _t_test(float(diff.mean()), float(diff.std(ddof=1)) / math.sqrt(n), n - 1)
+def _binary(diff: Floats, alpha: float) -> _Outcome:
+    regressed, improved = int((diff < 0).sum()), int((diff > 0).sum())
+    m = regressed + improved
+    return _Outcome(_mcnemar_midp(regressed, improved), TESTS["binary"],
+                    tango(regressed, improved, diff.size), [], min_p=0.5**m,
+                    units=f"{m} discordant pair{'s' if m != 1 else ''}")
 
 
 def _mcnemar_midp(regressed: int, improved: int) -> float:
@@ -170,86 +185,101 @@ def _mcnemar_midp(regressed: int, improved: int) -> float:
     from scipy.special import bdtr
 
     k, m = min(regressed, improved), regressed + improved
-    if m == 0:
-        return 1.0
     below = float(bdtr(k - 1, m, 0.5)) if k > 0 else 0.0
     return min(1.0, below + float(bdtr(k, m, 0.5)))
 
 
-def _binary(diff: Floats) -> TestOutcome:
-    return (_mcnemar_midp(int((diff < 0).sum()), int((diff > 0).sum())), *_mean_t(diff)[1:])
+def _mean(diff: Floats) -> tuple[Inference, str]:
+    """The mean difference's inference: skew-corrected t, or sign-flip without spread."""
+    if constant(diff):
+        return no_spread(float(diff.mean()), diff.size), TESTS["sign-flip"]
+    return skew_corrected_t(diff), TESTS["continuous"]
 
 
-def _ordinal(diff: Floats) -> TestOutcome:
-    # Exact when there are no ties or zeros and n <= 50, else the normal approximation with
-    # Pratt's and the tie correction (A/A rate 0.05–0.06 from n = 8 on). scipy's method="auto"
-    # would run a permutation test for n <= 13 with ties: ~2 s a call here.
-    magnitudes, counts = np.unique(np.abs(diff), return_counts=True)
-    if magnitudes.size == diff.size and diff.all() and diff.size <= 50:
-        from scipy.stats import wilcoxon
-
-        p = float(wilcoxon(diff, zero_method="pratt", method="exact").pvalue)
-    else:
-        p = _signed_rank_asymptotic(diff, magnitudes, counts)
-    return (p, *_mean_t(diff)[1:])
+def _continuous(diff: Floats, alpha: float) -> _Outcome:
+    inference, test = _mean(diff)
+    notes = ["every pair changed by the same amount: no spread, exact sign-flip test"] \
+        if test == TESTS["sign-flip"] else []
+    return _Outcome(inference.p_two_sided(), test, inference, notes,
+                    min_p=min(1.0, 2 * 0.5**diff.size) if notes else 0.0,
+                    units=f"{diff.size} identical changes")
 
 
-def _signed_rank_asymptotic(diff: Floats, magnitudes: Floats, counts: NDArray[np.intp]
-                            ) -> float:
-    """Two-sided p of the Wilcoxon signed-rank test: Pratt's zeros (ranked, then taken out
-    of the mean and variance, Cureton 1967), tie-corrected normal approximation, no
-    continuity correction.
-
-    The same number as ``scipy.stats.wilcoxon(diff, zero_method="pratt",
-    method="asymptotic")`` (tests/test_stats.py checks to 1e-12), written out in numpy
-    because scipy's per-call dispatch costs ~3 ms and a compare runs hundreds of these.
-    ``magnitudes``/``counts`` are ``np.unique(np.abs(diff), return_counts=True)``.
-    """
-    from scipy.special import ndtr
-
-    n = diff.size
-    ends = np.cumsum(counts)
-    average_rank = ends - (counts - 1) / 2.0  # ranks of tied |d| share their mean
-    ranks = average_rank[np.searchsorted(magnitudes, np.abs(diff))]
-    r_plus = float(ranks[diff > 0].sum())
-    zeros = int((diff == 0).sum())
-    mean = (n * (n + 1) - zeros * (zeros + 1)) / 4.0
-    var = n * (n + 1) * (2 * n + 1) - zeros * (zeros + 1) * (2 * zeros + 1)
-    ties = counts[magnitudes != 0].astype(np.float64)
-    var = (var - float(np.sum(ties**3 - ties)) / 2.0) / 24.0
-    if var <= 0:
-        return 1.0
-    return min(1.0, float(2 * ndtr(-abs(r_plus - mean) / math.sqrt(var))))
+def _ordinal(diff: Floats, alpha: float) -> _Outcome:
+    ranks = signed_rank(diff)
+    inference, mean_test = _mean(diff)
+    changed = int((diff != 0).sum())
+    out = _Outcome(ranks.p_value, TESTS["ordinal"], inference, [], min_p=ranks.min_p,
+                   units=f"{changed} changed pair{'s' if changed != 1 else ''}")
+    mean_dir = int(np.sign(diff.mean()))
+    if ranks.direction and ranks.direction != mean_dir:
+        p_mean = inference.p_two_sided()
+        way = {1: "up", -1: "down", 0: "not at all"}
+        out.notes.append(f"the distribution changed: the ranks moved {way[ranks.direction]} "
+                         f"(Wilcoxon p = {ranks.p_value:.2g}), the mean {way[mean_dir]}; "
+                         f"p is the mean's ({mean_test}, p = {p_mean:.2g})")
+        out.p, out.test, out.min_p = p_mean, mean_test, 0.0
+    return out
 
 
-_BY_KIND = {"binary": _binary, "ordinal": _ordinal, "continuous": _mean_t}
+_BY_KIND = {"binary": _binary, "ordinal": _ordinal, "continuous": _continuous}
 
 
-def _clustered_t(diff: Floats, keys: NDArray[np.object_]) -> tuple[TestOutcome, str | None]:
-    """t test of the mean difference on a cluster-robust standard error (Miller 2024).
-
-    SE² = C/(C-1) · Σ_c (Σ_{i∈c} (d_i − d̄))² / n², on C − 1 degrees of freedom. The C/(C-1)
-    factor is the usual small-sample correction (CR1); with it, one case per cluster gives
-    exactly the paired t. Hand-written: statsmodels has it only inside regression models.
-    """
-    codes = _cluster_codes(keys)
+def _clustered(diff: Floats, codes: NDArray[np.intp]) -> _Outcome:
+    """CR2 t on the mean difference; the exact sign-flip test over clusters when every
+    cluster has the same mean (CR1 used to answer p = 0 there)."""
     n_clusters = int(codes.max()) + 1
     if n_clusters < 2:
-        return (1.0, NAN, NAN), "fewer than 2 clusters"
-    sums = np.bincount(codes, weights=diff - diff.mean(), minlength=n_clusters)
-    var = n_clusters / (n_clusters - 1) * float(np.dot(sums, sums)) / diff.size**2
-    return _t_test(float(diff.mean()), math.sqrt(var), n_clusters - 1), None
+        return _Outcome(NAN, TESTS["clustered"], None, ["fewer than 2 clusters"], False)
+    inference = cr2_mean(diff, codes)
+    if inference is not None:
+        return _Outcome(inference.p_two_sided(), TESTS["clustered"], inference, [])
+    flip = no_spread(float(diff.mean()), n_clusters)
+    return _Outcome(flip.p_two_sided(), TESTS["sign-flip"] + " over clusters", flip,
+                    ["every cluster changed by the same mean: no cluster-robust standard "
+                     "error, exact sign-flip test over the clusters"],
+                    min_p=min(1.0, 2 * 0.5**n_clusters), units=f"{n_clusters} clusters")
 
 
-def _cluster_codes(keys: Iterable[Hashable]) -> NDArray[np.intp]:
+def _scored_pairs(baseline: ArrayLike, candidate: ArrayLike, clusters: Iterable[Any] | None
+                  ) -> tuple[Floats, Floats, NDArray[np.intp] | None, int]:
+    """The pairs scored on both sides (None → NaN → dropped), their clusters' dense codes,
+    and how many pairs were dropped."""
+    base = np.asarray(baseline, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if base.ndim != 1 or base.shape != cand.shape:
+        raise ValueError(f"baseline {base.shape} and candidate {cand.shape}: paired scores "
+                         "must be one-dimensional and aligned case by case")
+    if np.isinf(base).any() or np.isinf(cand).any():
+        raise ValueError("scores must be finite (NaN for unscored)")
+    keys = None if clusters is None else list(clusters)
+    if keys is not None and len(keys) != base.size:
+        raise ValueError(f"clusters has {len(keys)} keys for {base.size} pairs")
+    scored = ~(np.isnan(base) | np.isnan(cand))
+    codes = None if keys is None else _cluster_codes(k for k, s in zip(keys, scored,
+                                                                        strict=True) if s)
+    return base[scored], cand[scored], codes, int(base.size - scored.sum())
+
+
+def _cluster_codes(keys: Iterable[Any]) -> NDArray[np.intp]:
     """Dense integer codes for cluster keys in order of first appearance.
 
-    A missing key (None or NaN) is a cluster of its own: a case nobody grouped is independent.
+    A missing key (None or NaN) is a cluster of its own: a case nobody grouped is
+    independent. Unhashable keys (lists, dicts from JSON) are compared by value.
     """
     index: dict[Hashable, int] = {}
-    codes = [index.setdefault(object() if _missing(k) else k, len(index)) for k in keys]
+    codes = [index.setdefault(object() if _missing(k) else _hashable(k), len(index))
+             for k in keys]
     return np.asarray(codes, dtype=np.intp)
 
 
-def _missing(key: Hashable) -> bool:
+def _hashable(key: Any) -> Hashable:
+    try:
+        hash(key)
+    except TypeError:
+        return ("\x00unhashable", json.dumps(key, sort_keys=True, default=repr))
+    return key
+
+
+def _missing(key: Any) -> bool:
     return key is None or (isinstance(key, float | np.floating) and math.isnan(key))

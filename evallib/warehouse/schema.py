@@ -257,7 +257,7 @@ GATE_RESULTS = Table(
         _c("metric", _S, True),
         _c("check_type", _S, True, "min_pass_rate | max_drop | max_increase_pct | max"),
         _c("slice", _S, False, "the slice as canonical JSON; null = all the rule's cases"),
-        _c("status", _S, True, "pass | fail | waived | skipped"),
+        _c("status", _S, True, "pass | fail | inconclusive | waived | skipped"),
         _c("observed", _F, False, "pass rate, drop, increase in % or statistic"),
         _c("threshold", _F, False),
         _c("baseline_value", _F, False, "the baseline's mean, for checks against it"),
