@@ -160,7 +160,7 @@ def test_whole_lengths_are_the_rollups_bins_read_back() -> None:
     import duckdb
 
     from evallib.drift import _whole_lengths
-    from evallib.online_rollups import _LOG_BIN
+    from evallib.warehouse.online_rollups import _LOG_BIN
 
     bins = duckdb.sql(f"SELECT {_LOG_BIN.format(v='v')} AS x, min(v) AS lo "
                       "FROM range(0, 200000) t(v) GROUP BY x ORDER BY x").pl()
