@@ -48,7 +48,7 @@ def split_copy(root: Path, out: Path, days: int, files: int) -> int:
         parts = sorted((out / name).iterdir())[-days:]
         for day in parts:
             originals = sorted(day.glob("part-*.parquet"))
-            data = pq.read_table(originals)
+            data = pq.read_table(originals, partitioning=None).select(table.schema.names)
             for p in originals:
                 os.remove(p)  # a hard link: the source warehouse keeps its copy
             value = day.name.split("=", 1)[1]
