@@ -73,7 +73,7 @@ def runs_verdict(runs: pl.DataFrame, gates: pl.DataFrame) -> Verdict:
         return Verdict("good", f"The newest run, **{newest['name']}** ({when}), **passed** its "
                                f"release gate; {against}.")
     return Verdict("info", f"The newest run, **{newest['name']}** ({when}), is not approved and "
-                           f"has no gate verdict; {against}. Compare them before it ships.")
+                           f"was never gated; {against}. Compare them before it ships.")
 
 
 def offline_trend_verdict(trend: pl.DataFrame, metric: str, key: str | None) -> Verdict:

@@ -182,8 +182,7 @@ slice_names = [ALL_CASES, *options]
 ui.seed("case_metric", metric_names, worst["metric"] if worst else metric_names[0])
 ui.seed("case_slice", slice_names, worst["slice"] if worst else ALL_CASES)
 c1, c2, c3 = st.columns([1, 2, 2])
-metric = c1.selectbox("Metric", metric_names, key="case_metric", bind="query-params",
-                      format_func=tables.human)
+metric = c1.selectbox("Metric", metric_names, key="case_metric", bind="query-params")
 chosen = c2.selectbox("Slice", slice_names, key="case_slice", bind="query-params")
 status = c3.segmented_control("Cases that", STATUSES, default="regressed", key="case_status",
                               bind="query-params", required=True)

@@ -118,8 +118,7 @@ else:
     pick_default = next((x for x in offline if x in online), offline[0])
     pick = st.selectbox("Offline metric", offline, key="release_metric", bind="query-params",
                         index=offline.index(url_choice(offline, "release_metric",
-                                                       pick_default)),
-                        format_func=human)
+                                                       pick_default)))
     st.plotly_chart(charts.release_figure(review.release_points, pick, feedback),
                     key="release_chart", config=ui.PLOT)
 

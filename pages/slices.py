@@ -124,8 +124,7 @@ def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
     m = query("metrics", f.dataset)
     names, kinds = m["metric"].to_list(), m["kind"].to_list()
     metric = st.selectbox("Metric", names, key="metric", bind="query-params",
-                          index=kinds.index("binary") if "binary" in kinds else 0,
-                          format_func=tables.human)
+                          index=kinds.index("binary") if "binary" in kinds else 0)
     key, key2 = _keys(query("strata_keys", f.dataset)["key"].to_list())
     slicing = (key, key2) if key2 else (key,)
 
@@ -262,8 +261,7 @@ def online(wh, f) -> None:  # noqa: ANN001
     m = query("online_metrics")
     names, kinds = m["metric"].to_list(), m["kind"].to_list()
     metric = st.selectbox("Metric", names, key="online_metric", bind="query-params",
-                          index=kinds.index("binary") if "binary" in kinds else 0,
-                          format_func=tables.human)
+                          index=kinds.index("binary") if "binary" in kinds else 0)
     key, key2 = _keys(query("online_strata_keys")["key"].to_list())
     grid = stables.cell_grid(query("online_slice_summary", f.start, f.end, key, key2), metric,
                              key, key2)

@@ -31,7 +31,7 @@ def _pickers(metrics: list[str], kinds: list[str], keys: list[str], prefix: str
     """Metric and stratum selectboxes, bound to the URL as ``{prefix}metric`` / ``stratum``."""
     left, right = st.columns(2)
     metric = left.selectbox("Metric", metrics, index=_default_metric(kinds),
-                            key=f"{prefix}metric", bind="query-params", format_func=human)
+                            key=f"{prefix}metric", bind="query-params")
     key = right.selectbox("Split by stratum", [OVERALL, *keys], key=f"{prefix}stratum",
                           bind="query-params",
                           help="One line per value of this stratum key.")
