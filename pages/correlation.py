@@ -28,7 +28,8 @@ CI = {"r": NUM("r", format="%.2f"),
       "ci_high": NUM("95% CI high", format="%.2f"),
       "previous month": NUM("previous month", format="%.2f"),
       "n": NUM("pairs", format="localized"),
-      "status": TEXT("status", pinned=True), "metric": TEXT("metric", pinned=True)}
+      "status": TEXT("status", pinned=True, width="medium"),
+      "metric": TEXT("metric", pinned=True)}
 STATUS_ICON = {"below": ":material/flag:", "unclear": ":material/help:",
                "too few": ":material/hourglass_empty:", "ok": ""}
 
