@@ -2,8 +2,9 @@
 
 Skipped when /usr/bin/chromium is missing, unless EVALLIB_REQUIRE_BROWSER=1. Never downloads
 a browser; this Chromium has no emoji font, as many servers lack one. Every page is
-screenshot at 1440 px; EVALLIB_SCREENSHOT=PATH keeps the Compare page's (the README's), and
-EVALLIB_SCREENSHOT_DIR=DIR every page's.
+screenshot at 1440 px; EVALLIB_SCREENSHOT=PATH keeps the Compare page's (the README's),
+EVALLIB_SCREENSHOT_DIR=DIR every page's, and EVALLIB_BROWSER_WAREHOUSE=PATH serves another
+warehouse than the tests' small demo (`make screenshot`: the default demo of `make run`).
 """
 
 from __future__ import annotations
@@ -111,7 +112,9 @@ def _serve(root: str, log_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def server(demo_root: str, chromium_path: str,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with _serve(demo_root, tmp_path_factory.mktemp("streamlit")) as url:
+    # `make screenshot` points the page tests at the warehouse `make run` serves
+    root = os.environ.get("EVALLIB_BROWSER_WAREHOUSE") or demo_root
+    with _serve(root, tmp_path_factory.mktemp("streamlit")) as url:
         yield url
 
 
