@@ -314,7 +314,7 @@ def test_compare_flow_pick_runs_slice_cases_download(server: str, browser_page,
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
     page.get_by_role("button", name=re.compile("Every regressed case")).last.wait_for()
     _assert_no_exception(page)
-    assert page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .heatmaplayer').count()
+    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .heatmaplayer').first.wait_for()
 
     picker = page.get_by_role("combobox", name="Slice", exact=True)
     picker.click()
