@@ -90,7 +90,8 @@ def _grid(grid, metric: str, key: str, key2: str | None, what: str) -> dict:
     st.session_state["_cell_rows"] = grid["cell"].to_list()
     table.dataframe(grid.drop("kind", "ci_low", "ci_high"), hide_index=True,
                     key="cell_table", on_select=_pick_cell, selection_mode="single-row",
-                    column_config={"cell": TEXT("cell", pinned=True),
+                    column_config={**{k: TEXT(tables.human(k)) for k in (key, key2) if k},
+                                   "cell": TEXT("cell", pinned=True),
                                    "mean": NUM("mean", format="%.3f"),
                                    "n": NUM(f"{what}s", width="small"), "small n": SMALL})
     return stables.cell_values(grid, key, key2)
@@ -234,6 +235,7 @@ def coverage_section(run: str, key: str, key2: str | None, f) -> None:  # noqa: 
                        config={"displaylogo": False})
     table.dataframe(stables.mix_table(mixes, key, key2), hide_index=True, key="mix_table",
                     column_config={
+                        **{k: TEXT(tables.human(k)) for k in (key, key2) if k},
                         "golden set": NUM("golden set", format="%.1f%%"),
                         "production": NUM("production", format="%.1f%%"),
                         "golden − prod (pts)": NUM("golden − production", format="%+.1f pts"),
