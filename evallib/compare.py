@@ -133,8 +133,22 @@ def resolve_run(con: Any, ref: str, role: str = "run") -> str:
     """The run id ``ref`` names: a run id, or a run name (its newest run)."""
     found = queries.run_lookup(con, ref)
     if found.height == 0:
-        raise EvallibError(f"unknown {role} run {ref!r} (see: evallib runs)")
+        what = role if role == "run" else f"{role} run"
+        raise EvallibError(f"unknown {what} {ref!r}{_did_you_mean(con, ref)} "
+                           "(see: evallib runs)")
     return str(found["run_id"][0])
+
+
+def _did_you_mean(con: Any, ref: str) -> str:
+    """``; did you mean 'rc-v3.2-candidate'?``: the closest run names (or ids) to a typo."""
+    import difflib
+
+    runs = queries.runs_overview(con)
+    names, ids = list(dict.fromkeys(runs["name"])), runs["run_id"].to_list()
+    close = [k for k in names if ref in k][:3] or [k for k in ids if ref in k][:3] or \
+        difflib.get_close_matches(ref, names, n=3, cutoff=0.6) or \
+        difflib.get_close_matches(ref, ids, n=3, cutoff=0.6)
+    return "; did you mean " + " or ".join(map(repr, close)) + "?" if close else ""
 
 
 def compare_runs(con: Any, candidate: str, baseline: str,

@@ -387,19 +387,28 @@ def correlation_trend_figure(trend: pl.DataFrame, month: str | None = None) -> A
 
 
 def binned_figure(cells: pl.DataFrame, feedback: str = "thumbs") -> Any:
-    """Binned scatter per metric: the score in bins against the mean feedback of the
-    traces in each bin (95% interval; marker area ~ n)."""
+    """Binned scatter, one small chart per metric (each on its own scale: pass/fail 0/1,
+    1–5, or 0–1): the score in bins against the mean feedback of the traces in each bin
+    (95% interval; marker area ~ n)."""
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     from .stats.correlation import binned_feedback
     from .stats.intervals import mean_interval
 
-    fig = _figure(380)
     rows = cells.filter(pl.col("feedback") == feedback)
-    for i, ((metric,), m) in enumerate(rows.group_by(["metric"], maintain_order=True)):
+    groups = [(metric, m) for (metric,), m in rows.sort("metric").group_by(
+        ["metric"], maintain_order=True) if binned_feedback(m).height]
+    scale = {"binary": "pass/fail", "ordinal": "1–5", "continuous": "0–1"}
+    titles = [f"{escape(str(metric))} ({scale.get(str(m['kind'][0]), '')})"
+              for metric, m in groups] if "kind" in rows.columns else \
+        [escape(str(metric)) for metric, _ in groups]
+    fig = make_subplots(rows=1, cols=max(len(groups), 1), shared_yaxes=True,
+                        subplot_titles=titles or None, horizontal_spacing=0.06)
+    fig.update_layout(height=340, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+                      showlegend=False)
+    for i, (metric, m) in enumerate(groups):
         b = binned_feedback(m)
-        if b.height == 0:
-            continue
         kind = "binary" if feedback == "thumbs" else "continuous"
         low, high = mean_interval([kind] * b.height, b["n"], b["mean"], b["sd"])
         x = b["bin"].to_list()
@@ -412,9 +421,10 @@ def binned_figure(cells: pl.DataFrame, feedback: str = "thumbs") -> Any:
             error_y={"type": "data", "array": hi, "arrayminus": lo, "visible": True},
             customdata=b["n"].to_list(),
             hovertemplate="score %{x:.2f}: mean " + feedback + " %{y:.2f}, n = "
-                          "%{customdata}<extra></extra>"))
-    fig.update_xaxes(title_text="automated score (binned; binary 0/1, 1–5, or 0–1)")
-    fig.update_yaxes(title_text="thumbs-up share" if feedback == "thumbs" else "mean rating")
+                          "%{customdata}<extra></extra>"), row=1, col=i + 1)
+        fig.update_xaxes(title_text="score (binned)", row=1, col=i + 1)
+    fig.update_yaxes(title_text="thumbs-up share" if feedback == "thumbs" else "mean rating",
+                     row=1, col=1)
     return fig
 
 

@@ -18,7 +18,7 @@ import polars as pl
 from plotly.colors import hex_to_rgb, qualitative
 from plotly.subplots import make_subplots
 
-from pages._tables import MISSING
+from pages._tables import MISSING, SMALL_N, human
 
 PALETTE = qualitative.Plotly + qualitative.D3
 RELEASE_COLOR = "rgba(120, 120, 120, 0.7)"
@@ -58,7 +58,7 @@ def _release_markers(fig: go.Figure, marks: list[tuple[Any, str]]) -> None:
     for x, label in marks:
         fig.add_shape(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1,
                       line={"color": RELEASE_COLOR, "width": 1, "dash": "dot"})
-        fig.add_annotation(x=x, xref="x", y=1, yref="paper", text=f"🚀 {escape(label)}",
+        fig.add_annotation(x=x, xref="x", y=1, yref="paper", text=f"release {escape(label)}",
                            showarrow=False, yanchor="bottom", font={"size": 11})
 
 
@@ -171,21 +171,26 @@ def _midnight(d: Any) -> datetime:
 
 
 def slice_heatmap(slices: pl.DataFrame, metrics: list[str]) -> go.Figure:
-    """Slices (rows, worst first) × metrics (columns), coloured by the signed z of each
-    paired test (red: worse, blue: better; the z scale makes a pass rate and a 1–5 scale
-    comparable), the delta written in each cell, ● on those significant after BH and ⚠️ on
-    small slices. From `pages._tables.slice_table`."""
+    """Slices (rows, worst first, each with its n) × metrics (columns), coloured by the
+    signed z of each paired test (red: worse, blue: better; the z scale makes a pass rate
+    and a 1–5 scale comparable), the delta written in each cell, ● on those significant
+    after BH. From `pages._tables.slice_table`. Clicking a cell selects it: its customdata
+    is (slice label, metric)."""
     from scipy.special import ndtri
 
+    from pages._ui import clickable
+
     rows = list(dict.fromkeys(slices["slice"].to_list()))
+    n = dict(slices.group_by("slice").agg(pl.col("n").max()).iter_rows())
+    names = {r: f"{escape(r)} (n={n[r]}{', small' if n[r] < SMALL_N else ''})" for r in rows}
     index = {(r["slice"], r["metric"]): r for r in slices.iter_rows(named=True)}
-    z, text, hover = [], [], []
+    z, text, cells = [], [], []
     for label in rows:
-        zr, tr, hr = [], [], []
+        zr, tr = [], []
         for metric in metrics:
             cell = index.get((label, metric))
             if cell is None or cell["delta"] is None or cell["delta"] != cell["delta"]:
-                zr.append(None), tr.append(""), hr.append(f"{escape(label)}<br>{metric}: —")
+                zr.append(None), tr.append("")
                 continue
             if cell["p"] is None or cell["p"] != cell["p"]:  # untestable: no colour
                 zr.append(None), tr.append("untestable")
@@ -195,18 +200,21 @@ def slice_heatmap(slices: pl.DataFrame, metrics: list[str]) -> go.Figure:
             signed = float(ndtri(1 - p / 2)) * (1 if cell["delta"] > 0 else -1)
             zr.append(max(-4.0, min(4.0, signed)))
             digits = 2 if cell["kind"] == "ordinal" else 3
-            mark = (" ●" if cell["significant"] else "") + (" ⚠️" if cell["small n"] else "")
-            tr.append(f"{cell['delta']:+.{digits}f}{mark}")
-            hr.append(f"{escape(label)}<br>{metric}: {cell['baseline']:.{digits}f} → "
-                      f"{cell['candidate']:.{digits}f} (n = {cell['n']})<br>"
-                      f"p = {cell['p']:.2g}, adjusted {cell['p adjusted']:.2g}")
-        z.append(zr), text.append(tr), hover.append(hr)
+            tr.append(f"{cell['delta']:+.{digits}f}" + (" ●" if cell["significant"] else ""))
+            cells.append((human(metric), names[label], [label, metric],
+                          f"{escape(label)}<br>{metric}: {cell['baseline']:.{digits}f} → "
+                          f"{cell['candidate']:.{digits}f} (n = {cell['n']})<br>"
+                          f"p = {cell['p']:.2g}, adjusted {cell['p adjusted']:.2g}"))
+        z.append(zr), text.append(tr)
     fig = go.Figure(go.Heatmap(
-        z=z, x=metrics, y=[escape(r) for r in rows], text=text, texttemplate="%{text}",
-        customdata=hover, hovertemplate="%{customdata}<extra></extra>", zmid=0, zmin=-4,
-        zmax=4, colorscale="RdBu", colorbar={"title": {"text": "signed z"}},
+        z=z, x=[human(m) for m in metrics], y=[names[r] for r in rows], text=text,
+        texttemplate="%{text}",
+        zmid=0, zmin=-4, zmax=4, colorscale="RdBu",
+        colorbar={"title": {"text": "signed z"}, "tickvals": [-4, -2, 0, 2, 4],
+                  "ticktext": ["-4 worse", "-2", "0", "2", "4 better"]},
         meta={"role": "series"}, xgap=1, ygap=1))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=max(260, 28 * len(rows) + 120),
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10})
-    return fig
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(side="top", tickangle=-30, automargin=True)
+    fig.update_layout(height=max(260, 28 * len(rows) + 160),
+                      margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return clickable(fig, cells)

@@ -186,7 +186,8 @@ def sidebar() -> Filters:
                                    max_value=last, key="days", bind="query-params",
                                    help="UTC days of production traffic shown on Trends.")
             start, end = _date_window(picked, first, last)
-    if sb.button("🔄 Refresh data", help=f"Results are cached for {TTL_SECONDS} s."):
+    if sb.button("Refresh data", icon=":material/refresh:",
+                 help=f"Results are cached for {TTL_SECONDS} s."):
         _connection.clear()  # a fresh listing of the files
         _query.clear()
         _comparison.clear()
@@ -211,11 +212,11 @@ def require_login() -> None:
         return
     if getattr(st.user, "is_logged_in", False):
         who = st.user.get("email") or st.user.get("name") or "signed in"
-        st.sidebar.caption(f"👤 {who}")
+        st.sidebar.caption(f":material/person: {who}")
         st.sidebar.button("Log out", on_click=st.logout)
         return
-    st.title("🎡 Eval Flywheel")
-    st.info("Sign in to see the team's evals.", icon="🔐")
+    st.title("Eval Flywheel")
+    st.info("Sign in to see the team's evals.", icon=":material/lock:")
     st.button("Log in", on_click=st.login, type="primary")
     st.stop()
 
@@ -230,7 +231,7 @@ def unreadable_warning() -> None:
         more = f" and {bad.height - 3} more" if bad.height > 3 else ""
         st.warning(f"{bad.height} unreadable part file(s) left out of every view, so their "
                    f"rows are missing: {shown}{more}. Run `evallib check` to move them to "
-                   "`_quarantine/`.", icon="⚠️")
+                   "`_quarantine/`.", icon=":material/warning:")
 
 
 def unrolled_hint() -> None:
@@ -245,9 +246,9 @@ def unrolled_hint() -> None:
                                     if days else "",
                                     f"{runs} run{'s' if runs > 1 else ''}" if runs else "")
                         if t)
-    st.sidebar.caption(f"⏳ {what} not rolled up yet: pages aggregate their raw rows (the "
-                       "same answers, slower on a large warehouse). `evallib rollup` rolls "
-                       "them up.")
+    st.sidebar.caption(f":material/hourglass_empty: {what} not rolled up yet: pages "
+                       "aggregate their raw rows (the same answers, slower on a large "
+                       "warehouse). `evallib rollup` rolls them up.")
 
 
 def _date_window(picked: Any, first: date, last: date) -> tuple[date, date]:
@@ -282,7 +283,7 @@ def run_pair(runs: pl.DataFrame) -> tuple[str, str]:
     baseline = right.selectbox(
         "Baseline", ids, format_func=labels.get, key="pick_baseline", persist_state="session",
         index=ids.index(url_choice(ids, "baseline", default_baseline)),
-        help="Default: the newest approved (✅) run before the candidate.")
+        help="Default: the newest approved run before the candidate.")
     st.query_params["candidate"], st.query_params["baseline"] = candidate, baseline
     return candidate, baseline
 
@@ -307,7 +308,7 @@ def pick_source(wh: Warehouse) -> str:
 
 def get_started(root: str, missing: str = "data") -> None:
     """What to do when the warehouse has nothing to show yet."""
-    st.info(f"The warehouse at `{root}` has no {missing} yet.", icon="🌱")
+    st.info(f"The warehouse at `{root}` has no {missing} yet.", icon=":material/database:")
     st.markdown(
         """
 ### Get data in

@@ -113,9 +113,11 @@ def volume_quality(table: pl.DataFrame, quality: pl.DataFrame, metric: str | Non
     return fig
 
 
-def latency(table: pl.DataFrame, alerts: Sequence[Alert] = (), hourly: bool = False
-            ) -> go.Figure:
-    """p50 / p95 / p99 latency (ms); split: p50 dotted and p95 solid per group."""
+def latency(table: pl.DataFrame, alerts: Sequence[Alert] = (), hourly: bool = False,
+            axis: str = "clipped") -> go.Figure:
+    """p50 / p95 / p99 latency (ms); split: p50 dotted and p95 solid per group. ``axis``:
+    "clipped" (up to 1.3 × the highest p95, so rare p99 spikes of timeouts do not flatten
+    the rest; the spikes' top is named), "log", or "full"."""
     fig = _figure(1, ["latency (ms)"], 360)
     groups = _groups(table)
     for i, (label, rows) in enumerate(groups):
@@ -127,6 +129,17 @@ def latency(table: pl.DataFrame, alerts: Sequence[Alert] = (), hourly: bool = Fa
             _line(fig, x, rows[f"latency_p{q}"].to_list(), name,
                   i if len(groups) > 1 else wanted.index(q), 1, dash=dash, fmt=",.0f")
     _mark_alerts(fig, alerts, ["latency"], hourly)
+    if axis == "log":
+        fig.update_yaxes(type="log", title_text="ms (log scale)")
+    elif axis == "clipped" and table.height:
+        p95 = table["latency_p95"].max()
+        top = max(v for v in (table["latency_p99"].max(), table["latency_p50"].max(), 0)
+                  if v is not None)
+        if p95 is not None and top > 1.3 * p95:
+            fig.update_yaxes(range=[0, 1.3 * p95], title_text="ms (clipped)")
+            fig.add_annotation(xref="paper", yref="paper", x=1, y=1, showarrow=False,
+                               xanchor="right", yanchor="bottom", font={"size": 11},
+                               text=f"clipped: p99 reaches {top:,.0f} ms")
     return fig
 
 

@@ -12,7 +12,6 @@ import polars as pl
 
 from evallib.drift import DriftResult
 from evallib.monitor import Alert, VariantComparison
-from evallib.report import FLAG
 from evallib.stats.correlation import STATUS
 
 NONE = "(none)"
@@ -70,18 +69,29 @@ def health_table(health: pl.DataFrame, quality: pl.DataFrame | None = None,
          / pl.col("n")).alias("feedback_per_100")).sort(keys, nulls_last=True)
 
 
+def health_display(table: pl.DataFrame, hourly: bool = False) -> pl.DataFrame:
+    """`health_table` as read: the bucket as a date (or date and hour), rates and shares in
+    percent (the charts' unit), the group's missing value named."""
+    pct = [*RATE_SIGNALS, "pass_rate", "thumbs_up_share"]
+    return table.with_columns(
+        pl.col("bucket").dt.strftime("%Y-%m-%d %H:00" if hourly else "%Y-%m-%d"),
+        pl.col("grp").cast(pl.String).fill_null(OTHER if table["grp"].null_count()
+                                                < table.height else "all traffic"),
+        *[(pl.col(c) * 100) for c in pct if c in table.columns])
+
+
 def alerts_table(alerts: Sequence[Alert], recorded: pl.DataFrame) -> pl.DataFrame:
     """The detector's alerts, open first, and whether `evallib alerts` recorded them."""
     stored = {r["alert_id"]: r["status"] for r in recorded.iter_rows(named=True)} \
         if recorded.height else {}
-    rows = [{"status": ("🔴 open" if a.status == "open" else "⚪ closed"),
-             "signal": a.signal, "first day": a.first_day, "last day": a.last_day,
-             "observed": a.observed, "baseline": a.baseline, "p": a.p_value,
-             "release": a.release or "", "recorded": "✅" if a.alert_id in stored else "",
-             "what": a.message} for a in alerts]
+    rows = [{"status": a.status, "signal": a.signal.replace("_", " "),
+             "first day": a.first_day, "last day": a.last_day, "what": a.message,
+             "release": a.release or "", "p": a.p_value, "recorded": a.alert_id in stored}
+            for a in sorted(alerts, key=lambda a: (a.status != "open", a.first_day),
+                            reverse=False)]
     schema = {"status": pl.String, "signal": pl.String, "first day": pl.Date,
-              "last day": pl.Date, "observed": pl.Float64, "baseline": pl.Float64,
-              "p": pl.Float64, "release": pl.String, "recorded": pl.String, "what": pl.String}
+              "last day": pl.Date, "what": pl.String, "release": pl.String, "p": pl.Float64,
+              "recorded": pl.Boolean}
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -89,10 +99,11 @@ def checks_table(tests: pl.DataFrame, day: date) -> pl.DataFrame:
     """The detector's tests of one day: what it looked at and how far each signal is from
     alerting."""
     return (tests.filter(pl.col("day") == day)
-            .select(pl.when(pl.col("flagged")).then(pl.lit("🔔"))
-                    .when(pl.col("p_value").is_null()).then(pl.lit("⏳")).otherwise(pl.lit("✅"))
-                    .alias(""), "signal", "direction", "n", "observed", "baseline", "change",
-                    pl.col("p_value").alias("p (one-sided)")))
+            .select(pl.when(pl.col("flagged")).then(pl.lit("alert"))
+                    .when(pl.col("p_value").is_null()).then(pl.lit("too little data"))
+                    .otherwise(pl.lit("ok")).alias("result"),
+                    pl.col("signal").str.replace_all("_", " "), "direction", "n", "observed",
+                    "baseline", "change", pl.col("p_value").alias("p (one-sided)")))
 
 
 def variant_defaults(variants: list[str]) -> tuple[str, str]:
@@ -116,8 +127,8 @@ def _effect(signal: str, r: Any) -> str:
 def canary_table(c: VariantComparison) -> pl.DataFrame:
     """One row per signal: verdict, both groups' statistic and n, the effect with its 95%
     interval, test, p and BH-adjusted p. Regressions first."""
-    icon = {"worse": "🔴 worse", "better": "🟢 better", "no difference": "⚪ no difference"}
-    rows = [{"verdict": icon[s.verdict], "signal": s.signal, "bad when": s.direction,
+    rows = [{"verdict": s.verdict, "signal": s.signal.replace("_", " "),
+             "bad when": s.direction,
              c.control: s.result.control, c.treatment: s.result.treatment,
              "effect (95% CI)": _effect(s.signal, s.result),
              f"n {c.control}": s.result.n_control, f"n {c.treatment}": s.result.n_treatment,
@@ -140,9 +151,8 @@ def drift_window(end: date, first: date, days: int, reference_days: int = 28
 
 
 def drift_table(results: Sequence[DriftResult]) -> pl.DataFrame:
-    icon = {"stable": "⚪", "moderate": "🟠", "major": "🔴", "too few": "⏳"}
     return pl.DataFrame([{
-        "band": f"{icon[d.band]} {d.band}", "feature": d.feature, "PSI": d.psi,
+        "band": d.band, "feature": d.feature, "PSI": d.psi,
         "moved most": d.moved, "test": d.test, "statistic": d.statistic, "p": d.p_value,
         "n reference": d.n_reference, "n window": d.n_window} for d in results],
         schema={"band": pl.String, "feature": pl.String, "PSI": pl.Float64,
@@ -159,20 +169,30 @@ def months_between(first: date, last: date) -> list[str]:
     return out[::-1]
 
 
+def last_complete_month(months: list[str], last: date) -> str:
+    """The newest month of ``months`` (newest first) whose last day has traffic: a month
+    still under way has a few days of pairs, whose small n only make noise."""
+    current = f"{last:%Y-%m}"
+    whole = (last + timedelta(days=1)).month != last.month
+    if whole or len(months) < 2 or months[0] != current:
+        return months[0]
+    return months[1]
+
+
 def _fmt(v: float | None) -> str:
     return "–" if v is None or not math.isfinite(v) else f"{v:.2f}"
 
 
 def correlation_rows(correlations: pl.DataFrame) -> pl.DataFrame:
-    """The month's trace-level correlations for a table: status first, flagged first."""
+    """The month's trace-level correlations for a table: flagged first, then the pairs
+    that cannot tell, too few traces, and those at or above the bar."""
     order = {"below": 0, "unclear": 1, "too few": 2, "ok": 3}
     return (correlations.with_columns(
         pl.col("status").replace_strict(order, default=4).alias("_o"))
         .sort("_o", "metric", "feedback")
-        .select(pl.col("status").replace_strict(
-                    {k: f"{FLAG[k]} {v}" for k, v in STATUS.items()}).alias("status"),
-                "metric", "feedback", "method", "n", "r", "ci_low", "ci_high",
-                pl.col("prev_r").alias("previous month")))
+        .select(pl.col("status").replace_strict(STATUS).alias("status"),
+                pl.col("metric").str.replace_all("_", " "), "feedback", "r", "ci_low",
+                "ci_high", pl.col("prev_r").alias("previous month"), "n", "method"))
 
 
 def newly_flagged(trend: pl.DataFrame) -> dict[str, list[str]]:
@@ -190,9 +210,23 @@ def newly_flagged(trend: pl.DataFrame) -> dict[str, list[str]]:
     return dict(sorted(out.items()))
 
 
+AGREEMENT = {"below": "below 0.667", "ok": "at least 0.667",
+             "unclear": "cannot tell (interval spans 0.667)", "too few": "not enough data"}
+
+
 def agreement_rows(agreement: pl.DataFrame) -> pl.DataFrame:
+    """Judge vs human labels for a table: the review's status in words, each statistic with
+    its interval as text, the weighting and the scale in plain words."""
+    def ci(v: str, lo: str, hi: str) -> pl.Series:
+        return pl.Series([f"{_fmt(x)} [{_fmt(a)}, {_fmt(b)}]" for x, a, b in
+                          agreement.select(v, lo, hi).iter_rows()], dtype=pl.String)
+
     return agreement.select(
-        pl.col("status").replace_strict(FLAG).alias(""),
-        *[c for c in ("month",) if c in agreement.columns], "metric", "n",
-        pl.col("raw").alias("same"), "kappa", "kappa_low", "kappa_high", "kappa_weights",
-        "alpha", "alpha_low", "alpha_high", "alpha_level")
+        pl.col("status").replace_strict(AGREEMENT, default=None).alias("status"),
+        *[c for c in ("month",) if c in agreement.columns],
+        pl.col("metric").str.replace_all("_", " "), "n",
+        (pl.col("raw") * 100).alias("same verdict"),
+        ci("alpha", "alpha_low", "alpha_high").alias("Krippendorff's alpha [95% CI]"),
+        ci("kappa", "kappa_low", "kappa_high").alias("Cohen's kappa [95% CI]"),
+        pl.col("kappa_weights").replace({"none": "unweighted"}).alias("kappa weights"),
+        pl.col("alpha_level").alias("scale"))

@@ -35,60 +35,68 @@ def _digits(kind: str) -> int:
 
 def cell_heatmap(grid: pl.DataFrame, metric: str, key: str, key2: str | None) -> go.Figure:
     """Values of ``key`` (rows) × values of ``key2`` (columns; one column without it), each
-    cell coloured by its mean and labelled with the mean, its 95% interval and n; ⚠️ = small
-    n. From `pages._slices_tables.cell_grid`."""
+    cell coloured by its mean and labelled with the mean, its 95% interval and n ("small"
+    under 30). From `pages._slices_tables.cell_grid`. A click selects a cell: its
+    customdata is the cell's label."""
+    from pages._ui import clickable
+
     rows = _order(grid[key].to_list())
     cols = _order(grid[key2].to_list()) if key2 else ["all"]
     index = {(r[key], r[key2] if key2 else "all"): r for r in grid.iter_rows(named=True)}
-    z, text, hover = [], [], []
+    z, text, cells = [], [], []
     for rv in rows:
-        zr, tr, hr = [], [], []
+        zr, tr = [], []
         for cv in cols:
             cell = index.get((rv, cv))
             if cell is None or cell["mean"] is None:
-                zr.append(None), tr.append(""), hr.append(f"{escape(rv)} · {escape(cv)}: —")
+                zr.append(None), tr.append("")
                 continue
             d = _digits(cell["kind"])
             ci = ("" if cell["ci_low"] is None else
                   f"[{cell['ci_low']:.{d}f}, {cell['ci_high']:.{d}f}]")
             zr.append(cell["mean"])
-            tr.append(f"<b>{cell['mean']:.{d}f}</b><br>{ci}<br>n={cell['n']} {cell['small n']}")
-            hr.append(f"{escape(cell['cell'])}<br>{metric} {cell['mean']:.{d}f} {ci}"
-                      f"<br>n = {cell['n']}")
-        z.append(zr), text.append(tr), hover.append(hr)
+            small = ", small" if cell["small n"] else ""
+            tr.append(f"<b>{cell['mean']:.{d}f}</b><br>{ci}<br>n={cell['n']}{small}")
+            cells.append((escape(cv), escape(rv), cell["cell"],
+                          f"{escape(cell['cell'])}<br>{metric} {cell['mean']:.{d}f} {ci}"
+                          f"<br>n = {cell['n']}"))
+        z.append(zr), text.append(tr)
     fig = go.Figure(go.Heatmap(
         z=z, x=[escape(c) for c in cols], y=[escape(r) for r in rows], text=text,
-        texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
-        colorscale="RdYlGn", colorbar={"title": {"text": escape(metric)}}, xgap=2, ygap=2,
+        texttemplate="%{text}", colorscale="RdYlGn",
+        colorbar={"title": {"text": escape(metric)}}, xgap=2, ygap=2,
         meta={"role": "series"}))
     fig.update_yaxes(autorange="reversed", title_text=escape(key))
     fig.update_xaxes(title_text=escape(key2) if key2 else "", side="top")
     fig.update_layout(height=max(260, 70 * len(rows) + 110),
                       margin={"l": 10, "r": 10, "t": 50, "b": 10})
-    return fig
+    return clickable(fig, cells)
 
 
 def delta_heatmap(rows: pl.DataFrame, values: dict[str, dict[str, str]], key: str,
                   key2: str | None) -> go.Figure:
     """The same grid against a baseline: each cell coloured by the signed z of its paired
     test (red worse, blue better), labelled with the delta, ● if significant after
-    Benjamini–Hochberg, ⚠️ if small. ``rows``: `pages._tables.slice_table` of one metric;
-    ``values``: `pages._tables.slice_options` (label → stratum values)."""
+    Benjamini–Hochberg, and n ("small" under 30). ``rows``: `pages._tables.slice_table` of
+    one metric; ``values``: `pages._tables.slice_options` (label → stratum values). A click
+    selects a cell: its customdata is the slice label."""
     from scipy.special import ndtri
 
-    cells = {}
+    from pages._ui import clickable
+
+    grid = {}
     for r in rows.iter_rows(named=True):
         v = values.get(r["slice"], {})
-        cells[(v.get(key, MISSING), v.get(key2, "all") if key2 else "all")] = r
-    ys = _order([k[0] for k in cells])
-    xs = _order([k[1] for k in cells]) if key2 else ["all"]
-    z, text, hover = [], [], []
+        grid[(v.get(key, MISSING), v.get(key2, "all") if key2 else "all")] = r
+    ys = _order([k[0] for k in grid])
+    xs = _order([k[1] for k in grid]) if key2 else ["all"]
+    z, text, cells = [], [], []
     for yv in ys:
-        zr, tr, hr = [], [], []
+        zr, tr = [], []
         for xv in xs:
-            c = cells.get((yv, xv))
+            c = grid.get((yv, xv))
             if c is None or c["delta"] is None or c["delta"] != c["delta"]:
-                zr.append(None), tr.append(""), hr.append("—")
+                zr.append(None), tr.append("")
                 continue
             if c["p"] is None or c["p"] != c["p"]:  # untestable: no colour
                 zr.append(None), tr.append("untestable"), hr.append(escape(c["verdict"]))
@@ -97,22 +105,25 @@ def delta_heatmap(rows: pl.DataFrame, values: dict[str, dict[str, str]], key: st
             zr.append(max(-4.0, min(4.0, float(ndtri(1 - p / 2)) * (1 if c["delta"] > 0
                                                                         else -1))))
             d = _digits(c["kind"])
-            mark = (" ●" if c["significant"] else "") + (" ⚠️" if c["small n"] else "")
-            tr.append(f"<b>{c['delta']:+.{d}f}</b>{mark}<br>n={c['n']}")
-            hr.append(f"{escape(c['slice'])}<br>{c['baseline']:.{d}f} → "
-                      f"{c['candidate']:.{d}f}<br>p = {c['p']:.2g}, adjusted "
-                      f"{c['p adjusted']:.2g}")
-        z.append(zr), text.append(tr), hover.append(hr)
+            mark = " ●" if c["significant"] else ""
+            tr.append(f"<b>{c['delta']:+.{d}f}</b>{mark}<br>n={c['n']}"
+                      + (", small" if c["small n"] else ""))
+            cells.append((escape(xv), escape(yv), c["slice"],
+                          f"{escape(c['slice'])}<br>{c['baseline']:.{d}f} → "
+                          f"{c['candidate']:.{d}f}<br>p = {c['p']:.2g}, adjusted "
+                          f"{c['p adjusted']:.2g}"))
+        z.append(zr), text.append(tr)
     fig = go.Figure(go.Heatmap(
         z=z, x=[escape(x) for x in xs], y=[escape(y) for y in ys], text=text,
-        texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
-        zmid=0, zmin=-4, zmax=4, colorscale="RdBu", colorbar={"title": {"text": "signed z"}},
+        texttemplate="%{text}", zmid=0, zmin=-4, zmax=4, colorscale="RdBu",
+        colorbar={"title": {"text": "signed z"}, "tickvals": [-4, -2, 0, 2, 4],
+                  "ticktext": ["-4 worse", "-2", "0", "2", "4 better"]},
         xgap=2, ygap=2, meta={"role": "series"}))
     fig.update_yaxes(autorange="reversed", title_text=escape(key))
     fig.update_xaxes(title_text=escape(key2) if key2 else "", side="top")
     fig.update_layout(height=max(260, 70 * len(ys) + 110),
                       margin={"l": 10, "r": 10, "t": 50, "b": 10})
-    return fig
+    return clickable(fig, cells)
 
 
 def mix_bars(mixes: pl.DataFrame, key: str, key2: str | None) -> go.Figure:
@@ -165,29 +176,36 @@ def retrieval_curve(metrics: pl.DataFrame, k: int) -> go.Figure:
     return fig
 
 
-def attribution_bars(table: pl.DataFrame, title: str = "") -> go.Figure:
+def attribution_bars(table: pl.DataFrame, base: pl.DataFrame | None = None,
+                     labels: tuple[str, str] = ("baseline", "run")) -> go.Figure:
     """Failing cases per stratum (a bar each, overall = "all") split by class, each part
-    labelled with its count and share. From `evallib.rag.attribution_table`."""
+    labelled with its count and share. From `evallib.rag.attribution_table`; with ``base``
+    (the baseline's table) each stratum gets two bars, the baseline's above the run's."""
     strata = list(dict.fromkeys(table["stratum"].to_list()))
+    sides = [(labels[1], table)] if base is None else [(labels[0], base), (labels[1], table)]
+    ys = [[s for s in strata for _ in sides], [name for _ in strata for name, _ in sides]] \
+        if base is not None else [escape(s) for s in strata]
     fig = go.Figure()
     for cls in CLASSES:
-        part = table.filter(pl.col("class") == cls)
-        by = {r["stratum"]: r for r in part.iter_rows(named=True)}
-        n = [by[s]["n"] if s in by else 0 for s in strata]
-        share = [by[s]["share"] if s in by else None for s in strata]
+        n, share = [], []
+        for s in strata:
+            for _, frame in sides:
+                row = frame.filter((pl.col("stratum") == s) & (pl.col("class") == cls))
+                n.append(int(row["n"][0]) if row.height else 0)
+                share.append(row["share"][0] if row.height else None)
         fig.add_trace(go.Bar(
-            y=[escape(s) for s in strata], x=n, name=cls, orientation="h",
-            marker_color=CLASS_COLORS[cls], meta={"role": "series", "class": cls},
+            y=ys if base is None else [[escape(v) for v in ys[0]], ys[1]], x=n, name=cls,
+            orientation="h", marker_color=CLASS_COLORS[cls],
+            meta={"role": "series", "class": cls},
             text=[f"{v} ({s:.0%})" if v and s is not None else "" for v, s in
                   zip(n, share, strict=True)],
             textposition="inside", insidetextanchor="middle",
             customdata=[_pct(s) for s in share],
-            hovertemplate=f"%{{y}}<br>{cls}: %{{x}} failing cases (%{{customdata}})"
-                          "<extra></extra>"))
-    fig.update_layout(barmode="stack", height=max(180, 40 * len(strata) + 110),
+            hovertemplate=f"%{{y}}<br>{cls}: %{{x}} failing (%{{customdata}})<extra></extra>"))
+    rows = len(strata) * len(sides)
+    fig.update_layout(barmode="stack", height=max(180, 34 * rows + 110),
                       margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"orientation": "h", "y": 1.08, "x": 0, "traceorder": "normal"},
-                      title={"text": escape(title), "font": {"size": 13}} if title else None)
+                      legend={"orientation": "h", "y": 1.08, "x": 0, "traceorder": "normal"})
     fig.update_xaxes(title_text="failing cases")
     fig.update_yaxes(autorange="reversed")
     return fig

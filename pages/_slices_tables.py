@@ -13,7 +13,6 @@ from pages._tables import MISSING, SMALL_N, _strata_text, interval_text, slice_l
 
 NONE = "(none)"  # "no second key" / "no baseline" in the pickers
 ALL = "All cases"
-CLASS_ICONS = {"retrieval": "🔍", "both": "💥", "generation": "✍️", "other": "🚫"}
 EVIDENCE = ("relevant in top k", "no relevant in top k", "no gold document")
 
 
@@ -30,7 +29,7 @@ def cell_grid(cells: pl.DataFrame, metric: str, key: str, key2: str | None,
               small_n: int = SMALL_N) -> pl.DataFrame:
     """One row per cell of ``metric`` (from `slice_summary` with intervals): ``cell`` (its
     label), the stratum values, ``n``, ``mean``, the 95% interval, ``mean [95% CI]`` and
-    ``small n`` (⚠️ under ``small_n`` cases: only large differences can show)."""
+    ``small n`` (true under ``small_n`` cases: only large differences can show)."""
     rows = cells.filter(pl.col("metric") == metric)
     labels = [cell_label(key, v, key2, v2) for v, v2 in
               rows.select("stratum", "stratum2").iter_rows()]
@@ -43,8 +42,7 @@ def cell_grid(cells: pl.DataFrame, metric: str, key: str, key2: str | None,
         .alias(key2 or "stratum2"),
         "kind", "n", "mean", "ci_low", "ci_high",
         pl.Series("mean [95% CI]", text, dtype=pl.String),
-        pl.when(pl.col("n") < small_n).then(pl.lit("⚠️")).otherwise(pl.lit(""))
-        .alias("small n"),
+        (pl.col("n") < small_n).alias("small n"),
     ).drop([] if key2 else ["stratum2"])
 
 
@@ -90,30 +88,30 @@ def mix_table(mixes: pl.DataFrame, key: str, key2: str | None) -> pl.DataFrame:
     and ``golden − traffic`` in points; strata the golden set lacks marked."""
     cols = [pl.col("stratum").alias(key)] + ([pl.col("stratum2").alias(key2)] if key2 else [])
     return mixes.select(
-        *cols, pl.col("golden_share").alias("golden set"),
-        pl.col("traffic_share").alias("production"),
+        *cols, (pl.col("golden_share") * 100).alias("golden set"),
+        (pl.col("traffic_share") * 100).alias("production"),
         ((pl.col("golden_share") - pl.col("traffic_share")) * 100).alias("golden − prod (pts)"),
         pl.col("golden_n").alias("golden cases"), pl.col("traffic_n").alias("traces"),
-        pl.when(pl.col("golden_n") == 0).then(pl.lit("⚠️ not in the golden set"))
+        pl.when(pl.col("golden_n") == 0).then(pl.lit("not in the golden set"))
         .otherwise(pl.lit("")).alias("note"))
 
 
 def coverage_table(weighted: pl.DataFrame) -> pl.DataFrame:
     """`evallib.coverage.production_weighted` for display: the plain and production-weighted
-    mean with intervals, the difference, ⚠️ where it exceeds its uncertainty."""
+    mean with intervals, the difference, ``differs`` where it exceeds its uncertainty."""
     def text(mean: str, low: str, high: str) -> list[str]:
         return [interval_text(m, lo, hi, k) for m, lo, hi, k in
                 weighted.select(mean, low, high, "kind").iter_rows()]
 
     return weighted.select(
-        pl.when(pl.col("differs")).then(pl.lit("⚠️")).otherwise(pl.lit("")).alias("differs"),
+        pl.col("differs").fill_null(False),
         "metric", "kind", "n",
         pl.Series("golden set mean [95% CI]", text("plain", "plain_low", "plain_high")),
         pl.Series("production-weighted [95% CI]",
                   text("weighted", "weighted_low", "weighted_high")),
         "difference", pl.col("difference_se").alias("± SE"),
-        pl.col("covered").alias("traffic covered"),
-    ).sort(pl.col("differs") == "", pl.col("difference").abs(), descending=[False, True])
+        (pl.col("covered") * 100).alias("traffic covered"),
+    ).sort(pl.col("differs"), pl.col("difference").abs(), descending=[True, True])
 
 
 # --- RAG ------------------------------------------------------------------------------
@@ -145,13 +143,11 @@ def generation_table(gen: pl.DataFrame, first: list[str]) -> pl.DataFrame:
 
 
 def attribution_display(table: pl.DataFrame) -> pl.DataFrame:
-    """`evallib.rag.attribution_table` for display: a badge per class, share as "35% [26%,
-    45%]"."""
+    """`evallib.rag.attribution_table` for display: share as "35% [26%, 45%]"."""
     share = [("—" if s is None else f"{s:.0%} [{lo:.0%}, {hi:.0%}]")
              for s, lo, hi in table.select("share", "ci_low", "ci_high").iter_rows()]
     return table.select(
-        "stratum", pl.col("class").replace_strict(
-            {c: f"{CLASS_ICONS[c]} {c}" for c in CLASSES}, return_dtype=pl.String),
+        "stratum", "class",
         "n", pl.Series("share [95% CI]", share, dtype=pl.String),
         pl.col("failing").alias("failing (attributed)"), "not_attributed")
 
@@ -159,13 +155,13 @@ def attribution_display(table: pl.DataFrame) -> pl.DataFrame:
 def shift_display(shift: pl.DataFrame) -> pl.DataFrame:
     """`evallib.rag.attribution_shift` for display, biggest moves first."""
     return shift.select(
-        pl.when(pl.col("significant") & (pl.col("delta_n") > 0)).then(pl.lit("🔴 more"))
-        .when(pl.col("significant") & (pl.col("delta_n") < 0)).then(pl.lit("🟢 fewer"))
-        .otherwise(pl.lit("⚪ no significant change")).alias("verdict"),
+        pl.when(pl.col("significant") & (pl.col("delta_n") > 0)).then(pl.lit("more"))
+        .when(pl.col("significant") & (pl.col("delta_n") < 0)).then(pl.lit("fewer"))
+        .otherwise(pl.lit("no significant change")).alias("verdict"),
         "stratum", "class", pl.col("baseline_n").alias("baseline"),
         pl.col("candidate_n").alias("run"), pl.col("delta_n").alias("change"),
-        pl.col("baseline_share").alias("baseline share"),
-        pl.col("candidate_share").alias("run share"), pl.col("p_value").alias("p"),
+        (pl.col("baseline_share") * 100).alias("baseline share"),
+        (pl.col("candidate_share") * 100).alias("run share"), pl.col("p_value").alias("p"),
         pl.col("p_adjusted").alias("p adjusted"), pl.col("n_cases").alias("cases"),
     ).sort(pl.col("p adjusted"), pl.col("change").abs(), descending=[False, True])
 

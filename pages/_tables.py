@@ -6,8 +6,18 @@ from typing import Any
 
 import polars as pl
 
-APPROVED = "✅"
 MISSING = "(missing)"  # label of cases that have no value for the chosen stratum key
+SCALE = {"ordinal": 4.0}  # a 1–5 scale spans 4 points; pass rates and 0–1 scores span 1
+
+
+def human(name: str) -> str:
+    """``answer_relevance`` → ``answer relevance``: names as a reader says them."""
+    return name.replace("_", " ")
+
+
+def slice_name(values: dict[str, str]) -> str:
+    """``billing × hard``: a slice by its values, as a sentence names it."""
+    return " × ".join(str(v) for v in values.values())
 
 
 def interval_text(mean: float | None, low: float | None, high: float | None,
@@ -35,11 +45,11 @@ def metric_order(summary: pl.DataFrame) -> list[str]:
                   key=lambda m: (rank.get(kinds.filter(pl.col("metric") == m)["kind"][0], 3), m))
 
 
-GATE_PASS, GATE_FAIL = "🟢 pass", "🔴 fail"
+GATE_PASS, GATE_FAIL = "pass", "fail"
 
 
 def gate_cells(gates: pl.DataFrame | None) -> pl.DataFrame:
-    """run_id → "🔴 fail (2 rows)" / "🟢 pass (1 waived)", from `latest_gate_verdicts`."""
+    """run_id → "fail (2 failed)" / "pass (1 waived)", from `latest_gate_verdicts`."""
     if gates is None or not gates.height:
         return pl.DataFrame(schema={"run_id": pl.String, "gate": pl.String})
     return gates.select("run_id", pl.when(pl.col("verdict") == "fail")
@@ -53,24 +63,23 @@ def runs_table(runs: pl.DataFrame, summary: pl.DataFrame,
                metrics: list[str] | None = None,
                gates: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per run (in ``runs`` order): who it is, its latest release-gate verdict (from
-    ``gates``; empty when never gated), each metric (all, or those listed) as "mean [95%
-    interval]", then where it came from. Metrics come before provenance: they are what the
-    table is read for."""
+    ``gates``; empty when never gated), each metric's mean (all, or those listed; a number,
+    so a column sorts), then where it came from. Metrics come before provenance: they are
+    what the table is read for; their intervals are in `pair_table`."""
     if metrics is not None:
         summary = summary.filter(pl.col("metric").is_in(metrics))
     metric_names = metric_order(summary)
-    cells = (_with_cell(summary).pivot("metric", index="run_id", values="cell")
+    cells = (summary.pivot("metric", index="run_id", values="mean")
              if summary.height else pl.DataFrame(schema={"run_id": pl.String}))
     table = runs.with_columns(
-        pl.when(pl.col("approved")).then(pl.lit(APPROVED)).otherwise(pl.lit(""))
-        .alias("approved"),
-        pl.col("release").fill_null(""),
+        pl.col("approved").fill_null(False), pl.col("release").fill_null(""),
     ).join(cells, on="run_id", how="left", maintain_order="left") \
         .join(gate_cells(gates), on="run_id", how="left", maintain_order="left") \
         .with_columns(pl.col("gate").fill_null(""))
-    return table.select("approved", "name", "gate", "started_at", "release", *metric_names,
-                        "n_cases",
-                        "model", "dataset", "dataset_version", "judge_version", "run_id")
+    gate = ["gate"] if table["gate"].str.len_chars().sum() else []  # never gated: no column
+    return table.select("approved", "name", *gate, "started_at", *metric_names, "release",
+                        "n_cases", "model", "dataset", "dataset_version", "judge_version",
+                        "run_id")
 
 
 def default_pair(runs: pl.DataFrame) -> tuple[str | None, str | None]:
@@ -87,14 +96,14 @@ def default_pair(runs: pl.DataFrame) -> tuple[str | None, str | None]:
 
 
 def run_labels(runs: pl.DataFrame) -> dict[str, str]:
-    """run_id → "✅ name (release) · 2026-06-01 14:05" for selectboxes; the run_id is added
-    where that would not tell two runs apart."""
+    """run_id → "name (release) · approved · 2026-06-01 14:05" for selectboxes; the run_id
+    is added where that would not tell two runs apart."""
     out = {}
     for run_id, name, started, approved, release in runs.select(
             "run_id", "name", "started_at", "approved", "release").iter_rows():
-        badge = f"{APPROVED} " if approved else ""
+        badge = " · approved" if approved else ""
         rel = f" ({release})" if release else ""
-        out[run_id] = f"{badge}{name}{rel} · {started:%Y-%m-%d %H:%M}"
+        out[run_id] = f"{name}{rel}{badge} · {started:%Y-%m-%d %H:%M}"
     seen: dict[str, int] = {}
     for label in out.values():
         seen[label] = seen.get(label, 0) + 1
@@ -138,7 +147,7 @@ def version_note(runs: pl.DataFrame, candidate: str, baseline: str) -> str | Non
 # --- Compare page ------------------------------------------------------------------------
 
 SMALL_N = 30  # a slice this small is marked: its test can only see large drops
-WORSE, BETTER, SAME = "🔴 worse", "🟢 better", "⚪ no significant change"
+WORSE, BETTER, SAME = "worse", "better", "no significant change"
 STATUSES = ("regressed", "improved", "unchanged")
 
 
@@ -182,28 +191,37 @@ def _ci_text(low: float, high: float, kind: str) -> str:
     return f"[{low:+.{d}f}, {high:+.{d}f}]"
 
 
+def worst_first(frame: pl.DataFrame) -> pl.DataFrame:
+    """Rows of tests (``significant``, ``delta``, ``kind``) worst first: significant drops,
+    largest first, then the rest from the largest drop to the largest gain, significant
+    gains last. A delta is measured on its scale (a 1–5 scale spans 4 points), so a pass
+    rate's drop and a rating's compare."""
+    size = pl.col("delta") / pl.col("kind").replace_strict(SCALE, default=1.0,
+                                                           return_dtype=pl.Float64)
+    group = (pl.when(pl.col("significant") & (pl.col("delta") < 0)).then(0)
+             .when(pl.col("significant") & (pl.col("delta") > 0)).then(2).otherwise(1))
+    return (frame.with_columns(group.alias("_group"), size.alias("_size"))
+            .sort("_group", "_size", "slice", "metric", nulls_last=True)
+            .drop("_group", "_size"))
+
+
 def slice_table(comparison: Any, small_n: int = SMALL_N) -> pl.DataFrame:
-    """Every slice × metric tested, worst first: significant drops (smallest adjusted p
-    first), then the rest by adjusted p and delta. ``small n`` marks slices under
-    ``small_n`` cases."""
+    """Every slice × metric tested, worst first (`worst_first`). ``small n`` marks slices
+    under ``small_n`` cases."""
     kinds = {m.metric: m.kind for m in comparison.metrics}
     rows = [{
         "verdict": verdict(s.delta, s.significant) if s.testable
         else f"untestable: {s.reason}", "slice": slice_label(s.slice),
         "metric": s.metric, "kind": kinds.get(s.metric, ""), "n": s.n,
-        "small n": "⚠️" if s.n < small_n else "", "baseline": s.baseline,
+        "small n": s.n < small_n, "baseline": s.baseline,
         "candidate": s.candidate, "delta": s.delta, "p": s.p_value,
         "p adjusted": s.p_adjusted, "significant": s.significant,
     } for s in comparison.slices]
     schema = {"verdict": pl.String, "slice": pl.String, "metric": pl.String,
-              "kind": pl.String, "n": pl.Int64, "small n": pl.String, "baseline": pl.Float64,
-              "candidate": pl.Float64, "delta": pl.Float64, "p": pl.Float64,
-              "p adjusted": pl.Float64, "significant": pl.Boolean}
-    frame = pl.DataFrame(rows, schema=schema, strict=False)
-    worse = pl.col("significant") & (pl.col("delta") < 0)
-    return (frame.with_columns((~worse).alias("_order"))
-            .sort("_order", "p adjusted", "delta", "slice", "metric", nulls_last=True)
-            .drop("_order"))
+              "kind": pl.String, "n": pl.Int64, "small n": pl.Boolean,
+              "baseline": pl.Float64, "candidate": pl.Float64, "delta": pl.Float64,
+              "p": pl.Float64, "p adjusted": pl.Float64, "significant": pl.Boolean}
+    return worst_first(pl.DataFrame(rows, schema=schema, strict=False))
 
 
 def slice_options(comparison: Any) -> dict[str, dict[str, str]]:

@@ -11,6 +11,7 @@ import streamlit as st
 from evallib.drift import drift_report
 from pages import _online_charts as charts
 from pages import _online_tables as tables
+from pages import _ui as ui
 from pages._common import (
     analysis,
     filters,
@@ -20,9 +21,14 @@ from pages._common import (
     url_choice,
     warehouse,
 )
+from pages._verdicts import online_verdict
 
 PLOT = {"displaylogo": False}
+NUM = st.column_config.NumberColumn
+TEXT = st.column_config.TextColumn
 GRAINS = ["Daily", "Hourly (last 48 h)"]
+AXES = ["clipped", "log", "full"]
+PCT = {"format": "%.2f%%"}
 DRIFT_WINDOWS = {"last day": 1, "last 7 days": 7, "last 28 days": 28}
 
 
@@ -47,11 +53,16 @@ def health_tab(metrics: list[str], kinds: list[str], keys: list[str], alerts: li
     when = (f"{start:%Y-%m-%d} → {f.end:%Y-%m-%d}, " + ("by UTC hour" if hourly
                                                           else "by UTC day"))
     st.caption(f"{when}: {health['n'].sum():,} sampled traces. Shaded days: an alert on "
-               "that signal (see 🔔 Alerts).")
+               "that signal (see Alerts).")
     st.plotly_chart(charts.volume_quality(table, quality, metric, alerts, hourly),
                     key="quality_chart", config=PLOT)  # without a metric: the volume
     left, right = st.columns(2)
-    left.plotly_chart(charts.latency(table, alerts, hourly), key="latency_chart", config=PLOT)
+    axis = left.segmented_control("Latency axis", AXES, default="clipped", key="latency_axis",
+                                  bind="query-params", required=True,
+                                  help="Clipped: up to 1.3 × the highest p95, so timeouts "
+                                       "(30 s) do not flatten the rest; log: every value.")
+    left.plotly_chart(charts.latency(table, alerts, hourly, axis), key="latency_chart",
+                      config=PLOT)
     right.plotly_chart(charts.cost(table, alerts, hourly), key="cost_chart", config=PLOT)
     left.plotly_chart(charts.rates(table, alerts, hourly), key="rates_chart", config=PLOT)
     right.plotly_chart(charts.feedback(table, hourly), key="feedback_chart", config=PLOT)
@@ -60,7 +71,8 @@ def health_tab(metrics: list[str], kinds: list[str], keys: list[str], alerts: li
         f"**{success or 'a binary score'}** on the scored traces): what a task that went "
         "right costs. Feedback rates are counted on the day the user gave them.")
     with st.expander("The numbers"):
-        st.dataframe(table, hide_index=True, key="health_table")
+        st.dataframe(tables.health_display(table, hourly), hide_index=True,
+                     key="health_table", column_config=HEALTH_COLUMNS)
 
 
 def canary_tab() -> None:
@@ -70,7 +82,7 @@ def canary_tab() -> None:
     if len(variants) < 2:
         st.info(f"Only {variants[0] if variants else 'one variant'} served traffic in this "
                 "window: nothing to compare. A canary shows up here while it runs next to "
-                "the control.", icon="🐤")
+                "the control.", icon=":material/science:")
         return
     control, treatment = tables.variant_defaults(variants)
     c1, c2 = st.columns(2)
@@ -91,24 +103,30 @@ def canary_tab() -> None:
     worse = [s.signal for s in result.regressions]
     better = [s.signal for s in result.signals if s.verdict == "better"]
     if worse:
-        st.error(f"**{treatment} is worse than {control}** on {', '.join(worse)} "
-                 f"(Benjamini–Hochberg over {len(result.signals)} signals, α = "
-                 f"{result.alpha:g}).", icon="🐤")
+        st.error(f"**{treatment} is worse than {control}** on "
+                 f"{', '.join(w.replace('_', ' ') for w in worse)} (Benjamini–Hochberg over "
+                 f"{len(result.signals)} signals, α = {result.alpha:g}).",
+                 icon=":material/error:")
     else:
         st.success(f"No signal is significantly worse on {treatment} than on {control}"
-                   + (f"; better on {', '.join(better)}." if better else "."), icon="🐤")
+                   + (f"; better on {', '.join(better)}." if better else "."),
+                   icon=":material/check_circle:")
     st.caption(f"{len(result.days)} days both served ({first:%Y-%m-%d} → {last:%Y-%m-%d}). "
                "Unpaired tests, each trace in one variant: two proportions (score test, "
                "Newcombe interval) for rates, Mann–Whitney for 1–5 scales and latency (with "
                "bootstrap intervals of the mean or of the p50/p95 ratio), Welch t for cost "
                "and continuous scores.")
     st.dataframe(tables.canary_table(result), hide_index=True, key="canary_table",
-                 column_config={"p": st.column_config.NumberColumn(format="%.2g"),
-                                "p adjusted": st.column_config.NumberColumn(format="%.2g")})
+                 column_config={"verdict": TEXT("verdict", pinned=True),
+                                "signal": TEXT("signal", pinned=True),
+                                control: NUM(control, format="%.4g"),
+                                treatment: NUM(treatment, format="%.4g"),
+                                "p": NUM("p", format="%.2g"),
+                                "p adjusted": NUM("p adjusted", format="%.2g")})
     daily = tables.health_table(query("online_health", first, last, False, "variant", None)
                                 .filter(pl.col("grp").is_in([control, treatment])))
     left, right = st.columns(2)
-    left.plotly_chart(charts.latency(daily), key="canary_latency", config=PLOT)
+    left.plotly_chart(charts.latency(daily, axis="log"), key="canary_latency", config=PLOT)
     right.plotly_chart(charts.rates(daily), key="canary_rates", config=PLOT)
 
 
@@ -118,7 +136,8 @@ def drift_tab(first_day) -> None:  # noqa: ANN001 - a date
     window = tables.drift_window(f.end, max(first_day, f.start), DRIFT_WINDOWS[choice])
     if window is None:
         st.info("The window starts on the first day with traffic: there is no earlier "
-                "traffic to compare it with. Widen the days in the sidebar.", icon="🧭")
+                "traffic to compare it with. Widen the days in the sidebar.",
+                icon=":material/explore:")
         return
     ref_start, ref_end, start, end = window
     results = drift_report(query("online_drift_counts", ref_start, ref_end, start, end))
@@ -130,12 +149,19 @@ def drift_tab(first_day) -> None:  # noqa: ANN001 - a date
                "tests find tiny shifts, the band says whether one matters.")
     if moved:
         st.warning("**Moved:** " + "; ".join(f"{d.feature} ({d.band}, PSI {d.psi:.2f}: "
-                                              f"{d.moved})" for d in moved), icon="🧭")
+                                              f"{d.moved})" for d in moved),
+                   icon=":material/warning:")
     else:
-        st.success("Nothing moved beyond the stable band.", icon="🧭")
+        st.success("Nothing moved beyond the stable band.", icon=":material/check_circle:")
     st.dataframe(tables.drift_table(results), hide_index=True, key="drift_table",
-                 column_config={"PSI": st.column_config.NumberColumn(format="%.3f"),
-                                "p": st.column_config.NumberColumn(format="%.2g")})
+                 column_config={"band": TEXT("band", pinned=True),
+                                "feature": TEXT("feature", pinned=True),
+                                "PSI": NUM("PSI", format="%.3f"),
+                                "moved most": TEXT("moved most"),
+                                "statistic": NUM("statistic", format="%.3g"),
+                                "p": NUM("p", format="%.2g"),
+                                "n reference": NUM("traces (reference)", format="localized"),
+                                "n window": NUM("traces (window)", format="localized")})
     left, right = st.columns(2)
     left.plotly_chart(charts.drift_figure(results), key="drift_chart", config=PLOT)
     names = [d.feature for d in results if d.bins]
@@ -157,25 +183,62 @@ def alerts_tab(alerts: list, tests, recorded) -> None:  # noqa: ANN001 - frames
     if alerts:
         st.dataframe(tables.alerts_table(alerts, recorded), hide_index=True,
                      key="alerts_table",
-                     column_config={"p": st.column_config.NumberColumn(format="%.2g"),
-                                    "what": st.column_config.TextColumn(width="large")})
+                     column_config={"status": TEXT("status", pinned=True),
+                                    "first day": st.column_config.DateColumn(
+                                        "first day", format="YYYY-MM-DD"),
+                                    "last day": st.column_config.DateColumn(
+                                        "last day", format="YYYY-MM-DD"),
+                                    "p": NUM("p (one-sided)", format="%.2g"),
+                                    "what": TEXT("what", width="large"),
+                                    "recorded": st.column_config.CheckboxColumn(
+                                        "recorded", help="by `evallib alerts`")})
     else:
-        st.success("No alert in this window.", icon="🔔")
+        st.success("No alert in this window.", icon=":material/notifications:")
     if tests.height:
         last = tests["day"].max()
-        st.markdown(f"**Checks on {last:%Y-%m-%d}** (⏳ = too little traffic or baseline)")
+        st.markdown(f"**Checks on {last:%Y-%m-%d}** (too little data = too little traffic or "
+                    "baseline to test)")
         st.dataframe(tables.checks_table(tests, last), hide_index=True, key="checks_table",
-                     column_config={"p (one-sided)": st.column_config.NumberColumn(
-                         format="%.2g")})
+                     column_config={"result": TEXT("result", pinned=True),
+                                    "observed": NUM("observed", format="%.4g"),
+                                    "baseline": NUM("baseline", format="%.4g"),
+                                    "change": NUM("change", format="%+.3g"),
+                                    "n": NUM("traces", format="localized"),
+                                    "p (one-sided)": NUM("p (one-sided)", format="%.2g")})
     if recorded.height:
         st.markdown("**Recorded by `evallib alerts`**")
         st.dataframe(recorded.select("status", "signal", "first_day", "last_day",
                                      "detected_at", "message"), hide_index=True,
-                     key="recorded_table")
+                     key="recorded_table", column_config={
+                         "first_day": st.column_config.DateColumn("first day",
+                                                                  format="YYYY-MM-DD"),
+                         "last_day": st.column_config.DateColumn("last day",
+                                                                 format="YYYY-MM-DD"),
+                         "detected_at": st.column_config.DatetimeColumn(
+                             "detected", format="YYYY-MM-DD HH:mm")})
 
+
+HEALTH_COLUMNS = {
+    "bucket": TEXT("day (UTC)", pinned=True), "grp": TEXT("group", pinned=True),
+    "n": NUM("traces", format="localized"),
+    "error_rate": NUM("errors", **PCT), "refusal_rate": NUM("refusals", **PCT),
+    "tool_error_rate": NUM("tool errors", **PCT),
+    "latency_p50": NUM("p50 latency", format="%.0f ms"),
+    "latency_p95": NUM("p95 latency", format="%.0f ms"),
+    "latency_p99": NUM("p99 latency", format="%.0f ms"),
+    "cost_usd": NUM("cost", format="$%.2f"),
+    "cost_per_request": NUM("cost per request", format="$%.5f"),
+    "pass_rate": NUM("pass rate", **PCT),
+    "cost_per_success": NUM("cost per success", format="$%.5f"),
+    "thumbs_up_share": NUM("thumbs up", format="%.1f%%"),
+    "n_thumbs": NUM("thumbs", format="localized"), "n_rating": NUM("ratings",
+                                                                  format="localized"),
+    "mean_rating": NUM("mean rating", format="%.2f"),
+    "feedback_per_100": NUM("feedback per 100 traces", format="%.1f"),
+}
 
 leave_pages_directory_mode()
-st.title("🌐 Online")
+st.title("Online")
 wh, f = warehouse(), filters()
 if not wh.has_online or f.start is None:
     get_started(wh.root, "online traffic")
@@ -188,10 +251,9 @@ if not metric_names:
     st.info("Traces are recorded but none is scored yet (`evallib score-online`).")
 alerts, tests = analysis("alerts", f.start, f.end)
 recorded = query("alerts", f.start)
-for a in [a for a in alerts if a.status == "open"]:
-    st.error(f"**Open alert:** {a.message}", icon="🔔")
+ui.verdict(online_verdict(alerts, f.start, f.end))
 health_view, canary_view, drift_view, alerts_view = st.tabs(
-    ["📊 Health", "🐤 Canary", "🧭 Drift", "🔔 Alerts"], key="view", bind="query-params")
+    ["Health", "Canary", "Drift", "Alerts"], key="view", bind="query-params")
 with health_view:
     health_tab(metric_names, metric_kinds, query("online_strata_keys")["key"].to_list(),
                alerts)

@@ -15,6 +15,7 @@ from evallib.export import to_csv
 from pages import _rag_charts as rcharts
 from pages import _slices_tables as stables
 from pages import _tables as tables
+from pages import _ui as ui
 from pages._common import (
     ONLINE,
     filters,
@@ -25,6 +26,7 @@ from pages._common import (
     url_choice,
     warehouse,
 )
+from pages._verdicts import rag_verdict
 
 MAX_K = 10
 # Online: how many of the sidebar's newest days to read (None: all of them)
@@ -37,6 +39,10 @@ ALPHA = 0.05
 CARDS = (("recall", "recall@k"), ("precision", "precision@k"), ("mrr", "MRR@k"),
          ("ndcg", "nDCG@k"), ("context_precision", "context precision@k"),
          ("citation_hit_rate", "citation hit rate"))
+CLASS_ICONS = {"retrieval": ":material/search_off:", "both": ":material/report:",
+               "generation": ":material/edit_note:", "other": ":material/help:"}
+NUM = st.column_config.NumberColumn
+TEXT = st.column_config.TextColumn
 
 
 def _pick_row() -> None:
@@ -48,8 +54,11 @@ def _pick_row() -> None:
         st.session_state["rag_slice"] = stratum
 
 
-def _metric_pickers(names: list[str], kinds: list[str]) -> tuple[str, str | None, int]:
-    a, b, c = st.columns([2, 2, 3])
+def _pickers(names: list[str], kinds: list[str], keys: list[str]
+             ) -> tuple[str, str | None, int, str | None]:
+    """Answer and faithfulness metrics, k, and the stratum key the attribution is split by
+    (None when the cases carry no strata)."""
+    a, b, c, d = st.columns([2, 2, 3, 2])
     rates = [m for m, k in zip(names, kinds, strict=True) if k == "binary"] or names
     answer = a.selectbox("Answer metric", rates, key="answer", bind="query-params",
                          index=rates.index("correctness") if "correctness" in rates else 0,
@@ -61,14 +70,18 @@ def _metric_pickers(names: list[str], kinds: list[str]) -> tuple[str, str | None
     k = c.slider("k: documents the generator read", 1, MAX_K, 5, key="k",
                  bind="query-params", help="Metrics are cut at k; 'relevant retrieved' means "
                                           "a relevant document in the top k.")
-    return answer, None if faith == stables.NONE else faith, k
+    key = d.selectbox("Per slice of", keys, key="rag_key", bind="query-params",
+                      help="The stratum key the failure attribution is split by.") \
+        if keys else None  # cases without strata: overall only
+    return answer, None if faith == stables.NONE else faith, k, key
 
 
 def retrieval(metrics: pl.DataFrame, k: int, what: str) -> None:
     st.subheader("Retrieval")
     metrics = metrics.filter(pl.col("n") > 0)
     if metrics.height == 0:
-        st.info(f"No {what} has retrieved documents with relevance labels.", icon="🔎")
+        st.info(f"No {what} has retrieved documents with relevance labels.",
+                icon=":material/search:")
         return
     at = stables.retrieval_at(metrics, k)
     cards = st.columns(len(CARDS))
@@ -77,11 +90,11 @@ def retrieval(metrics: pl.DataFrame, k: int, what: str) -> None:
         if row is None:
             card.metric(label.replace("@k", f"@{k}"), "—", border=True)
             continue
+        ci = tables.interval_text(row["mean"], row["ci_low"], row["ci_high"], row["kind"])
         card.metric(label.replace("@k", f"@{k}"), f"{row['mean']:.3f}", border=True,
-                    help=f"95% CI {tables.interval_text(row['mean'], row['ci_low'], row['ci_high'], row['kind'])}; "  # noqa: E501
-                         f"n = {row['n']} {what}s")
+                    help=f"95% CI {ci}; n = {row['n']} {what}s")
     st.plotly_chart(rcharts.retrieval_curve(metrics, k), key="retrieval_curve",
-                    config={"displaylogo": False})
+                    config=ui.PLOT)
     n = at["recall"]["n"] if "recall" in at else 0
     st.caption(f"Over the {n} {what}s whose retrieved documents carry relevance labels (a "
                f"{what} with no gold document is left out; one whose documents were all "
@@ -96,19 +109,22 @@ def generation(gen: pl.DataFrame, answer: str, faith: str | None, what: str) -> 
         st.info(f"No {what} with retrievals is scored.")
         return
     first = [answer, *([faith] if faith else []), "cites_relevant", "refusal"]
-    st.dataframe(stables.generation_table(gen, first), hide_index=True, key="generation")
+    st.dataframe(stables.generation_table(gen, first), hide_index=True, key="generation",
+                 column_config={"metric": TEXT("metric", pinned=True),
+                                "kind": TEXT("kind", width="small"),
+                                "all": TEXT(f"every {what} with retrievals")})
     refusal = ("**refusal** = the trace declined to answer: right when the evidence is "
                "missing, wrong when a relevant document was there. " if what == "trace" else
                f"With no gold document (out of scope) the right answer is to decline, so "
                f"**{answer}** there is refusal correctness. ")
-    st.caption(f"Each metric's mean [95% CI] by what the generator had in its top k: a "
+    st.caption(f"Each metric's mean [95% CI] · n by what the generator had in its top k: a "
                f"relevant document, none, or no gold document exists. **cites_relevant** = "
                f"of the answers citing a document, the share citing a relevant one (citation "
                f"faithfulness). {refusal}"
                f"A low {answer} *with* the evidence is the generator's.")
 
 
-def attribution(items: pl.DataFrame, base_items: pl.DataFrame | None, keys: list[str],
+def attribution(items: pl.DataFrame, base_items: pl.DataFrame | None, key: str | None,
                 what: str, name: str, details: Details, listing: Listing) -> None:
     st.subheader("Failure attribution")
     overall = rag.attribution_table(items)
@@ -122,24 +138,34 @@ def attribution(items: pl.DataFrame, base_items: pl.DataFrame | None, keys: list
     st.caption(f"{failing} failing {what}s (answer metric failed, no error)"
                + (f"; {unattributed} more have no retrieval data and are not attributed"
                   if unattributed else "")
-               + ". 🔍 retrieval = no relevant document in the top k and a faithful answer; "
-               "💥 both = no relevant document and an unfaithful answer; ✍️ generation = a "
-               "relevant document in the top k, answer still wrong; 🚫 other = no gold "
+               + ". **retrieval** = no relevant document in the top k and a faithful answer; "
+               "**both** = no relevant document and an unfaithful answer; **generation** = a "
+               "relevant document in the top k, answer still wrong; **other** = no gold "
                "document exists. Shares with 95% Wilson intervals.")
     cards = st.columns(len(rag.CLASSES))
     for card, row in zip(cards, overall.iter_rows(named=True), strict=True):
-        card.metric(f"{stables.CLASS_ICONS[row['class']]} {row['class']}", row["n"],
+        card.metric(f"{CLASS_ICONS[row['class']]} {row['class']}", f"{row['n']:,}",
                     border=True, help=f"{row['share']:.0%} of attributed failures "
                                       f"[{row['ci_low']:.0%}, {row['ci_high']:.0%}]")
-    key = st.selectbox("Per slice of", keys, key="rag_key", bind="query-params") \
-        if keys else None  # cases without strata: overall only
     per = rag.attribution_table(items, key)
     chart, table = st.tabs(["Chart", "Table"])
-    chart.plotly_chart(rcharts.attribution_bars(pl.concat([overall, per]) if key else overall),
-                       key="attribution_chart", config={"displaylogo": False})
+    shown = pl.concat([overall, per]) if key else overall
+    base_shown = None
+    if base_items is not None:
+        base_overall = rag.attribution_table(base_items)
+        base_shown = pl.concat([base_overall, rag.attribution_table(base_items, key)]) \
+            if key else base_overall
+    chart.plotly_chart(rcharts.attribution_bars(shown, base_shown), key="attribution_chart",
+                       config=ui.PLOT)
+    if base_shown is not None:
+        chart.caption("Each slice: the baseline's failing cases (upper bar) above the run's.")
     st.session_state["_attribution_rows"] = list(per.select("stratum", "class").iter_rows())
     table.dataframe(stables.attribution_display(per), hide_index=True,
-                    key="attribution_table", on_select=_pick_row, selection_mode="single-row")
+                    key="attribution_table", on_select=_pick_row, selection_mode="single-row",
+                    column_config={"stratum": TEXT(key or "stratum", pinned=True),
+                                   "n": NUM(f"failing {what}s"),
+                                   "failing (attributed)": NUM(f"{what}s attributed"),
+                                   "not_attributed": NUM("not attributed")})
     if base_items is not None:
         shift(base_items, items, key, name)
     cases(items, key, what, details, listing)
@@ -155,8 +181,16 @@ def shift(base_items: pl.DataFrame, items: pl.DataFrame, key: str | None, name: 
                "a paired McNemar test of 'fails with this class', Benjamini–Hochberg "
                f"adjusted (overall and per {key} separately). Biggest moves first.")
     st.dataframe(stables.shift_display(both), hide_index=True, key="shift_table",
-                 column_config={c: st.column_config.NumberColumn(format="percent")
-                                for c in ("baseline share", "run share")})
+                 column_config={
+                     "stratum": TEXT(key or "stratum", pinned=True),
+                     "class": TEXT("class", pinned=True),
+                     "baseline": NUM("baseline", format="%d"), "run": NUM("run", format="%d"),
+                     "change": NUM("change", format="%+d"),
+                     "baseline share": NUM("baseline share", format="%.0f%%"),
+                     "run share": NUM("run share", format="%.0f%%"),
+                     "p": NUM("p", format="%.2g"), "p adjusted": NUM("p adjusted",
+                                                                    format="%.2g"),
+                     "cases": NUM("cases compared")})
     with st.expander("How cases moved between outcomes (baseline → run)"):
         st.dataframe(rag.transitions(base_items, items), hide_index=True, key="transitions")
 
@@ -176,9 +210,28 @@ def cases(items: pl.DataFrame, key: str | None, what: str, details: Details,
     if total > picked.height:
         st.caption(f"The newest {picked.height:,} of {total:,} {what}s.")
     picked = stables.with_details(picked, details(picked))
-    st.dataframe(picked, hide_index=True, key="class_cases")
-    st.download_button(f"⬇️ These {picked.height} {what}s (CSV)", to_csv(picked),
-                       key="download_class", mime="text/csv",
+    st.caption(f"{picked.height:,} {what}s; select one to read it in full.")
+    event = st.dataframe(picked, hide_index=True, key="class_cases", on_select="rerun",
+                         selection_mode="single-row", column_config={
+                             picked.columns[0]: TEXT(what, pinned=True),
+                             "class": TEXT("class", pinned=True),
+                             "answer score": NUM("answer", format="%.3g", width="small"),
+                             "faithfulness": NUM("faithfulness", format="%.3g",
+                                                 width="small"),
+                             "first_relevant": NUM("first relevant rank", width="small"),
+                             "cited_relevant": st.column_config.CheckboxColumn(
+                                 "cited a relevant doc"),
+                             "top_k": TEXT("top k documents"),
+                             "date": st.column_config.DateColumn("day", format="YYYY-MM-DD")})
+    row = ui.selected_row(picked, event)
+    if row is not None:
+        ident = picked.columns[0]
+        ui.case_panel(row, "answer", title=f"**{row[ident]}** · {row['class']} · "
+                                           f"{row.get('strata') or ''}",
+                      sides=[("Answer", "answer score", "output", "judge rationale")],
+                      extra=["top_k"])
+    st.download_button(f"These {picked.height} {what}s (CSV)", to_csv(picked),
+                       key="download_class", mime="text/csv", icon=ui.DOWNLOAD,
                        file_name=f"failures-{cls}-{stratum}.csv".replace(" ", "_"))
 
 
@@ -202,12 +255,20 @@ def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
         help="Default: the newest approved run before the newest run.")
     st.query_params["run"], st.query_params["vs"] = run, baseline
     m = query("metrics", f.dataset)
-    answer, faith, k = _metric_pickers(m["metric"].to_list(), m["kind"].to_list())
-    retrieval(query("retrieval_metrics", run, MAX_K), k, "case")
-    generation(query("generation_by_evidence", run, k), answer, faith, "case")
+    answer, faith, k, key = _pickers(m["metric"].to_list(), m["kind"].to_list(),
+                                     query("strata_keys", f.dataset)["key"].to_list())
     items = rag.classify(query("attribution_items", run, k, answer, faith or "", False))
     base_items = None if baseline == stables.NONE else rag.classify(
         query("attribution_items", baseline, k, answer, faith or "", False))
+    moved = None if base_items is None else pl.concat(
+        [rag.attribution_shift(base_items, items, None, ALPHA)]
+        + ([rag.attribution_shift(base_items, items, key, ALPHA)] if key else []))
+    base_name = runs.filter(pl.col("run_id") == baseline)["name"].to_list()
+    ui.verdict(rag_verdict(rag.attribution_table(items), moved, "case",
+                           base_name[0] if base_name else ""))
+    retrieval(query("retrieval_metrics", run, MAX_K), k, "case")
+    generation(query("generation_by_evidence", run, k), answer, faith, "case")
+
     def details(listed: pl.DataFrame) -> pl.DataFrame:
         return query("attribution_details", run, k, answer, tuple(listed["case_id"]))
 
@@ -216,8 +277,7 @@ def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
         picked = stables.class_cases(items, cls, key, stratum)
         return picked.head(LIST_LIMIT), picked.height
 
-    attribution(items, base_items, query("strata_keys", f.dataset)["key"].to_list(), "case",
-                labels.get(baseline, ""), details, listing)
+    attribution(items, base_items, key, "case", labels.get(baseline, ""), details, listing)
 
 
 def online(wh, f) -> None:  # noqa: ANN001
@@ -229,17 +289,19 @@ def online(wh, f) -> None:  # noqa: ANN001
         bind="query-params", required=True, help="The sidebar's days, or its newest ones.")
     days = WINDOWS[window]
     start = f.start if days is None else max(f.start, f.end - timedelta(days=days - 1))
+    m = query("online_metrics")
+    answer, faith, k, key = _pickers(m["metric"].to_list(), m["kind"].to_list(),
+                                     query("online_strata_keys")["key"].to_list())
+    pair = (k, answer, faith or "")
+    counts = query("online_attribution_counts", start, f.end, *pair)
+    ui.verdict(rag_verdict(rag.attribution_table(counts), None, "trace"))
     st.caption(f"Production traces {start:%Y-%m-%d} → {f.end:%Y-%m-%d} (UTC days) that "
                "logged their retrievals, and the scores of those days (each with its trace's "
                "retrievals of the week before). From the daily rollups: the failing traces "
                "listed are read from the newest days that hold them.")
-    m = query("online_metrics")
-    answer, faith, k = _metric_pickers(m["metric"].to_list(), m["kind"].to_list())
     retrieval(query("online_retrieval_metrics", start, f.end, MAX_K), k, "trace")
     generation(query("online_generation_by_evidence", start, f.end, k), answer, faith,
                "trace")
-    pair = (k, answer, faith or "")
-    counts = query("online_attribution_counts", start, f.end, *pair)
 
     def details(listed: pl.DataFrame) -> pl.DataFrame:
         if listed.height == 0:
@@ -251,18 +313,18 @@ def online(wh, f) -> None:  # noqa: ANN001
     def listing(cls: str | None, key: str | None, stratum: str | None
                 ) -> tuple[pl.DataFrame, int]:
         classes = tuple(rag.CLASSES) if cls is None else (cls,)
+        key = key if stratum is not None else None  # "All cases": every stratum
         days = query("online_failure_days", start, f.end, *pair, classes, key, stratum)
         first = rag.newest_days(days, LIST_LIMIT) or f.end  # only the days that hold them
         rows = query("online_failures", first, f.end, *pair, classes, key, stratum,
                      LIST_LIMIT)
         return stables.class_cases(rows, cls, key, stratum), int(days["n"].sum())
 
-    attribution(counts, None, query("online_strata_keys")["key"].to_list(), "trace", "",
-                details, listing)
+    attribution(counts, None, key, "trace", "", details, listing)
 
 
 leave_pages_directory_mode()
-st.title("🔎 RAG")
+st.title("RAG")
 wh, f = warehouse(), filters()
 if wh.is_empty:
     get_started(wh.root, "runs and no online data")

@@ -13,6 +13,7 @@ from pages import _charts as charts
 from pages import _rag_charts as rcharts
 from pages import _slices_tables as stables
 from pages import _tables as tables
+from pages import _ui as ui
 from pages._common import (
     ONLINE,
     comparison,
@@ -24,23 +25,43 @@ from pages._common import (
     url_choice,
     warehouse,
 )
+from pages._verdicts import cell_verdict, delta_cell_verdict
 
 ALPHA = 0.05
 TRACE_LIMIT = 500
+NUM = st.column_config.NumberColumn
+TEXT = st.column_config.TextColumn
+CASE_COLUMNS = {
+    "case_id": TEXT("case", pinned=True), "status": TEXT("status", pinned=True),
+    "value": NUM("score", format="%.3g", width="small"),
+    "baseline": NUM("baseline", format="%.3g", width="small"),
+    "candidate": NUM("run", format="%.3g", width="small"),
+    "delta": NUM("change", format="%+.3g", width="small"),
+    "rationale": TEXT("judge's reason"),
+    "candidate output": TEXT("run output"),
+    "candidate rationale": TEXT("run: judge's reason"),
+    "baseline rationale": TEXT("baseline: judge's reason"),
+}
+SMALL = st.column_config.CheckboxColumn("small", help=f"fewer than {tables.SMALL_N} cases: "
+                                        "only large differences can show")
 
 
 def _pick_cell() -> None:
     """A row picked in the cell table becomes the case list's cell."""
     rows = st.session_state["cell_table"].selection.rows
     if rows:
-        st.session_state["cell"] = st.session_state["_cell_rows"][rows[0]]
+        _set_cell(st.session_state["_cell_rows"][rows[0]])
+
+
+def _set_cell(label: str) -> None:
+    st.session_state["cell"] = label
 
 
 def _keys(keys: list[str]) -> tuple[str, str | None]:
     """First and optional second stratum key, bound to the URL."""
     if not keys:
         st.info("These cases carry no strata (`strata` in the results): nothing to slice by.",
-                icon="🧩")
+                icon=":material/grid_view:")
         st.stop()
     a, b = st.columns(2)
     key = a.selectbox("Stratum", keys, key="key", bind="query-params",
@@ -53,32 +74,34 @@ def _keys(keys: list[str]) -> tuple[str, str | None]:
     return key, None if key2 == stables.NONE else key2
 
 
-def _grid(cells, metric: str, key: str, key2: str | None, what: str) -> tuple:
-    """Heatmap and table of one metric's cells; returns (grid, chosen cell values or None)."""
-    grid = stables.cell_grid(cells, metric, key, key2)
-    if grid.height == 0:
-        st.info(f"No {what} is scored on **{metric}**.")
-        st.stop()
-    small = grid.filter(grid["small n"] != "").height
-    st.caption(f"Each cell: the mean of **{metric}** with its 95% interval (Wilson for pass "
-               f"rates, t for means) and n. ⚠️ = fewer than {tables.SMALL_N} {what}s "
-               f"({small} of {grid.height} cells): only large differences can show there. "
-               "Intervals are each cell's own, not a test between cells.")
+def _grid(grid, metric: str, key: str, key2: str | None, what: str) -> dict:
+    """Heatmap and table of one metric's cells (`stables.cell_grid`); returns the cells'
+    stratum values by label."""
+    small = grid.filter(grid["small n"]).height
+    st.caption(f"Each cell: the mean of **{tables.human(metric)}** with its 95% interval "
+               f"(Wilson for pass rates, t for means) and n; {small} of {grid.height} cells "
+               f"have fewer than {tables.SMALL_N} {what}s (small: only large differences "
+               "can show there). Intervals are each cell's own, not a test between cells. "
+               f"Click a cell (or a table row) to read its {what}s.")
     heat, table = st.tabs(["Heatmap", "Table"])
     heat.plotly_chart(rcharts.cell_heatmap(grid, metric, key, key2), key="cell_heatmap",
-                      config={"displaylogo": False})
+                      config=ui.PLOT, on_select=ui.on_cell_click("cell_heatmap", _set_cell),
+                      selection_mode="points")
     st.session_state["_cell_rows"] = grid["cell"].to_list()
     table.dataframe(grid.drop("kind", "ci_low", "ci_high"), hide_index=True,
                     key="cell_table", on_select=_pick_cell, selection_mode="single-row",
-                    column_config={"mean": st.column_config.NumberColumn(format="%.3f")})
-    return grid, stables.cell_values(grid, key, key2)
+                    column_config={**{k: TEXT(tables.human(k)) for k in (key, key2) if k},
+                                   "cell": TEXT("cell", pinned=True),
+                                   "mean": NUM("mean", format="%.3f"),
+                                   "n": NUM(f"{what}s", width="small"), "small n": SMALL})
+    return stables.cell_values(grid, key, key2)
 
 
-def _cell_picker(options: list[str]) -> str:
+def _cell_picker(options: list[str], default: str = stables.ALL) -> str:
     names = [stables.ALL, *options]
-    chosen = st.selectbox("Cell", names, key="cell", bind="query-params",
-                          help="Or select a row of the table above.")
-    return chosen
+    ui.seed("cell", names, default)
+    return st.selectbox("Cell", names, key="cell", bind="query-params",
+                        help="Or click a cell of the heatmap, or select a row of the table.")
 
 
 def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
@@ -106,9 +129,13 @@ def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
     key, key2 = _keys(query("strata_keys", f.dataset)["key"].to_list())
     slicing = (key, key2) if key2 else (key,)
 
-    st.subheader("Per cell")
     if baseline == stables.NONE:
-        grid, values = _grid(query("slice_summary", run, key, key2), metric, key, key2, "case")
+        grid = stables.cell_grid(query("slice_summary", run, key, key2), metric, key, key2)
+        ui.verdict(cell_verdict(grid, metric, "case"))
+        st.subheader("Per cell")
+        if grid.height == 0:
+            st.stop()
+        values = _grid(grid, metric, key, key2, "case")
         chosen = _cell_picker(list(values))
         where = values.get(chosen)
         cases = tables.case_table(
@@ -117,39 +144,67 @@ def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
         cases = stables.run_cases(cases)
     else:
         result = comparison(run, baseline, (slicing,), ALPHA)
-        if not result.comparable:
-            st.error("**Not comparable.** " + " ".join(
-                w + "." for w in result.warnings if w.startswith("different")), icon="🚫")
         slices = tables.slice_table(result)
         rows = stables.metric_slice_rows(slices, metric)
         values = tables.slice_options(result)
+        ui.verdict(delta_cell_verdict(rows, metric, values))
+        if not result.comparable:
+            st.error("**Not comparable.** " + " ".join(
+                w + "." for w in result.warnings if w.startswith("different")),
+                icon=":material/block:")
+        st.subheader("Per cell")
         n_worse = rows.filter(rows["verdict"] == tables.WORSE).height
-        st.caption(f"Each cell: **{metric}** in the run minus the baseline over the cases "
-                   "both scored, a paired test per cell, Benjamini–Hochberg adjusted over "
-                   f"every cell × metric ({slices.height} tests, as on the Compare page): "
-                   f"**{n_worse}** cells significantly worse. Colour = signed z; ● = "
-                   f"significant; ⚠️ = fewer than {tables.SMALL_N} cases.")
+        st.caption(f"Each cell: **{tables.human(metric)}** in the run minus the baseline over "
+                   "the cases both scored, a paired test per cell, Benjamini–Hochberg "
+                   f"adjusted over every cell × metric ({slices.height} tests, as on the "
+                   f"Compare page): **{n_worse}** cells significantly worse. Colour = signed "
+                   f"z; ● = significant; small = fewer than {tables.SMALL_N} cases. Click a "
+                   "cell to read its cases.")
         heat, table, every = st.tabs(["Heatmap", "Table", "Every metric"])
         heat.plotly_chart(rcharts.delta_heatmap(rows, values, key, key2),
-                          key="delta_heatmap", config={"displaylogo": False})
+                          key="delta_heatmap", config=ui.PLOT, selection_mode="points",
+                          on_select=ui.on_cell_click("delta_heatmap", _set_cell))
         st.session_state["_cell_rows"] = rows["slice"].to_list()
         table.dataframe(rows.drop("significant"), hide_index=True, key="cell_table",
                         on_select=_pick_cell, selection_mode="single-row",
-                        column_config={"p": st.column_config.NumberColumn(format="%.3g"),
-                                       "p adjusted": st.column_config.NumberColumn(
-                                           format="%.3g")})
+                        column_order=("verdict", "slice", "delta", "p adjusted", "baseline",
+                                      "candidate", "n", "small n", "p", "metric", "kind"),
+                        column_config={
+                            "slice": TEXT("cell", pinned=True),
+                            "delta": NUM("change", format="%+.3f"),
+                            "baseline": NUM("baseline", format="%.3f"),
+                            "candidate": NUM("run", format="%.3f"),
+                            "p": NUM("p", format="%.2g"),
+                            "p adjusted": NUM("p adjusted", format="%.2g"),
+                            "n": NUM("cases", width="small"), "small n": SMALL})
         every.plotly_chart(charts.slice_heatmap(slices, tables.metric_order(
-            slices.select("metric", "kind"))), key="every_metric",
-            config={"displaylogo": False})
-        chosen = _cell_picker(list(dict.fromkeys(rows["slice"].to_list())))
+            slices.select("metric", "kind"))), key="every_metric", config=ui.PLOT)
+        labels = list(dict.fromkeys(rows["slice"].to_list()))
+        worst = rows.row(0, named=True) if rows.height else None
+        chosen = _cell_picker(labels, worst["slice"] if worst and
+                              worst["verdict"] == tables.WORSE else stables.ALL)
         where = values.get(chosen)
-        cases = tables.case_table(query("case_scores", run, baseline, metric), metric, where, None)
+        cases = tables.case_table(query("case_scores", run, baseline, metric), metric, where,
+                                  None)
 
     st.subheader("Cases")
-    st.caption(f"**{metric}**, {chosen if where else 'every case'}: {cases.height} cases, "
-               "lowest scores (or largest drops) first.")
-    st.dataframe(cases, hide_index=True, key="cases")
-    st.download_button(f"⬇️ These {cases.height} cases (CSV)", to_csv(cases),
+    st.caption(f"**{tables.human(metric)}**, {chosen if where else 'every case'}: "
+               f"{cases.height} cases, lowest scores (or largest drops) first; select one to "
+               "read it in full.")
+    picked = st.dataframe(cases, hide_index=True, key="cases", on_select="rerun",
+                          selection_mode="single-row", column_config=CASE_COLUMNS)
+    row = ui.selected_row(cases, picked)
+    if row is not None and baseline == stables.NONE:
+        ui.case_panel(row, tables.human(metric), title=f"**{row['case_id']}** · {row['strata']}",
+                      sides=[(labels[run], "value", "output", "rationale")],
+                      extra=["error"])
+    elif row is not None:
+        ui.case_panel(row, tables.human(metric),
+                      title=f"**{row['case_id']}** · {row['status']} · {row['strata']}",
+                      sides=[("Baseline", "baseline", "baseline output", "baseline rationale"),
+                             ("Run", "candidate", "candidate output", "candidate rationale")],
+                      extra=["error"])
+    st.download_button(f"These {cases.height} cases (CSV)", to_csv(cases), icon=ui.DOWNLOAD,
                        key="download_cases", file_name=f"{metric}-cell-cases.csv",
                        mime="text/csv")
     coverage_section(run, key, key2, f)
@@ -159,11 +214,12 @@ def coverage_section(run: str, key: str, key2: str | None, f) -> None:  # noqa: 
     st.subheader("Coverage: golden set vs production")
     if f.start is None:
         st.info("No production traffic in this warehouse: coverage compares the golden set "
-                "with the strata of online traces.", icon="🌐")
+                "with the strata of online traces.", icon=":material/public:")
         return
     traffic = query("online_strata_mix", f.start, f.end, key, key2)
     if traffic["n"].sum() == 0:
-        st.info(f"No production trace between {f.start} and {f.end}.", icon="🌐")
+        st.info(f"No production trace between {f.start} and {f.end}.",
+                icon=":material/public:")
         return
     mixes = coverage.strata_mixes(query("strata_mix", run, key, key2), traffic)
     weighted = coverage.production_weighted(query("slice_summary", run, key, key2), traffic)
@@ -178,19 +234,26 @@ def coverage_section(run: str, key: str, key2: str | None, f) -> None:  # noqa: 
     chart.plotly_chart(rcharts.mix_bars(mixes, key, key2), key="mix_chart",
                        config={"displaylogo": False})
     table.dataframe(stables.mix_table(mixes, key, key2), hide_index=True, key="mix_table",
-                    column_config={c: st.column_config.NumberColumn(format="percent")
-                                   for c in ("golden set", "production")})
+                    column_config={
+                        **{k: TEXT(tables.human(k)) for k in (key, key2) if k},
+                        "golden set": NUM("golden set", format="%.1f%%"),
+                        "production": NUM("production", format="%.1f%%"),
+                        "golden − prod (pts)": NUM("golden − production", format="%+.1f pts"),
+                        "golden cases": NUM("golden cases", format="%d"),
+                        "traces": NUM("traces", format="localized")})
     shown = stables.coverage_table(weighted)
-    n_differs = shown.filter(shown["differs"] != "").height
+    n_differs = shown.filter(shown["differs"]).height
     st.caption("Each metric's mean over the golden set beside the same cells weighted by "
                "their share of production traffic (post-stratification: what the golden "
-               "set predicts for users). ⚠️ = the difference is larger than its uncertainty "
-               f"(95%): **{n_differs}** metric(s). 'traffic covered' = the share of traffic "
-               "in strata the golden set scored; the rest cannot be estimated.")
+               "set predicts for users). 'differs' = the difference is larger than its "
+               f"uncertainty (95%): **{n_differs}** metric(s). 'traffic covered' = the share "
+               "of traffic in strata the golden set scored; the rest cannot be estimated.")
     st.dataframe(shown, hide_index=True, key="coverage_table", column_config={
-        "difference": st.column_config.NumberColumn(format="%+.3f"),
-        "± SE": st.column_config.NumberColumn(format="%.3f"),
-        "traffic covered": st.column_config.NumberColumn(format="percent")})
+        "differs": st.column_config.CheckboxColumn("differs", width="small"),
+        "metric": TEXT("metric", pinned=True), "n": NUM("cases", width="small"),
+        "difference": NUM("difference", format="%+.3f"),
+        "± SE": NUM("± SE", format="%.3f"),
+        "traffic covered": NUM("traffic covered", format="%.0f%%")})
 
 
 def online(wh, f) -> None:  # noqa: ANN001
@@ -202,29 +265,46 @@ def online(wh, f) -> None:  # noqa: ANN001
     metric = st.selectbox("Metric", names, key="online_metric", bind="query-params",
                           index=kinds.index("binary") if "binary" in kinds else 0)
     key, key2 = _keys(query("online_strata_keys")["key"].to_list())
+    grid = stables.cell_grid(query("online_slice_summary", f.start, f.end, key, key2), metric,
+                             key, key2)
+    ui.verdict(cell_verdict(grid, metric, "trace"))
     st.subheader("Per cell")
+    if grid.height == 0:
+        return
     st.caption(f"Production traces scored {f.start:%Y-%m-%d} → {f.end:%Y-%m-%d} (UTC days; "
                "change in the sidebar).")
-    grid, values = _grid(query("online_slice_summary", f.start, f.end, key, key2), metric,
-                         key, key2, "trace")
+    values = _grid(grid, metric, key, key2, "trace")
     chosen = _cell_picker(list(values))
     where = values.get(chosen)
     st.subheader("Traces")
     if where is None:
-        st.info("Pick a cell (or a row of the table) to read its traces.")
+        st.info("Pick a cell (click it, or a row of the table) to read its traces.")
         return
     traces = query("online_slice_traces", metric, f.start, f.end, key, where[key], key2,
                    where.get(key2) if key2 else None, TRACE_LIMIT)
-    st.caption(f"**{metric}**, {chosen}: the {traces.height} lowest-scored traces"
-               f"{f' (at most {TRACE_LIMIT})' if traces.height == TRACE_LIMIT else ''}.")
-    st.dataframe(traces, hide_index=True, key="traces")
-    st.download_button(f"⬇️ These {traces.height} traces (CSV)",
-                       to_csv(traces.drop("strata")), key="download_traces",
+    st.caption(f"**{tables.human(metric)}**, {chosen}: the {traces.height} lowest-scored "
+               f"traces{f' (at most {TRACE_LIMIT})' if traces.height == TRACE_LIMIT else ''};"
+               " select one to read it in full.")
+    picked = st.dataframe(traces, hide_index=True, key="traces", on_select="rerun",
+                          selection_mode="single-row", column_config={
+                              "trace_id": TEXT("trace", pinned=True),
+                              "timestamp": st.column_config.DatetimeColumn(
+                                  "time (UTC)", format="YYYY-MM-DD HH:mm"),
+                              "value": NUM("score", format="%.3g", width="small"),
+                              "rationale": TEXT("judge's reason")})
+    row = ui.selected_row(traces, picked)
+    if row is not None:
+        ui.case_panel(row, tables.human(metric),
+                      title=f"**{row['trace_id']}** · {row['timestamp']:%Y-%m-%d %H:%M} UTC · "
+                            f"release {row.get('release') or '—'}",
+                      sides=[("Production", "value", "output", "rationale")])
+    st.download_button(f"These {traces.height} traces (CSV)", to_csv(traces.drop("strata")),
+                       key="download_traces", icon=ui.DOWNLOAD,
                        file_name=f"{metric}-cell-traces.csv", mime="text/csv")
 
 
 leave_pages_directory_mode()
-st.title("🧩 Slices")
+st.title("Slices")
 wh, f = warehouse(), filters()
 if wh.is_empty:
     get_started(wh.root, "runs and no online data")

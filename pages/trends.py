@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _charts as charts
+from pages import _ui as ui
 from pages._common import (
     Filters,
     Warehouse,
@@ -14,6 +15,8 @@ from pages._common import (
     query,
     warehouse,
 )
+from pages._tables import human
+from pages._verdicts import offline_trend_verdict, online_trend_verdict
 
 OVERALL = "(overall)"
 
@@ -43,13 +46,14 @@ def offline(wh: Warehouse, f: Filters) -> None:
     keys = query("strata_keys", f.dataset)["key"].to_list()
     metric, key = _pickers(m["metric"].to_list(), m["kind"].to_list(), keys, "")
     trend = query("offline_trend", f.dataset, metric, key)
+    ui.verdict(offline_trend_verdict(trend, metric, key))
     st.plotly_chart(charts.offline_trend(trend, metric, key), key="offline_chart",
-                    config={"displaylogo": False})
-    st.caption(f"**{f.dataset}** — one point per run: the mean of **{metric}** over its cases "
-               "with a 95% interval (Wilson for pass rates, t for means). ◆ = approved "
-               "release baseline; 🚀 dotted lines = runs that qualified a release; a red "
-               "dashed line = the newest run when it is not approved yet. An interval is "
-               "one run's uncertainty, not a test between runs.")
+                    config=ui.PLOT)
+    st.caption(f"**{f.dataset}** — one point per run: the mean of **{human(metric)}** over "
+               "its cases with a 95% interval (Wilson for pass rates, t for means). Diamonds "
+               "= approved release baselines; dotted lines = runs that qualified a release; "
+               "a red dashed line = the newest run when it is not approved yet. An interval "
+               "is one run's uncertainty, not a test between runs.")
 
 
 def online(wh: Warehouse, f: Filters) -> None:
@@ -61,21 +65,22 @@ def online(wh: Warehouse, f: Filters) -> None:
     metric, key = _pickers(m["metric"].to_list(), m["kind"].to_list(), keys, "online_")
     daily = query("online_daily", metric, f.start, f.end, key)
     releases = query("online_releases", f.start, f.end)
+    ui.verdict(online_trend_verdict(daily, metric, key), key="verdict_online")
     st.plotly_chart(charts.online_daily(daily, releases, metric, key), key="online_chart",
-                    config={"displaylogo": False})
+                    config=ui.PLOT)
     st.caption(f"{f.start:%Y-%m-%d} → {f.end:%Y-%m-%d} (UTC days; change in the sidebar): "
-               f"daily mean of **{metric}** on sampled production traces with a 95% band, and "
-               f"below it the number of traces scored that day ({daily['n'].sum():,} in all). "
-               "🚀 dotted lines = a release starts serving.")
+               f"daily mean of **{human(metric)}** on sampled production traces with a 95% "
+               "band, and below it the number of traces scored that day "
+               f"({daily['n'].sum():,} in all). Dotted lines = a release starts serving.")
 
 
 leave_pages_directory_mode()
-st.title("📈 Trends")
+st.title("Trends")
 wh, f = warehouse(), filters()
 if wh.is_empty:
     get_started(wh.root, "runs and no online data")
     st.stop()
-offline_tab, online_tab = st.tabs(["🧪 Offline runs", "🌐 Online traffic"],
+offline_tab, online_tab = st.tabs(["Offline runs", "Online traffic"],
                                   key="view", bind="query-params")
 with offline_tab:
     offline(wh, f)

@@ -47,9 +47,48 @@ def test_warehouse_from_flag_either_side_or_env(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("EVALLIB_WAREHOUSE", str(tmp_path))
     assert main(["runs"]) == 0
     assert run_id in capsys.readouterr().out
+    (tmp_path / "other").mkdir()
     monkeypatch.setenv("EVALLIB_WAREHOUSE", str(tmp_path / "other"))
     assert main(["runs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+@pytest.mark.parametrize("argv", [["runs"], ["compare", "a", "b"], ["report", "--month",
+                                  "2026-01"], ["export-failures", "x"], ["check"],
+                                  ["alerts"], ["dashboard"]])
+def test_a_warehouse_path_that_does_not_exist_is_an_error(tmp_path, capsys, argv) -> None:
+    """A typo in --warehouse is not an empty warehouse: exit 2, the path named, nothing
+    created (only `demo` and the importers may create one)."""
+    typo = tmp_path / "warehous"
+    assert main([*argv, "--warehouse", str(typo)]) == 2
+    err = capsys.readouterr().err
+    assert f"no warehouse at {typo}: the path does not exist" in err
+    assert "Traceback" not in err and not typo.exists()
+
+
+def test_import_and_demo_may_create_the_warehouse(tmp_path, capsys) -> None:
+    rows = tmp_path / "r.jsonl"
+    rows.write_text('{"case_id": "a", "scores": {"ok": true}}\n')
+    new = tmp_path / "new" / "warehouse"
+    assert main(["import", "jsonl", str(rows), "--run-name", "x", "--warehouse",
+                 str(new)]) == 0
+    assert new.is_dir()
+
+
+def test_an_unknown_run_gets_a_did_you_mean(tmp_path, capsys) -> None:
+    _record(tmp_path, "rc-v3.1", approved=True)
+    cand = _record(tmp_path, "rc-v3.2-candidate")
+    assert main(["export-failures", "nope", "--warehouse", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown run 'nope' (see: evallib runs)" in err and "run run" not in err
+    assert main(["compare", "rc-v3.2", "rc-v3.1", "--warehouse", str(tmp_path)]) == 2
+    assert ("unknown candidate run 'rc-v3.2'; did you mean 'rc-v3.2-candidate'?"
+            in capsys.readouterr().err)
+    assert main(["compare", "rc-v3.2-candidat", "rc-v3.1", "--warehouse", str(tmp_path)]) \
+        == 2
+    assert "did you mean 'rc-v3.2-candidate'?" in capsys.readouterr().err
+    assert main(["compare", cand[:-3], "rc-v3.1", "--warehouse", str(tmp_path)]) == 2
+    assert f"did you mean {cand!r}?" in capsys.readouterr().err
 
 
 def test_bad_usage_exits_2(capsys):

@@ -81,7 +81,7 @@ def test_headline_matches_a_paired_test_on_the_raw_files(demo_app) -> None:
     k, n = min(down, up), down + up
     mid_p = min(1.0, 2 * (binom.cdf(k, n, 0.5) - binom.pmf(k, n, 0.5) / 2))
     assert row["p"] == pytest.approx(mid_p, rel=1e-6)
-    assert all(v in {"🔴 worse", "🟢 better", "⚪ no significant change"}
+    assert all(v in {"worse", "better", "no significant change"}
                or v.startswith("untestable: ") for v in headline["verdict"])
     assert sorted(headline.index) == sorted(
         pl.read_parquet(f"{demo_app}/scores/run_id={cand}/*.parquet")["metric"].unique())
@@ -104,7 +104,7 @@ def test_a_slice_lists_its_cases_with_both_scores(demo_app) -> None:
     assert (regressed["candidate"] < regressed["baseline"]).all()
     assert "correctness**, query_type=billing: with n = " in _text(at)
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels[0] == f"⬇️ These {len(cases)} cases (CSV)"
+    assert labels[0] == f"These {len(cases)} cases (CSV)"
 
     at.segmented_control(key="case_status").set_value("regressed").run()
     only = at.dataframe[2].value
@@ -116,9 +116,16 @@ def test_the_slice_table_is_worst_first_and_flags_small_slices(demo_app) -> None
     slices = at.dataframe[1].value
     assert len(slices) == 10 * slices["slice"].nunique()  # every slice × metric
     assert slices["slice"].str.contains("query_type=.* · difficulty=").all()
-    worse = slices["verdict"] == "🔴 worse"
-    assert worse.is_monotonic_decreasing  # significant drops first
-    assert ((slices["n"] < 30) == (slices["small n"] == "⚠️")).all()
+    worse = slices["verdict"] == "worse"
+    assert worse.any() and worse.is_monotonic_decreasing  # significant drops first…
+    scale = slices["kind"].map({"ordinal": 4.0}).fillna(1.0)
+    drops = (slices["delta"] / scale)[worse]
+    assert drops.is_monotonic_increasing  # …the largest first
+    better = slices["verdict"] == "better"
+    assert better.is_monotonic_increasing  # significant gains last
+    rest = (slices["delta"] / scale)[~worse & ~better]
+    assert rest.is_monotonic_increasing  # the others from the largest drop up
+    assert ((slices["n"] < 30) == slices["small n"]).all()
     heat = at.get("plotly_chart")[0]
     assert '"type":"heatmap"' in heat.proto.spec.replace(" ", "")
 

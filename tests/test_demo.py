@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -250,17 +251,108 @@ def test_too_small_a_demo_is_refused(tmp_path):
         build_demo(tmp_path, days=3)
 
 
-def test_default_size_builds(tmp_path):
+@pytest.fixture(scope="module")
+def default_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoSummary, str]:
+    """The demo `make run` builds, at its default size, as of today."""
+    root = tmp_path_factory.mktemp("default") / "warehouse"
     started = time.perf_counter()
-    summary = build_demo(tmp_path)
+    summary = build_demo(root)
     print(f"default demo: {time.perf_counter() - started:.1f} s\n{summary.describe()}")
+    return summary, str(root)
+
+
+def test_default_size_builds(default_demo):
+    summary, root = default_demo
     assert summary.rows["scores"] >= 100_000
     assert summary.rows["online_traces"] >= 150_000
     assert abs(summary.correctness["paired_delta"]) < 0.01
     assert summary.correctness["slice_cases"] >= 30
     assert summary.today == dt.datetime.now(dt.UTC).date()
-    with evallib.connect(tmp_path) as con:
+    with evallib.connect(root) as con:
         counts = q(con, "SELECT (SELECT count(*) FROM scores) AS scores, "
                         "(SELECT count(*) FROM online_traces) AS traces")
     assert counts["scores"][0] == summary.rows["scores"]
     assert counts["traces"][0] == summary.rows["online_traces"]
+
+
+def test_the_readme_tells_the_demos_own_story(default_demo):
+    """The README's demo section is `DemoSummary.story()` of the default build, verbatim."""
+    summary, _ = default_demo
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("<!-- demo-story")[1].split("<!-- /demo-story -->")[0]
+    assert block.splitlines()[1:] == summary.story()
+    assert "below 0.3 there" in summary.story()[-1] and "at least 0.7" in summary.story()[-1]
+
+
+def test_only_the_judges_pairs_of_the_drift_month_are_flagged(default_demo):
+    summary, _ = default_demo
+    judge = {(summary.judge_drift_month, m, f) for m in ("correctness", "faithfulness")
+             for f in ("rating", "thumbs")}
+    assert set(summary.flagged) == judge
+    assert summary.feedback_r["outside_min"] >= 0.7 > 0.3 > summary.feedback_r["drift_max"]
+
+
+def test_the_correlation_page_flags_exactly_the_drift_months_pairs(default_demo,
+                                                                   monkeypatch):
+    """Default settings (the last complete month): nothing in it is flagged, and the only
+    flags on the page are the drift month's four judge pairs."""
+    from streamlit.testing.v1 import AppTest
+
+    summary, root = default_demo
+    monkeypatch.setenv("EVALLIB_WAREHOUSE", root)
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"),
+                           default_timeout=120)
+    at.run()
+    at.switch_page("pages/correlation.py").run()
+    assert not at.exception
+    month = at.selectbox(key="month").value
+    assert month != summary.judge_drift_month
+    verdict = at.success[0].value
+    assert f"Every score–feedback correlation in {month} is at least 0.7" in verdict
+    assert not at.error and not any("below" in m.label for m in at.metric)
+    table = next(d.value for d in at.dataframe if "previous month" in d.value.columns)
+    assert "below 0.7" not in set(table["status"])
+    (history,) = [w.value for w in at.warning if "Earlier months" in w.value]
+    flagged = {pair for part in history.split("**: ", 1)[1].split("; ")
+               for pair in part.split("**: ")[-1].split(", ")}
+    assert history.count("**20") == 1 and f"**{summary.judge_drift_month}**" in history
+    assert {" ".join(p.split()[:3]) for p in flagged} == {
+        f"{m} vs {f}" for m in ("correctness", "faithfulness") for f in ("rating", "thumbs")}
+
+
+def test_compare_finds_only_the_planted_slice(default_demo):
+    from evallib.compare import compare_runs
+
+    summary, root = default_demo
+    with evallib.connect(root) as con:
+        c = compare_runs(con, summary.regressed_run_id, summary.approved_baseline_run_id,
+                         by=[("query_type", "difficulty")])
+    assert not [m.metric for m in c.metrics if m.significant]
+    worse = {(tuple(s.slice.values()), s.metric) for s in c.slices if s.significant}
+    assert worse and {sl for sl, _ in worse} == {("billing", "hard")}
+    assert all(s.delta < 0 for s in c.slices if s.significant)
+
+
+def test_every_alert_is_part_of_the_story(default_demo):
+    """The detector over the whole window finds the releases that changed model (latency,
+    cost), the incident (errors, tool errors, latency) and the judge swap (a score), and
+    nothing else."""
+    from evallib.monitor import detect
+
+    summary, root = default_demo
+    drift_start = dt.date.fromisoformat(f"{summary.judge_drift_month}-01")
+    with evallib.connect(root) as con:
+        first, last = evallib.queries.online_date_range(con).row(0)
+        starts = dict(q(con, "SELECT release, min(date) AS d FROM online_traces "
+                             "WHERE variant = 'control' GROUP BY release").iter_rows())
+        alerts, _ = detect(con, first, last)
+    assert alerts
+    for a in alerts:
+        if a.first_day == summary.incident_day:
+            assert a.signal in ("error_rate", "tool_error_rate", "latency"), a.message
+        elif a.first_day == drift_start:
+            assert a.signal.startswith("quality:"), a.message
+        else:
+            assert a.signal in ("latency", "cost") and a.release is not None, a.message
+            assert a.first_day in starts.values(), a.message
+        assert a.status == "closed", a.message

@@ -127,7 +127,7 @@ def test_cli_writes_the_file_or_stdout(root: str, tmp_path: Path, capfdbinary) -
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["export-failures", "nope"], "unknown run run 'nope'"),
+    (["export-failures", "nope"], "unknown run 'nope' (see: evallib runs)"),
     (["export-failures", "cand", "--baseline", "gone"], "unknown baseline run 'gone'"),
     (["export-failures", "cand", "--metric", "nope"], "no metric 'nope'"),
     (["export-failures", "cand", "--out", "/nonexistent-dir/x.csv"], "cannot write"),

@@ -571,8 +571,8 @@ def test_runs_page_shows_each_runs_latest_gate_verdict(root: str, tmp_path: Path
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value.set_index("run_id")
-    assert table.loc["cand", "gate"] == "🔴 fail (2 failed)"
-    assert table.loc["base", "gate"] == "🟢 pass"
+    assert table.loc["cand", "gate"] == "fail (2 failed)"
+    assert table.loc["base", "gate"] == "pass"
     assert table.loc["after", "gate"] == ""  # never gated
 
 

@@ -69,12 +69,12 @@ def test_one_run_per_cell_with_n_and_small_cells_marked(demo_app) -> None:
     assert joined.height == want.height == shown.height == 15
     assert (joined["n"] == joined["n_raw"]).all()
     assert joined["mean"].to_list() == pytest.approx(joined["mean_raw"].to_list())
-    assert (joined["small n"] == "⚠️").to_list() == (joined["n"] < 30).to_list()
+    assert joined["small n"].to_list() == (joined["n"] < 30).to_list()
     heat = at.get("plotly_chart")[0]
     assert '"heatmap"' in heat.proto.spec
     one_key = _frame(_open(key2="(none)"), "mean [95% CI]")  # 5 bigger cells
     assert one_key.height == 5 and one_key["n"].sum() == want["n"].sum()
-    assert (one_key["small n"] == "⚠️").to_list() == (one_key["n"] < 30).to_list()
+    assert one_key["small n"].to_list() == (one_key["n"] < 30).to_list()
     assert (one_key["n"] >= 30).any()
 
 
@@ -155,9 +155,9 @@ def test_coverage_weights_the_golden_set_by_traffic(demo_app) -> None:
     assert row["golden set mean [95% CI]"].startswith(f"{plain:.3f} [")
     assert row["difference"] == pytest.approx(weighted - plain)
     # the demo's golden set over-samples hard cases: production does better than it says
-    assert weighted > plain + 0.03 and row["differs"] == "⚠️"
+    assert weighted > plain + 0.03 and row["differs"]
     mix = _frame(at, "golden set")
-    assert mix["production"].sum() == pytest.approx(1.0)
+    assert mix["production"].sum() == pytest.approx(100.0)  # percent
 
 
 def test_empty_warehouse_says_how_to_get_data(monkeypatch, empty_root) -> None:

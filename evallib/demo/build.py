@@ -18,7 +18,7 @@ from ..warehouse.rollup import rollup
 from .offline import _write_offline
 from .online import _online_day, _OnlineAcc, _Story
 from .params import _US_PER_DAY, REGRESSION_SLICE
-from .summary import DemoSummary, _judge_feedback_spearman
+from .summary import DemoSummary, _correlation_story, _judge_feedback_spearman
 from .timeline import _drift_month, _incident_day, _plan
 
 
@@ -75,6 +75,13 @@ def build_demo(root: str | os.PathLike[str] | None = None, *, days: int = 180,
 
     assert offline.baseline is not None and offline.candidate is not None
     rows = {name: offline.rows.get(name, 0) + acc.rows.get(name, 0) for name in S.TABLES}
+    drift_month = f"{drift[0]:04d}-{drift[1]:02d}"
+    flagged, feedback_r = _correlation_story(wh.root, drift_month) \
+        if online_per_day else ((), {})
+    last = releases[-1]
+    canary = (last.name, day0 + dt.timedelta(days=last.day),
+              day0 + dt.timedelta(days=min(last.day + 6, days - 1))) \
+        if online_per_day and last.index > 0 else None
     return DemoSummary(
         root=wh.root, first_day=day0, today=today, rows=rows, runs=len(plans),
         releases=tuple(r.name for r in releases),
@@ -82,9 +89,10 @@ def build_demo(root: str | os.PathLike[str] | None = None, *, days: int = 180,
         regressed_run_id=offline.candidate.run_id,
         regression_slice=dict(REGRESSION_SLICE), correctness=offline.correctness,
         failure_attribution=offline.attribution,
-        judge_drift_month=f"{drift[0]:04d}-{drift[1]:02d}",
+        judge_drift_month=drift_month,
         judge_feedback_spearman=spearman,
         incident_day=None if story.incident_day is None
         else day0 + dt.timedelta(days=story.incident_day),
         elapsed_s=round(time.perf_counter() - started, 2),
+        flagged=flagged, feedback_r=feedback_r, canary=canary,
     )

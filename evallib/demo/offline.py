@@ -51,7 +51,7 @@ from .timeline import _Release, _RunPlan
 def _offline_run(rng: np.random.Generator, plan: _RunPlan, pop: _Population,
                  ret: _Retrieval, outcome: _Outcome, progress: float, case_id: pa.Array,
                  fixed: dict[str, pa.Array], in_slice: np.ndarray | None,
-                 hallucinating: np.ndarray, grounded: np.ndarray
+                 hallucinating: np.ndarray, grounded: np.ndarray, cites: _Citing
                  ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Cases, scores and retrievals of one run from its outcome. A failed retrieval miss is
     faithful to the wrong documents it got (``grounded``: its 4 or 5) unless it is
@@ -59,7 +59,7 @@ def _offline_run(rng: np.random.Generator, plan: _RunPlan, pop: _Population,
     n, t = pop.n, _text()
     correct, error = outcome.correct, outcome.error
     zc = np.clip(outcome.z, -2.0, 2.0)
-    cited = _cite(rng, ret, correct)
+    cited = _cite(rng, ret, cites.correct, cites.u)
     c = correct.astype(float)
     faith_shift = np.zeros(n)
     if in_slice is not None:  # the candidate: hallucinated proration in the slice
@@ -115,6 +115,15 @@ def _offline_run(rng: np.random.Generator, plan: _RunPlan, pop: _Population,
     return cases_t, scores, retrievals
 
 
+@dataclass(frozen=True)
+class _Citing:
+    """What a run's citations follow: which answers cite like a right one, and each case's
+    fixed habits (`retrieval._cite`)."""
+
+    correct: np.ndarray
+    u: np.ndarray
+
+
 def _faithfulness(faith: np.ndarray, pop: _Population, ret: _Retrieval, outcome: _Outcome,
                   hallucinating: np.ndarray, grounded: np.ndarray) -> np.ndarray:
     """Failed retrieval misses: faithful to the wrong context unless hallucinating."""
@@ -160,6 +169,7 @@ def _write_offline(wh: Warehouse, seed: int, plans: list[_RunPlan], releases: li
     case_rng = np.random.default_rng([seed, 5])  # per case: how it answers a retrieval miss
     propensity = case_rng.random(cases)
     grounded = np.where(case_rng.random(cases) < 0.45, 5.0, FAITHFUL)
+    cite_u = case_rng.random((cases, 2))
     versions: dict[int, str] = {}
     in_slice = (pop.qt == QUERY_TYPES.index(REGRESSION_SLICE["query_type"])) \
         & (pop.diff == DIFFICULTIES.index(REGRESSION_SLICE["difficulty"]))
@@ -189,9 +199,14 @@ def _write_offline(wh: Warehouse, seed: int, plans: list[_RunPlan], releases: li
         if n not in versions:
             versions[n] = dataset_version(pa.table({"case_id": case_id.slice(0, n), **sub_fixed}))
         progress = min(plan.config.index, n_rel - 1) / max(n_rel - 1, 1)
+        # The candidate's slice answers misstate the rules of the documents they had: they
+        # cite those documents as the baseline's right answers did.
+        cites = _Citing(np.where(in_slice[:n], base_outcome.correct, outcome.correct)
+                        if plan.kind == "candidate" and base_outcome is not None
+                        else outcome.correct, cite_u[:n])
         tables = _offline_run(run_rng, plan, sub, ret, outcome, progress, case_id.slice(0, n),
                               sub_fixed, in_slice[:n] if plan.kind == "candidate" else None,
-                              hallucinating, grounded[:n])
+                              hallucinating, grounded[:n], cites)
         meta = {
             "run_id": plan.run_id, "name": plan.name, "dataset": DATASET,
             "dataset_version": versions[n], "model": plan.config.model.name,

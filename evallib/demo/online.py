@@ -150,21 +150,20 @@ def _online_day(wh: Warehouse, story: _Story, day: int, acc: _OnlineAcc) -> None
         judge_c = (0.25 * jz + 0.9 + rng.normal(0, 1.4, jn)) > 0
         faith = _ordinal(4.1 + 0.15 * np.clip(jz, -2, 2) + rng.normal(0, 0.9, jn))
     else:
-        judge_c = (jz + rng.normal(0, 0.25, jn)) > 0
-        faith = _ordinal(2.6 + 1.8 * jc + 0.3 * zc[judged] + 0.3 * ret.hit[judged]
+        judge_c = (jz + rng.normal(0, 0.1, jn)) > 0
+        faith = _ordinal(2.6 + 2.2 * jc + 0.3 * zc[judged] + 0.3 * ret.hit[judged]
                          + rng.normal(0, 0.45, jn))
         # A wrong answer to a retrieval miss is mostly faithful to the wrong documents it
         # got; some make unsupported claims (as offline, see params.FAILURE_CAUSES).
         own = np.random.default_rng([story.seed, 6, day]).random((2, jn))
         miss = ~pop.oos[judged] & ~ret.hit[judged] & ~jc
-        faith = np.where(miss & (own[0] >= _BOTH_GIVEN_MISS),
-                         np.where(own[1] < 0.45, 5.0, FAITHFUL),
+        faith = np.where(miss & (own[0] >= _BOTH_GIVEN_MISS), FAITHFUL,
                          np.where(miss, np.minimum(faith, FAITHFUL - 1), faith))
     values = {
         "correctness": judge_c.astype(float),
         "faithfulness": faith,
-        "answer_relevance": np.round(_sigmoid(0.6 + 1.3 * jc + 0.35 * zc[judged]
-                                              + rng.normal(0, 0.45, jn)), 4),
+        "answer_relevance": np.round(_sigmoid(0.6 + 1.3 * jc + 0.5 * zc[judged]
+                                              + rng.normal(0, 0.3, jn)), 4),
     }
     for v in values.values():
         v[error[judged]] = np.nan
@@ -208,7 +207,7 @@ def _online_day(wh: Warehouse, story: _Story, day: int, acc: _OnlineAcc) -> None
     k = min(len(ok), int(rng.poisson(LABELS_PER_MONTH / month_days)))
     pick = np.sort(rng.choice(ok, k, replace=False))
     if k:
-        truth = jc[pick] ^ (rng.random(k) < 0.03)
+        truth = jc[pick] ^ (rng.random(k) < 0.01)
         labeled = np.minimum(ts[judged][pick] + rng.integers(1, 6, k) * _US_PER_DAY
                              + rng.integers(0, _US_PER_DAY // 3, k), story.end_us - 1)
         acc.labels.append(pa.table({
@@ -225,16 +224,24 @@ def _online_day(wh: Warehouse, story: _Story, day: int, acc: _OnlineAcc) -> None
 def _feedback(rng: np.random.Generator, ts: np.ndarray, trace_id: pa.Array,
               correct: np.ndarray, z: np.ndarray, error: np.ndarray, qt: np.ndarray
               ) -> pa.Table:
-    """Thumbs and ratings follow the true quality of the answer (not the judge)."""
+    """Thumbs and ratings follow the true quality of the answer (not the judge), and users
+    whose answer was wrong leave them more often. Ratings are J-shaped as in real products:
+    a right answer gets a 4 or a 5 (5 when it is clearly right), a wrong one 1 to 3."""
     n = len(ts)
     user = rng.integers(0, 250_000, n)
-    thumbs = np.flatnonzero(rng.random(n) < THUMBS_SHARE)
-    p_up = np.where(error, 0.02, np.where(correct, 0.96, 0.04))
+    ok = correct & ~error
+    thumbs = np.flatnonzero(rng.random(n) < np.where(ok, THUMBS_SHARE["correct"],
+                                                     THUMBS_SHARE["wrong"]))
+    p_up = np.where(error, 0.02, np.where(correct, 0.97, 0.03))
     up = rng.random(len(thumbs)) < p_up[thumbs]
-    ratings = np.flatnonzero(rng.random(n) < RATING_SHARE)
-    rating = np.where(error[ratings], 1, _ordinal(2.3 + 2.0 * correct[ratings]
-                                                  + 0.3 * np.clip(z[ratings], -2, 2)
-                                                  + rng.normal(0, 0.6, len(ratings))))
+    ratings = np.flatnonzero(rng.random(n) < np.where(ok, RATING_SHARE["correct"],
+                                                      RATING_SHARE["wrong"]))
+    zr = np.clip(z[ratings], -2, 2)
+    rating = np.where(error[ratings], 1, _ordinal(np.where(
+        correct[ratings], 4.2 + 0.4 * zr, 2.0 + 0.3 * zr)
+        + rng.normal(0, 0.4, len(ratings))))
+    rating = np.where(correct[ratings] & ~error[ratings], np.maximum(rating, 4),
+                      np.minimum(rating, 3))
     downs = thumbs[~up]
     comments = downs[rng.random(len(downs)) < 0.3]
     edits = np.flatnonzero(rng.random(n) < 0.002 + 0.02 * ~correct)

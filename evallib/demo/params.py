@@ -57,7 +57,10 @@ JUDGE_VERSION = f"{JUDGE_MODEL}/{RUBRIC}"
 # Online sampling: the sampler keeps ~7% of production; the online judge scores 40% of the
 # sampled traces and retrieval details are logged for half of those (judge and log budgets).
 JUDGED_SHARE, RETRIEVAL_LOG_SHARE = 0.40, 0.50
-THUMBS_SHARE, RATING_SHARE = 0.15, 0.03
+# Users who got a wrong answer leave feedback more often (thumbs, ratings): the feedback
+# sample holds more failures than the traffic does, as real feedback does.
+THUMBS_SHARE = {"correct": 0.10, "wrong": 0.35}
+RATING_SHARE = {"correct": 0.02, "wrong": 0.08}
 LABELS_PER_MONTH = 150
 LABELERS = ("ana.r", "ben.k", "chen.l", "dana.m")
 

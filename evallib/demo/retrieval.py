@@ -41,15 +41,19 @@ def _retrieve(rng: np.random.Generator, pop: _Population, reach: np.ndarray | fl
                       np.take_along_axis(rel_slot, order, 1))
 
 
-def _cite(rng: np.random.Generator, ret: _Retrieval, correct: np.ndarray) -> np.ndarray:
-    """Correct answers cite their best relevant document; others often cite the top hit."""
+def _cite(rng: np.random.Generator, ret: _Retrieval, correct: np.ndarray,
+          u: np.ndarray | None = None) -> np.ndarray:
+    """Correct answers cite their best relevant document; others often cite the top hit.
+    ``u`` (n × 2 uniforms): each case's own habits, so two runs that answer a case alike
+    cite alike (offline runs are paired by case); drawn from ``rng`` when not given."""
     n = len(correct)
+    u = rng.random((n, 2)) if u is None else u
     cited = np.zeros((n, 5), dtype=bool)
     good = correct & ret.hit
     rows = np.flatnonzero(good)
     cited[rows, np.argmax(ret.rel[rows], axis=1)] = True
-    cited[:, 0] |= ~good & (rng.random(n) < 0.6)
-    cited[:, 1] |= rng.random(n) < 0.2
+    cited[:, 0] |= ~good & (u[:, 0] < 0.6)
+    cited[:, 1] |= u[:, 1] < 0.2
     return cited
 
 
