@@ -194,7 +194,8 @@ def slice_heatmap(slices: pl.DataFrame, metrics: list[str]) -> go.Figure:
                 continue
             if cell["p"] is None or cell["p"] != cell["p"]:  # untestable: no colour
                 zr.append(None), tr.append("untestable")
-                hr.append(f"{escape(label)}<br>{metric}: {escape(cell['verdict'])}")
+                cells.append((human(metric), names[label], [label, metric],
+                              f"{escape(label)}<br>{metric}: {escape(cell['verdict'])}"))
                 continue
             p = min(max(cell["p"], 1e-12), 1.0)
             signed = float(ndtri(1 - p / 2)) * (1 if cell["delta"] > 0 else -1)

@@ -99,7 +99,9 @@ def delta_heatmap(rows: pl.DataFrame, values: dict[str, dict[str, str]], key: st
                 zr.append(None), tr.append("")
                 continue
             if c["p"] is None or c["p"] != c["p"]:  # untestable: no colour
-                zr.append(None), tr.append("untestable"), hr.append(escape(c["verdict"]))
+                zr.append(None), tr.append("untestable")
+                cells.append((escape(xv), escape(yv), c["slice"],
+                              f"{escape(c['slice'])}<br>{escape(c['verdict'])}"))
                 continue
             p = min(max(c["p"], 1e-12), 1.0)
             zr.append(max(-4.0, min(4.0, float(ndtri(1 - p / 2)) * (1 if c["delta"] > 0
