@@ -14,6 +14,8 @@ page = st.navigation([
     st.Page("pages/trends.py", title="Trends", icon="📈"),
     st.Page("pages/online.py", title="Online", icon="🌐"),
     st.Page("pages/correlation.py", title="Correlation", icon="🔗"),
+    st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
+    st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
 ])
 sidebar()
 page.run()

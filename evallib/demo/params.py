@@ -58,8 +58,12 @@ JUDGE_VERSION = f"{JUDGE_MODEL}/{RUBRIC}"
 # sampled traces and retrieval details are logged for half of those (judge and log budgets).
 JUDGED_SHARE, RETRIEVAL_LOG_SHARE = 0.40, 0.50
 THUMBS_SHARE, RATING_SHARE = 0.15, 0.03
-LABELS_PER_MONTH = 150
+LABELS_PER_MONTH = 300
 LABELERS = ("ana.r", "ben.k", "chen.l", "dana.m")
+# The online judge's noise on the latent margin, and the raters' (a flipped label): its
+# Krippendorff alpha against people is ~0.9 (calibrated: the interval clears 0.8) outside the
+# drift month. A second rater labels a quarter of the labelled traces (inter-rater agreement).
+JUDGE_NOISE, LABEL_NOISE, SECOND_RATER_SHARE = 0.10, 0.01, 0.25
 
 
 @dataclass(frozen=True)

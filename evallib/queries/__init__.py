@@ -1,5 +1,6 @@
 """The dashboard's questions, one function each, answered by DuckDB as polars frames; one
-module per page question: runs and compare, online traffic, correlation, slices, RAG.
+module per page question: runs and compare, online traffic, correlation, slices, RAG,
+review (labels and judge calibration) and golden sets (the Datasets page).
 
 Every function takes a connection from `evallib.connect()` (or a cursor of it) first. SQL
 text is constant: user choices (dataset, metric, stratum key, dates, run ids) are always
@@ -11,12 +12,15 @@ Frames that summarise scores carry ``kind, n, mean, sd`` so `evallib.stats.with_
 can add their 95% intervals; ``n`` counts scored values only (null = could not score).
 """
 
-from . import correlation, online, rag, runs, slices
+from . import correlation, golden_sets, online, rag, review, runs, slices
 from .correlation import *  # noqa: F403
+from .golden_sets import *  # noqa: F403
 from .online import *  # noqa: F403
 from .rag import *  # noqa: F403
+from .review import *  # noqa: F403
 from .runs import *  # noqa: F403
 from .slices import *  # noqa: F403
 
 __all__ = sorted(
-    runs.__all__ + online.__all__ + correlation.__all__ + slices.__all__ + rag.__all__)
+    runs.__all__ + online.__all__ + correlation.__all__ + slices.__all__ + rag.__all__
+    + review.__all__ + golden_sets.__all__)
