@@ -20,12 +20,12 @@ from evallib.review import record_labels, retract_label, review_queue
 from evallib.warehouse import Warehouse
 from pages._common import query
 
-STATUS = {"calibrated": ":material/check_circle: calibrated",
-          "reliable": ":material/check_circle: reliable",
-          "below": ":material/cancel: below 0.8", "unclear": ":material/help: unclear",
-          "too few": ":material/hourglass_empty: too few labels"}
-PLAIN = {"calibrated": "calibrated", "reliable": "reliable", "below": "below",
+# in words: tables cannot draw icons
+STATUS = {"calibrated": "calibrated", "reliable": "reliable", "below": "below 0.8",
+          "unclear": "unclear (spans 0.8)", "too few": "too few labels"}
+PLAIN = {"calibrated": "calibrated", "reliable": "reliable", "below": "below 0.8",
          "unclear": "unclear", "too few": "too few"}
+COLUMNS = {"judge version": "large", "status": "small", "n": "small"}
 _MD = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~])")
 
 
@@ -204,16 +204,15 @@ def calibration_rows(table: pl.DataFrame) -> pl.DataFrame:
     its 95% interval."""
     rows = [{"judge version": r["judge_version"], "status": STATUS.get(r["status"], r["status"]),
              "n": r["n"],
-             "exact share": ci(r["exact"], r["exact_low"], r["exact_high"]),
-             "weighted kappa": ci(r["kappa"], r["kappa_low"], r["kappa_high"]),
-             "Krippendorff alpha": ci(r["alpha"], r["alpha_low"], r["alpha_high"]),
-             "bias (judge − human)": ci(r["bias"], r["bias_low"], r["bias_high"], "{:+.3f}"),
+             "alpha": ci(r["alpha"], r["alpha_low"], r["alpha_high"]),
+             "kappa": ci(r["kappa"], r["kappa_low"], r["kappa_high"]),
+             "exact": ci(r["exact"], r["exact_low"], r["exact_high"]),
+             "bias": ci(r["bias"], r["bias_low"], r["bias_high"], "{:+.3f}"),
              "verbosity ρ": ci(r["verbosity"], r["verbosity_low"], r["verbosity_high"],
-                                "{:+.2f}") + (" · longer rated higher" if r["verbose"] else "")}
+                               "{:+.2f}") + (" longer rated higher" if r["verbose"] else "")}
             for r in table.iter_rows(named=True)]
     return pl.DataFrame(rows, schema={c: pl.Int64 if c == "n" else pl.String for c in (
-        "judge version", "status", "n", "exact share", "weighted kappa", "Krippendorff alpha",
-        "bias (judge − human)", "verbosity ρ")})
+        "judge version", "status", "n", "alpha", "kappa", "exact", "bias", "verbosity ρ")})
 
 
 def confusion_table(cells: pl.DataFrame, version: str) -> pl.DataFrame:

@@ -43,9 +43,9 @@ def pick_queue(wh, f, rater_column):  # noqa: ANN001, ANN201 - the page's frame 
     else:
         runs = query("runs_overview", f.dataset)
         ids = runs["run_id"].to_list()
-        names = dict(zip(ids, runs["name"].to_list(), strict=True))
+        run_names = dict(zip(ids, runs["name"].to_list(), strict=True))
         run = st.selectbox("Run", ids, key="run", bind="query-params",
-                           format_func=lambda r: f"{names[r]} · {r}",
+                           format_func=lambda r: f"{run_names[r]} · {r}",
                            index=ids.index(url_choice(ids, "run", ids[0])),
                            help="Label this run's cases (of the sidebar's dataset).")
         metrics = query("run_metric_summary", [run])
@@ -213,7 +213,7 @@ def agreement(metric: str) -> None:
                  f"{humans['items']:,} items labelled twice or more")
     if a.judge.height:
         j = a.judge.row(0, named=True)
-        right.metric(f"Judge with people · {R.PLAIN.get(j['status'], '')}",
+        right.metric(f"Judge with people, every version · {R.PLAIN.get(j['status'], '')}",
                      f"{j['alpha']:.2f}", border=True,
                      help="Krippendorff's alpha of the judge's score against each human "
                           f"label, every judge version pooled; n = {j['n']:,}.")
@@ -229,7 +229,12 @@ def agreement(metric: str) -> None:
     if not table.height:
         st.info("No judge score on a labelled item yet.", icon=":material/info:")
         return
-    st.dataframe(R.calibration_rows(table), hide_index=True, key="calibration_table")
+    st.dataframe(R.calibration_rows(table), hide_index=True, key="calibration_table",
+                 column_config={c: st.column_config.Column(width=w)
+                                for c, w in R.COLUMNS.items()})
+    st.caption("Each with its 95% interval: alpha = Krippendorff's alpha (bootstrap), kappa = "
+               "Cohen's kappa (linear weights on an ordinal scale), exact = share of "
+               "identical answers (Wilson).")
     st.plotly_chart(R.calibration_figure(table), key="calibration_chart", config=PLOT)
     versions = table["judge_version"].to_list()
     version = st.selectbox("Confusion table of", versions, key="confusion_version")

@@ -21,7 +21,11 @@ __all__ = [
     "version_strata_mix",
 ]
 
-_TEXT = "CASE WHEN left({c}, 1) = '\"' THEN json_extract_string({c}, '$') ELSE {c} END"
+_TEXT = ("CASE WHEN {c} = 'null' THEN NULL WHEN left({c}, 1) = '\"' "
+         "THEN json_extract_string({c}, '$') ELSE {c} END")
+# no strata, tags or documents: empty, whether stored as empty or as null
+_STRATA = "coalesce({c}, MAP {{}}::MAP(VARCHAR, VARCHAR))"
+_LIST = "coalesce({c}, []::VARCHAR[])"
 # Every version's cases (see the module docstring), restricted to $dataset unless null.
 _VERSION_CASES = f"""
     stored AS (SELECT dataset_version, any_value(dataset) AS dataset FROM dataset_cases
@@ -32,15 +36,18 @@ _VERSION_CASES = f"""
                     AND dataset_version NOT IN (SELECT dataset_version FROM stored)
                   GROUP BY dataset_version),
     vc AS (
-        SELECT d.dataset_version, s.dataset, d.case_id, d.strata, d.tags,
-               {_TEXT.format(c="d.input")} AS input, {_TEXT.format(c="d.expected")} AS expected,
-               d.relevant_docs, d.metadata, true AS stored
+        SELECT d.dataset_version, s.dataset, d.case_id, {_STRATA.format(c="d.strata")} AS strata,
+               {_LIST.format(c="d.tags")} AS tags, {_TEXT.format(c="d.input")} AS input,
+               {_TEXT.format(c="d.expected")} AS expected,
+               {_LIST.format(c="d.relevant_docs")} AS relevant_docs, d.metadata,
+               true AS stored
         FROM dataset_cases d JOIN stored s USING (dataset_version)
         WHERE $dataset IS NULL OR s.dataset = $dataset
         QUALIFY row_number() OVER (PARTITION BY d.dataset_version, d.case_id) = 1
         UNION ALL
-        SELECT f.dataset_version, f.dataset, c.case_id, c.strata, c.tags, c.input, c.expected,
-               NULL::VARCHAR[], NULL::VARCHAR, false
+        SELECT f.dataset_version, f.dataset, c.case_id, {_STRATA.format(c="c.strata")},
+               {_LIST.format(c="c.tags")}, c.input, c.expected, []::VARCHAR[], NULL::VARCHAR,
+               false
         FROM first_run f JOIN cases c ON c.run_id = f.run_id
         WHERE $dataset IS NULL OR f.dataset = $dataset)"""
 
@@ -68,14 +75,15 @@ def dataset_versions(con: Connection, dataset: str | None = None) -> pl.DataFram
 
 def dataset_membership(con: Connection, dataset: str | None = None) -> pl.DataFrame:
     """Which cases each version holds: dataset_version, case_id, promoted (tagged so),
-    content (a hash of input, expected, strata, tags, relevant_docs and metadata: equal
-    hashes, equal case)."""
+    content (a hash of input, expected, strata, tags, relevant_docs and metadata, the
+    last two known for stored versions only: equal hashes, equal case)."""
     return _frame(con, f"""
         WITH {_VERSION_CASES}
         SELECT dataset_version, case_id, coalesce(list_contains(tags, 'promoted'), false)
                AS promoted,
                md5(concat_ws(chr(31), input, expected, strata::VARCHAR, tags::VARCHAR,
-                             relevant_docs::VARCHAR, metadata)) AS content
+                             CASE WHEN len(relevant_docs) > 0 THEN relevant_docs::VARCHAR END,
+                             metadata)) AS content
         FROM vc ORDER BY dataset_version, case_id""", dataset=dataset)
 
 
