@@ -85,6 +85,11 @@ def labelling(root: str, rater: str, source: str, run, metric: str, kind: str,  
         scale = query("run_metric_scale", run, metric).row(0, named=True)
     spec = (source, metric, run, f.start, f.end, by, n, seed, rater)
     items = R.queue(spec, pool, n, seed)
+    if not items:
+        what = "trace of these days" if source == ONLINE else "case of this run"
+        st.info(f"No {what} scored on {metric} is left for you to label: widen the days in "
+                "the sidebar, or pick another metric.", icon=":material/task_alt:")
+        return
     done = R.labelled(rater, metric)
     n_done = sum(i.key in done for i in items)
     skipped = [k for k in st.session_state.get("review_skipped", []) if k not in done
