@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -25,7 +26,7 @@ STATUS = {"calibrated": "calibrated", "reliable": "reliable", "below": "below 0.
           "unclear": "unclear (spans 0.8)", "too few": "too few labels"}
 PLAIN = {"calibrated": "calibrated", "reliable": "reliable", "below": "below 0.8",
          "unclear": "unclear", "too few": "too few"}
-COLUMNS = {"judge version": "large", "status": "small", "n": "small"}
+COLUMNS = {"judge version": "medium", "status": "small", "n": "small"}
 _MD = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~])")
 
 
@@ -72,16 +73,27 @@ def markdown_text(text: str | None) -> str:
 # --- the session's queue and labels --------------------------------------------------------
 
 
-def queue(spec: tuple, pool: pl.DataFrame, n: int, seed: int) -> list[Item]:
+def queue(spec: tuple, draw: Callable[[], pl.DataFrame], n: int, seed: int) -> list[Item]:
     """The queue of ``spec`` (source, metric, run, window, strata keys, size, batch, rater),
-    drawn once per session: later labels do not reshuffle it."""
+    drawn once per session from the pool ``draw`` reads: later labels do not reshuffle it,
+    and the pool is not read again."""
     frozen = st.session_state.setdefault("review_queues", {})
     if spec not in frozen:
+        pool = draw()
         rows = pool.to_dicts()
         frozen[spec] = [Item(trace_id=r["item"], day=r["date"]) if "date" in r
                         else Item(run_id=spec[2], case_id=r["item"])
                         for r in (rows[i] for i in review_queue(pool, n, seed=seed))]
     return frozen[spec]
+
+
+def once(key: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per session for ``key`` (the queue's scale: it reads a year of
+    scores on a large warehouse, and does not change while the queue is labelled)."""
+    memo = st.session_state.setdefault("review_once", {})
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 def written() -> list[dict[str, Any]]:

@@ -78,13 +78,20 @@ def pick_queue(wh, f, rater_column):  # noqa: ANN001, ANN201 - the page's frame 
 def labelling(root: str, rater: str, source: str, run, metric: str, kind: str,  # noqa: ANN001
               n: int, by: tuple[str, ...], seed: int, f) -> None:  # noqa: ANN001
     if source == ONLINE:
-        pool = query("online_review_pool", metric, f.start, f.end, rater, by, n, seed)
-        scale = query("online_metric_scale", metric, f.start, f.end).row(0, named=True)
+        def draw():  # noqa: ANN202
+            return query("online_review_pool", metric, f.start, f.end, rater, by, n, seed)
+
+        def scale_of():  # noqa: ANN202
+            return query("online_metric_scale", metric, f.start, f.end).row(0, named=True)
     else:
-        pool = query("run_review_pool", run, metric, rater, by, n, seed)
-        scale = query("run_metric_scale", run, metric).row(0, named=True)
+        def draw():  # noqa: ANN202
+            return query("run_review_pool", run, metric, rater, by, n, seed)
+
+        def scale_of():  # noqa: ANN202
+            return query("run_metric_scale", run, metric).row(0, named=True)
     spec = (source, metric, run, f.start, f.end, by, n, seed, rater)
-    items = R.queue(spec, pool, n, seed)
+    items = R.queue(spec, draw, n, seed)
+    scale = {"lo": 0.0, "hi": 1.0} if kind == "binary" else R.once(spec[:5], scale_of)
     if not items:
         what = "trace of these days" if source == ONLINE else "case of this run"
         st.info(f"No {what} scored on {metric} is left for you to label: widen the days in "
@@ -264,13 +271,16 @@ name_column, source_column, metric_column = st.columns([2, 1, 2])
 with name_column:
     rater = R.rater_name()
 source, run, metric, kind, n, by, seed = pick_queue(wh, f, (source_column, metric_column))
-label_tab, agree_tab = st.tabs([":material/edit_note: Label",
-                                ":material/balance: Agreement and calibration"])
-with label_tab:
-    if rater:
-        labelling(wh.root, rater, source, run, metric, kind, n, by, seed, f)
-    else:
-        st.info("Type your name above to start labelling (it is kept in the URL).",
-                icon=":material/person:")
-with agree_tab:
-    agreement(metric)
+# only the open tab is computed: the agreement bootstraps need not run while labelling
+label_tab, agree_tab = st.tabs(["Label", "Agreement and calibration"], key="tab",
+                               bind="query-params")
+if label_tab.open:
+    with label_tab:
+        if rater:
+            labelling(wh.root, rater, source, run, metric, kind, n, by, seed, f)
+        else:
+            st.info("Type your name above to start labelling (it is kept in the URL).",
+                    icon=":material/person:")
+if agree_tab.open:
+    with agree_tab:
+        agreement(metric)

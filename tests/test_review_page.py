@@ -140,7 +140,9 @@ def test_a_runs_cases_are_labelled_on_the_metrics_own_scale(root: str):
 
 
 def test_agreement_and_calibration_on_the_demo(root: str):
-    at = _open(rater="zoe", metric="correctness", source="Online")
+    at = _open(rater="zoe", metric="correctness", source="Online",
+               tab="Agreement and calibration")
+    assert not [b for b in at.button if b.key and b.key.startswith("value_")]  # not computed
     metrics = {m.label: m.value for m in at.metric}
     assert float(metrics["People with each other · reliable"]) > 0.8
     table = at.dataframe[-2].value  # the calibration table, then the confusion table

@@ -36,12 +36,15 @@ __all__ = [
 _GROUP = """CASE WHEN len($by::VARCHAR[]) = 0 THEN coalesce(strata_json, '') ELSE
     to_json(list_transform($by::VARCHAR[], lambda k: json_extract_string(strata_json,
         '/' || replace(replace(k, '~', '~0'), '/', '~1'))))::VARCHAR END"""
-# Per stratum, the $per items first in a seeded hash order: a uniform sample of each
-# stratum, without reading more than that into Python.
-_POOL_TAIL = """
-    SELECT {columns}, {group} AS stratum FROM j
-    QUALIFY row_number() OVER (PARTITION BY stratum ORDER BY hash(item, $seed)) <= $per
-    ORDER BY stratum, hash(item, $seed)"""
+# Per stratum, the $per items first in a seeded hash order (a uniform sample of each
+# stratum; min_by keeps a small heap per stratum instead of sorting every score), in that
+# order stratum by stratum; an item scored twice is kept once.
+_POOL_TAIL = """,
+    g AS (SELECT {group} AS stratum, min_by({{{fields}}}, hash(item, $seed), $per) AS picked
+          FROM j GROUP BY stratum)
+    SELECT {columns}, stratum FROM g, unnest(picked) AS t(p)
+    QUALIFY row_number() OVER (PARTITION BY p.item ORDER BY stratum) = 1
+    ORDER BY stratum, hash(p.item, $seed)"""
 _UNVERSIONED = "'(unversioned)'"
 
 
@@ -74,16 +77,17 @@ def online_review_pool(con: Connection, metric: str, start: date, end: date, rat
     """Production traces scored on ``metric`` (a value, not "could not score") on UTC days
     [start, end] that ``rater`` has not labelled for it: up to ``per`` of each stratum
     (whole strata, or the values of the keys ``by``), drawn with ``seed``: item (the
-    trace_id), date (of its score), stratum."""
+    trace_id), date (of its score), stratum. A year of a large warehouse's scores is read
+    once per queue: the page draws a queue once per session."""
     return _frame(con, """
         WITH j AS (
-            SELECT trace_id AS item, min(date) AS date, any_value(strata_json) AS strata_json
-            FROM online_scores
+            SELECT trace_id AS item, date, strata_json FROM online_scores
             WHERE metric = $metric AND date BETWEEN $start AND $end AND value IS NOT NULL
               AND trace_id NOT IN (SELECT trace_id FROM human_labels
                                    WHERE metric = $metric AND labeler = $rater
-                                     AND trace_id IS NOT NULL)
-            GROUP BY trace_id)""" + _POOL_TAIL.format(columns="item, date", group=_GROUP),
+                                     AND trace_id IS NOT NULL))""" + _POOL_TAIL.format(
+            group=_GROUP, fields="'item': item, 'date': date",
+            columns="p.item, p.date"),
                   metric=metric, start=start, end=end, rater=rater, by=list(by), per=per,
                   seed=seed)
 
@@ -93,12 +97,12 @@ def run_review_pool(con: Connection, run_id: str, metric: str, rater: str,
     """`online_review_pool` over the cases of one run: item (the case_id), stratum."""
     return _frame(con, """
         WITH j AS (
-            SELECT case_id AS item, any_value(strata_json) AS strata_json FROM scores
+            SELECT case_id AS item, strata_json FROM scores
             WHERE run_id = $run AND metric = $metric AND value IS NOT NULL
               AND case_id NOT IN (SELECT case_id FROM human_labels
                                   WHERE metric = $metric AND labeler = $rater
-                                    AND run_id = $run AND case_id IS NOT NULL)
-            GROUP BY case_id)""" + _POOL_TAIL.format(columns="item", group=_GROUP),
+                                    AND run_id = $run AND case_id IS NOT NULL))""" + \
+        _POOL_TAIL.format(group=_GROUP, fields="'item': item", columns="p.item"),
                   run=run_id, metric=metric, rater=rater, by=list(by), per=per, seed=seed)
 
 
