@@ -220,7 +220,13 @@ def judge_check(con: Any, metric: str, labels: pl.DataFrame | None = None, *,
     if metric not in known:
         raise EvallibError(f"no scores of metric {metric!r} in the warehouse (metrics: "
                            f"{', '.join(sorted(known)) or 'none'})")
-    pairs = queries.label_pairs(con, metric, labels)
+    if labels is None:
+        pairs = queries.label_pairs(con, metric)
+    else:
+        cols = {c: labels[c].fill_null("").to_list() for c in ("trace_id", "run_id", "case_id")}
+        pairs = queries.sheet_label_pairs(con, metric, cols["trace_id"], cols["run_id"],
+                                          cols["case_id"], labels["labeler"].to_list(),
+                                          labels["value"].to_list())
     return calibrate(pairs, threshold=threshold, n_boot=n_boot, seed=seed), confusion(pairs)
 
 

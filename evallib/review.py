@@ -69,7 +69,6 @@ _METRIC_KINDS = """
 _STORED_LABELS = """
     SELECT trace_id, run_id, case_id, metric, labeler FROM human_labels
     WHERE list_contains($metrics, metric)"""
-_SUBJECT = ("trace_id", "run_id", "case_id")
 
 _WORDS = {"yes": 1.0, "no": 0.0, "true": 1.0, "false": 0.0, "pass": 1.0, "fail": 0.0,
           "y": 1.0, "n": 0.0, "👍": 1.0, "👎": 0.0}

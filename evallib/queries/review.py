@@ -29,6 +29,7 @@ __all__ = [
     "run_judge_versions",
     "run_metric_scale",
     "run_review_pool",
+    "sheet_label_pairs",
 ]
 
 # The group key a queue is stratified by: the whole strata (as JSON), or the values of the
@@ -174,12 +175,12 @@ _PAIRS = f"""
         SELECT trace_id, run_id, case_id, labeler, value FROM human_labels
         WHERE metric = $metric AND $stored
         UNION ALL
-        SELECT * FROM (SELECT unnest($traces::VARCHAR[]) AS trace_id,
-                              unnest($runs::VARCHAR[]) AS run_id,
-                              unnest($cases::VARCHAR[]) AS case_id,
+        SELECT * FROM (SELECT nullif(unnest($traces::VARCHAR[]), '') AS trace_id,
+                              nullif(unnest($runs::VARCHAR[]), '') AS run_id,
+                              nullif(unnest($cases::VARCHAR[]), '') AS case_id,
                               unnest($labelers::VARCHAR[]) AS labeler,
                               unnest($values::DOUBLE[]) AS value)
-        WHERE NOT $stored),
+        WHERE NOT $stored AND value IS NOT NULL),
     online AS (
         SELECT h.trace_id AS item, h.labeler, h.value AS human, s.value AS judge, s.kind,
                coalesce(s.scorer_version, {_UNVERSIONED}) AS judge_version,
@@ -201,18 +202,21 @@ _PAIRS = f"""
     ORDER BY judge_version, item, labeler"""
 
 
-def label_pairs(con: Connection, metric: str, labels: pl.DataFrame | None = None
-                ) -> pl.DataFrame:
-    """Each human label of ``metric`` (the warehouse's, or ``labels``: trace_id, run_id,
-    case_id, labeler, value) with the judge's score of the same item: metric, item,
-    labeler, human, judge, kind, judge_version, output_length."""
-    given = labels if labels is not None else pl.DataFrame(
-        schema={c: pl.String for c in ("trace_id", "run_id", "case_id", "labeler")}
-        | {"value": pl.Float64})
-    return _frame(con, _PAIRS, metric=metric, stored=labels is None,
-                  traces=given["trace_id"].to_list(), runs=given["run_id"].to_list(),
-                  cases=given["case_id"].to_list(), labelers=given["labeler"].to_list(),
-                  values=given["value"].cast(pl.Float64).to_list())
+def label_pairs(con: Connection, metric: str) -> pl.DataFrame:
+    """Each human label of ``metric`` with the judge's score of the same item: metric,
+    item, labeler, human, judge, kind, judge_version, output_length."""
+    return _frame(con, _PAIRS, metric=metric, stored=True, traces=[], runs=[], cases=[],
+                  labelers=[], values=[])
+
+
+def sheet_label_pairs(con: Connection, metric: str, trace_ids: Sequence[str],
+                      run_ids: Sequence[str], case_ids: Sequence[str],
+                      labelers: Sequence[str], values: Sequence[float]) -> pl.DataFrame:
+    """`label_pairs` of labels given as parallel lists (a sheet not imported; "" where a
+    label has no trace, or no run and case)."""
+    return _frame(con, _PAIRS, metric=metric, stored=False, traces=list(trace_ids),
+                  runs=list(run_ids), cases=list(case_ids), labelers=list(labelers),
+                  values=list(values))
 
 
 def label_values(con: Connection, metric: str) -> pl.DataFrame:
