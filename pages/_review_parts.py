@@ -179,6 +179,31 @@ def undo(root: str) -> None:
                                             "(taken back already?)")
 
 
+def progress(items: list[Item], done: set[str]) -> int:
+    """The bar: "12 of 20 labelled · 2 skipped"; returns how many are labelled."""
+    n_done = sum(i.key in done for i in items)
+    keys = {i.key for i in items}
+    skipped = [k for k in st.session_state.get("review_skipped", [])
+               if k not in done and k in keys]
+    st.progress(n_done / len(items), text=f"**{n_done} of {len(items)}** labelled"
+                + (f" · {len(skipped)} skipped" if skipped else ""))
+    return n_done
+
+
+def reveal(kind: str) -> None:
+    """After an answer: what you said, what the judge said and why."""
+    last = st.session_state.get("review_last")
+    if not last:
+        return
+    judge = "no score" if last["judge"] is None else value_label(kind, last["judge"])
+    agree = last["judge"] is not None and abs(last["judge"] - last["value"]) < 1e-9
+    stored = "Saved" if last["stored"] else "Already stored (kept the first label)"
+    st.info(f"{stored}: you said **{value_label(kind, last['value'])}** for `{last['key']}`; "
+            f"the judge said **{judge}** ({'agrees' if agree else 'differs'}). "
+            f"{markdown_text(last['rationale'])}",
+            icon=":material/check_circle:" if agree else ":material/compare_arrows:")
+
+
 def scale(kind: str, lo: float | None, hi: float | None) -> list[float] | None:
     """The values a rater picks from: 0/1 for a binary metric, the whole steps from the
     lowest to the highest score for an ordinal one; None for a continuous one (a slider)."""

@@ -25,10 +25,10 @@ from pages._common import (
 PLOT = {"displaylogo": False}
 
 
-def pick_queue(wh, f, rater_column):  # noqa: ANN001, ANN201 - the page's frame objects
+def pick_queue(wh, f, columns):  # noqa: ANN001, ANN201 - the page's frame objects
     """Source, run, metric and the queue's size, strata and batch (all in the URL)."""
     available = [s for s, ok in ((ONLINE, wh.has_online), (OFFLINE, wh.has_offline)) if ok]
-    source_column, metric_column = rater_column
+    source_column, metric_column = columns
     with source_column:
         source = st.segmented_control(
             "Source", available, key="source", bind="query-params", default=available[0],
@@ -75,20 +75,20 @@ def pick_queue(wh, f, rater_column):  # noqa: ANN001, ANN201 - the page's frame 
     return source, run, metric, kind, n, tuple(by), seed
 
 
+def pool_readers(source: str, run, metric: str, rater: str, by: tuple[str, ...],  # noqa: ANN001
+                 n: int, seed: int, f):  # noqa: ANN001, ANN201
+    """The queue's pool and the metric's scale, read when a queue is first drawn."""
+    if source == ONLINE:
+        return (lambda: query("online_review_pool", metric, f.start, f.end, rater, by, n,
+                              seed),
+                lambda: query("online_metric_scale", metric, f.start, f.end).row(0, named=True))
+    return (lambda: query("run_review_pool", run, metric, rater, by, n, seed),
+            lambda: query("run_metric_scale", run, metric).row(0, named=True))
+
+
 def labelling(root: str, rater: str, source: str, run, metric: str, kind: str,  # noqa: ANN001
               n: int, by: tuple[str, ...], seed: int, f) -> None:  # noqa: ANN001
-    if source == ONLINE:
-        def draw():  # noqa: ANN202
-            return query("online_review_pool", metric, f.start, f.end, rater, by, n, seed)
-
-        def scale_of():  # noqa: ANN202
-            return query("online_metric_scale", metric, f.start, f.end).row(0, named=True)
-    else:
-        def draw():  # noqa: ANN202
-            return query("run_review_pool", run, metric, rater, by, n, seed)
-
-        def scale_of():  # noqa: ANN202
-            return query("run_metric_scale", run, metric).row(0, named=True)
+    draw, scale_of = pool_readers(source, run, metric, rater, by, n, seed, f)
     spec = (source, metric, run, f.start, f.end, by, n, seed, rater)
     items = R.queue(spec, draw, n, seed)
     scale = {"lo": 0.0, "hi": 1.0} if kind == "binary" else R.once(spec[:5], scale_of)
@@ -98,24 +98,10 @@ def labelling(root: str, rater: str, source: str, run, metric: str, kind: str,  
                 "the sidebar, or pick another metric.", icon=":material/task_alt:")
         return
     done = R.labelled(rater, metric)
-    n_done = sum(i.key in done for i in items)
-    skipped = [k for k in st.session_state.get("review_skipped", []) if k not in done
-               and any(i.key == k for i in items)]
-    st.progress(n_done / len(items) if items else 1.0,
-                text=f"**{n_done} of {len(items)}** labelled"
-                     + (f" · {len(skipped)} skipped" if skipped else ""))
+    n_done = R.progress(items, done)
     if error := st.session_state.pop("review_error", None):
         st.error(error, icon=":material/error:")
-    last = st.session_state.get("review_last")
-    if last:
-        judge = "no score" if last["judge"] is None else R.value_label(kind, last["judge"])
-        agree = last["judge"] is not None and abs(last["judge"] - last["value"]) < 1e-9
-        icon = ":material/check_circle:" if agree else ":material/compare_arrows:"
-        stored = "Saved" if last["stored"] else "Already stored (kept the first label)"
-        st.info(f"{stored}: you said **{R.value_label(kind, last['value'])}** for "
-                f"`{last['key']}`; the judge said **{judge}** "
-                f"({'agrees' if agree else 'differs'}). {R.markdown_text(last['rationale'])}",
-                icon=icon)
+    R.reveal(kind)
     item = R.current(items, done)
     if item is None:
         st.success(f"Queue done: {n_done} labelled. Raise **Batch** for another draw, or "
@@ -141,7 +127,8 @@ def show_item(item: R.Item, d: dict) -> None:
              f"{d['release'] or '–'}" if item.trace_id else
              f"run `{item.run_id}` · case `{item.case_id}`")
     strata = json.loads(d["strata"] or "{}")
-    st.caption(where + " · " + " · ".join(f"{k} **{v}**" for k, v in strata.items()))
+    st.caption(where + " · " + " · ".join(f"{R.markdown_text(k)} **{R.markdown_text(v)}**"
+                                           for k, v in strata.items()))
     left, right = st.columns(2)
     with left.container(border=True):
         st.markdown("**:material/input: Input**")
