@@ -209,14 +209,23 @@ def query_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]
 
 def review_queries(c: Callable[[], object], first: date, last: date
                    ) -> list[tuple[str, Callable[[], object]]]:
-    """The Review page's default view (every day) and one item; judge calibration's pairs."""
-    pool = queries.online_review_pool(c(), "correctness", first, last, "bench", (), 20, 0)
+    """The Review page's default view (the last 30 days' queue) and one item; a queue of
+    every day; judge calibration's pairs."""
+    recent = max(first, last - timedelta(days=29))
+    pool = queries.online_review_pool(c(), "correctness", recent, last, "bench", (), 20, 0)
     item, day = pool.row(0)[:2]
     return [
+        ("Review: online_review_pool, 30 days (the page's default)",
+         lambda: queries.online_review_pool(c(), "correctness", recent, last, "bench", (),
+                                            20, 0)),
         ("Review: online_review_pool, every day", lambda: queries.online_review_pool(
             c(), "correctness", first, last, "bench", (), 20, 0)),
+        ("Review: online_metric_scale, 30 days",
+         lambda: queries.online_metric_scale(c(), "correctness", recent, last)),
         ("Review: online_review_metrics, every day",
          lambda: queries.online_review_metrics(c(), first, last)),
+        ("Review: online_review_keys, every day",
+         lambda: queries.online_review_keys(c(), first, last)),
         ("Review: online_metric_scale, every day",
          lambda: queries.online_metric_scale(c(), "correctness", first, last)),
         ("Review: review_trace (the item on screen)",

@@ -48,6 +48,25 @@ class Item:
         return {"trace_id": self.trace_id, "run_id": self.run_id, "case_id": self.case_id}
 
 
+@dataclass(frozen=True)
+class Choice:
+    """What to label: the queue's source, run (offline), metric and its kind, size, strata
+    keys, batch (the draw's seed) and days (online)."""
+
+    source: str
+    run: str | None
+    metric: str
+    kind: str
+    n: int
+    by: tuple[str, ...]
+    seed: int
+    start: date | None = None
+    end: date | None = None
+
+
+RECENT_DAYS = 30  # the queue's default window, as `evallib review sample --since 30d`
+
+
 def rater_name() -> str | None:
     """The signed-in user when login is configured; else a name typed once and kept in
     the URL (``?rater=``)."""
@@ -74,15 +93,14 @@ def markdown_text(text: str | None) -> str:
 
 
 def queue(spec: tuple, draw: Callable[[], pl.DataFrame], n: int, seed: int) -> list[Item]:
-    """The queue of ``spec`` (source, metric, run, window, strata keys, size, batch, rater),
-    drawn once per session from the pool ``draw`` reads: later labels do not reshuffle it,
-    and the pool is not read again."""
+    """The queue of ``spec`` (the `Choice` and the rater), drawn once per session from the
+    pool ``draw`` reads: later labels do not reshuffle it, and the pool is not read again."""
     frozen = st.session_state.setdefault("review_queues", {})
     if spec not in frozen:
         pool = draw()
         rows = pool.to_dicts()
         frozen[spec] = [Item(trace_id=r["item"], day=r["date"]) if "date" in r
-                        else Item(run_id=spec[2], case_id=r["item"])
+                        else Item(run_id=spec[0].run, case_id=r["item"])
                         for r in (rows[i] for i in review_queue(pool, n, seed=seed))]
     return frozen[spec]
 

@@ -5,6 +5,7 @@ judge version, and which judge versions are calibrated."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import streamlit as st
 
@@ -25,8 +26,8 @@ from pages._common import (
 PLOT = {"displaylogo": False}
 
 
-def pick_queue(wh, f, columns):  # noqa: ANN001, ANN201 - the page's frame objects
-    """Source, run, metric and the queue's size, strata and batch (all in the URL)."""
+def pick_queue(wh, f, columns) -> R.Choice:  # noqa: ANN001 - the page's frame objects
+    """Source, run, metric, and the queue's size, strata, batch and days (all in the URL)."""
     available = [s for s, ok in ((ONLINE, wh.has_online), (OFFLINE, wh.has_offline)) if ok]
     source_column, metric_column = columns
     with source_column:
@@ -58,8 +59,8 @@ def pick_queue(wh, f, columns):  # noqa: ANN001, ANN201 - the page's frame objec
                                      index=names.index(url_choice(names, "metric", default)),
                                      help="Give your own value on this metric's scale.")
     kind = dict(zip(names, metrics["kind"].to_list(), strict=True))[metric]
-    keys = query("online_strata_keys")["key"].to_list() if source == ONLINE else \
-        query("strata_keys", f.dataset)["key"].to_list()
+    keys = (query("online_review_keys", f.start, f.end) if source == ONLINE else
+            query("run_review_keys", run))["key"].to_list()
     n = st.session_state.get("n") or st.query_params.get("n", 20)  # before its widget
     by = st.session_state.get("by") or st.query_params.get_all("by")
     with st.expander(f":material/tune: Queue: {n} items, stratified by "
@@ -72,31 +73,42 @@ def pick_queue(wh, f, columns):  # noqa: ANN001, ANN201 - the page's frame objec
         seed = int(right.number_input("Batch", 0, 10_000, 0, key="batch",
                                       bind="query-params",
                                       help="Another batch: another draw of the same pool."))
-    return source, run, metric, kind, n, tuple(by), seed
+        start, end = f.start, f.end
+        if source == ONLINE:
+            recent = f"the last {R.RECENT_DAYS} days"
+            window = st.segmented_control(
+                "Traces of", [recent, "the sidebar's days"], key="window",
+                bind="query-params", default=recent, required=True,
+                help="Recent traffic (the sidebar's last day and the days before it), or "
+                     "every day the sidebar picks.")
+            if window == recent:
+                start = max(f.start, f.end - timedelta(days=R.RECENT_DAYS - 1))
+    return R.Choice(source, run, metric, kind, n, tuple(by), seed, start, end)
 
 
-def pool_readers(source: str, run, metric: str, rater: str, by: tuple[str, ...],  # noqa: ANN001
-                 n: int, seed: int, f):  # noqa: ANN001, ANN201
+def pool_readers(c: R.Choice, rater: str):  # noqa: ANN201
     """The queue's pool and the metric's scale, read when a queue is first drawn."""
-    if source == ONLINE:
-        return (lambda: query("online_review_pool", metric, f.start, f.end, rater, by, n,
-                              seed),
-                lambda: query("online_metric_scale", metric, f.start, f.end).row(0, named=True))
-    return (lambda: query("run_review_pool", run, metric, rater, by, n, seed),
-            lambda: query("run_metric_scale", run, metric).row(0, named=True))
+    if c.source == ONLINE:
+        return (lambda: query("online_review_pool", c.metric, c.start, c.end, rater, c.by,
+                              c.n, c.seed),
+                lambda: query("online_metric_scale", c.metric, c.start, c.end)
+                .row(0, named=True))
+    return (lambda: query("run_review_pool", c.run, c.metric, rater, c.by, c.n, c.seed),
+            lambda: query("run_metric_scale", c.run, c.metric).row(0, named=True))
 
 
-def labelling(root: str, rater: str, source: str, run, metric: str, kind: str,  # noqa: ANN001
-              n: int, by: tuple[str, ...], seed: int, f) -> None:  # noqa: ANN001
-    draw, scale_of = pool_readers(source, run, metric, rater, by, n, seed, f)
-    spec = (source, metric, run, f.start, f.end, by, n, seed, rater)
-    items = R.queue(spec, draw, n, seed)
-    scale = {"lo": 0.0, "hi": 1.0} if kind == "binary" else R.once(spec[:5], scale_of)
+def labelling(root: str, rater: str, c: R.Choice) -> None:
+    draw, scale_of = pool_readers(c, rater)
+    items = R.queue((c, rater), draw, c.n, c.seed)
+    scale = {"lo": 0.0, "hi": 1.0} if c.kind == "binary" else R.once(
+        (c.source, c.run, c.metric, c.start, c.end), scale_of)
     if not items:
-        what = "trace of these days" if source == ONLINE else "case of this run"
-        st.info(f"No {what} scored on {metric} is left for you to label: widen the days in "
-                "the sidebar, or pick another metric.", icon=":material/task_alt:")
+        what = "trace of these days" if c.source == ONLINE else "case of this run"
+        st.info(f"No {what} scored on {c.metric} is left for you to label: widen the days "
+                "(the queue's settings, and the sidebar), or pick another metric.",
+                icon=":material/task_alt:")
         return
+    metric, kind = c.metric, c.kind
     done = R.labelled(rater, metric)
     n_done = R.progress(items, done)
     if error := st.session_state.pop("review_error", None):
@@ -257,17 +269,17 @@ st.caption("Label what the judge scored, blind to its answer, to measure whether
 name_column, source_column, metric_column = st.columns([2, 1, 2])
 with name_column:
     rater = R.rater_name()
-source, run, metric, kind, n, by, seed = pick_queue(wh, f, (source_column, metric_column))
+choice = pick_queue(wh, f, (source_column, metric_column))
 # only the open tab is computed: the agreement bootstraps need not run while labelling
 label_tab, agree_tab = st.tabs(["Label", "Agreement and calibration"], key="tab",
                                bind="query-params")
 if label_tab.open:
     with label_tab:
         if rater:
-            labelling(wh.root, rater, source, run, metric, kind, n, by, seed, f)
+            labelling(wh.root, rater, choice)
         else:
             st.info("Type your name above to start labelling (it is kept in the URL).",
                     icon=":material/person:")
 if agree_tab.open:
     with agree_tab:
-        agreement(metric)
+        agreement(choice.metric)

@@ -21,6 +21,7 @@ __all__ = [
     "label_pairs",
     "label_values",
     "online_metric_scale",
+    "online_review_keys",
     "online_review_metrics",
     "online_review_pool",
     "rater_labels",
@@ -28,6 +29,7 @@ __all__ = [
     "review_trace",
     "run_judge_versions",
     "run_metric_scale",
+    "run_review_keys",
     "run_review_pool",
     "sheet_label_pairs",
 ]
@@ -56,6 +58,22 @@ def online_review_metrics(con: Connection, start: date, end: date) -> pl.DataFra
         SELECT metric, any_value(kind) AS kind, sum(n)::BIGINT AS n FROM online_daily_moments
         WHERE date BETWEEN $start AND $end GROUP BY metric HAVING sum(n) > 0
         ORDER BY metric""", start=start, end=end)
+
+
+def online_review_keys(con: Connection, start: date, end: date) -> pl.DataFrame:
+    """Stratum keys of production traces of UTC days [start, end] (key), from the traffic
+    rollup's strata (a few thousand strings, not every trace's map)."""
+    return _frame(con, """
+        SELECT DISTINCT unnest(json_keys(strata_json)) AS key FROM online_trace_moments
+        WHERE date BETWEEN $start AND $end AND strata_json IS NOT NULL ORDER BY key""",
+                  start=start, end=end)
+
+
+def run_review_keys(con: Connection, run_id: str) -> pl.DataFrame:
+    """Stratum keys of one run's cases (key)."""
+    return _frame(con, """
+        SELECT DISTINCT unnest(map_keys(strata)) AS key FROM cases WHERE run_id = $run
+        ORDER BY key""", run=run_id)
 
 
 def online_metric_scale(con: Connection, metric: str, start: date, end: date) -> pl.DataFrame:
