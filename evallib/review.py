@@ -351,4 +351,8 @@ def review_queue(pool: pl.DataFrame, n: int, *, seed: int = 0) -> list[int]:
         return []
     rng = np.random.default_rng(seed)
     keys = [str(k) for k in pool["stratum"].to_list()]
-    return [int(i) for i in _round_robin([str(i) for i in range(pool.height)], keys, n, rng)]
+    # strata in a seeded order, not alphabetical: a queue need not open on the same stratum
+    strata = sorted(set(keys))
+    rank = dict(zip(strata, (f"{r:09d}" for r in rng.permutation(len(strata))), strict=True))
+    return [int(i) for i in _round_robin([str(i) for i in range(pool.height)],
+                                         [rank[k] for k in keys], n, rng)]

@@ -175,9 +175,11 @@ def answer(root: str, item: R.Item, metric: str, rater: str, kind: str, scale: d
     values = R.scale(kind, scale["lo"], scale["hi"])
     judge = {"judge": details["judge"], "rationale": details["rationale"],
              "judge_version": details["judge_version"]}
-    st.caption(f"Your **{metric}** ({kind}): one click saves it and opens the next item. "
-               "Keys: " + ("0 / 1" if kind == "binary" else "the value's digit"
-                           if values else "Enter to submit") + ", S skip, U undo.")
+    st.caption(f"Your **{metric}** ({kind}): "
+               + ("one click saves it and opens the next item. Keys: "
+                  + ("0 / 1" if kind == "binary" else "the value's digit") if values else
+                  "Submit saves it and opens the next item. Keys: Enter")
+               + ", S skip, U undo.")
     with st.container(horizontal=True):
         if values is not None:
             for v in values:
