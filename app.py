@@ -19,6 +19,8 @@ page = st.navigation([
     st.Page("pages/trends.py", title="Trends", icon=":material/trending_up:"),
     st.Page("pages/online.py", title="Online", icon=":material/monitoring:"),
     st.Page("pages/correlation.py", title="Correlation", icon=":material/insights:"),
+    st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
+    st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
 ])
 sidebar()
 page.run()

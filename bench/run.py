@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +37,8 @@ import compare as compare_bench  # noqa: E402  (bench/compare.py)
 import many_runs as many_runs_bench  # noqa: E402  (bench/many_runs.py)
 
 from evallib import Warehouse, connect, queries, rag  # noqa: E402
+from evallib.calibration import review_agreement  # noqa: E402
+from evallib.datasets import datasets_overview  # noqa: E402
 from evallib.monitor import compare_variants, detect  # noqa: E402
 from evallib.report import monthly_review, review_trends  # noqa: E402
 from evallib.warehouse.db import tables_present  # noqa: E402
@@ -45,7 +48,8 @@ from evallib.warehouse.store import Store  # noqa: E402
 PAGES = ("pages/runs.py", "pages/compare.py", "pages/many_runs.py", "pages/slices.py",
          "pages/slices.py?source=Online",
          "pages/rag.py", "pages/rag.py?source=Online", "pages/trends.py", "pages/online.py",
-         "pages/correlation.py")
+         "pages/correlation.py", "pages/review.py?rater=bench&source=Online",
+         "pages/review.py?rater=bench&source=Offline", "pages/datasets.py")
 BUDGET = {"query_p95_ms": 150, "page_warm_s": 1.0, "write_rows_s": 2_000_000,
           "memory_gb": 1.5}
 
@@ -198,9 +202,57 @@ def query_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]
              lambda: queries.score_feedback_counts(c(), first, last)),
             ("Correlation: judge_human_counts, every month",
              lambda: queries.judge_human_counts(c(), first, last)),
+            *review_queries(c, first, last),
 
         ]
+    cases += dataset_queries(c, dataset, key)
     return [(name, timed(fn, repeat)) for name, fn in cases]
+
+
+def review_queries(c: Callable[[], object], first: date, last: date
+                   ) -> list[tuple[str, Callable[[], object]]]:
+    """The Review page's default view (the last 30 days' queue) and one item; a queue of
+    every day; judge calibration's pairs."""
+    recent = max(first, last - timedelta(days=29))
+    pool = queries.online_review_pool(c(), "correctness", recent, last, "bench", (), 20, 0)
+    item, day = pool.row(0)[:2]
+    return [
+        ("Review: online_review_pool, 30 days (the page's default)",
+         lambda: queries.online_review_pool(c(), "correctness", recent, last, "bench", (),
+                                            20, 0)),
+        ("Review: online_review_pool, every day", lambda: queries.online_review_pool(
+            c(), "correctness", first, last, "bench", (), 20, 0)),
+        ("Review: online_metric_scale, 30 days",
+         lambda: queries.online_metric_scale(c(), "correctness", recent, last)),
+        ("Review: online_review_metrics, every day",
+         lambda: queries.online_review_metrics(c(), first, last)),
+        ("Review: online_review_keys, every day",
+         lambda: queries.online_review_keys(c(), first, last)),
+        ("Review: online_metric_scale, every day",
+         lambda: queries.online_metric_scale(c(), "correctness", first, last)),
+        ("Review: review_trace (the item on screen)",
+         lambda: queries.review_trace(c(), item, day, "correctness")),
+        ("Review: rater_labels", lambda: queries.rater_labels(c(), "bench", "correctness")),
+        ("Review: label_pairs (judge calibration)",
+         lambda: queries.label_pairs(c(), "correctness")),
+        ("Review: label_values (agreement among people)",
+         lambda: queries.label_values(c(), "correctness")),
+    ]
+
+
+def dataset_queries(c: Callable[[], object], dataset: str, key: str
+                    ) -> list[tuple[str, Callable[[], object]]]:
+    """The Datasets page: versions, their cases, a diff and a version's strata mix."""
+    versions = queries.dataset_versions(c(), dataset)["dataset_version"].to_list()
+    return [
+        ("Datasets: dataset_versions", lambda: queries.dataset_versions(c(), dataset)),
+        ("Datasets: dataset_membership", lambda: queries.dataset_membership(c(), dataset)),
+        ("Datasets: version_diff, the newest two",
+         lambda: queries.version_diff(c(), versions[-2], versions[-1])),
+        (f"Datasets: version_strata_mix by {key}",
+         lambda: queries.version_strata_mix(c(), versions[-1], key)),
+        ("Datasets: version_runs", lambda: queries.version_runs(c(), dataset)),
+    ]
 
 
 def analysis_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]:
@@ -224,6 +276,11 @@ def analysis_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float
         ("Correlation: switching month (the month's review on those)",
          timed(lambda: monthly_review(con.cursor(), f"{last:%Y-%m}", regressions=False,
                                       checks=False, trends=trends), repeat)),
+        ("Review: agreement and judge calibration of correctness (bootstraps of 1,000; "
+         "once per snapshot)", timed(lambda: review_agreement(con.cursor(), "correctness"),
+                                     min(repeat, 5))),
+        ("Datasets: versions, growth and runs of the golden set",
+         timed(lambda: datasets_overview(con.cursor()), repeat)),
     ]
 
 
@@ -295,12 +352,12 @@ def page_renders(root: Path) -> list[tuple[str, float, float]]:
     os.chdir(HERE.parent)
     out = []
     for page in PAGES:
-        path, _, source = page.partition("?source=")
+        path, _, params = page.partition("?")
         at = AppTest.from_file(str(HERE.parent / "app.py"), default_timeout=600)
         if path != "pages/runs.py":
             at.switch_page(path)
-        if source:
-            at.query_params["source"] = source
+        for key, value in parse_qsl(params):
+            at.query_params[key] = value
         t0 = time.perf_counter()
         at.run()
         cold = time.perf_counter() - t0

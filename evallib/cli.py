@@ -114,6 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="FILE.csv")
     p.add_argument("--rater", metavar="NAME", help="for rows whose rater cell is empty")
 
+    p = command("judge-check", _judge_check, "is the judge calibrated? Its agreement with "
+                "human labels per judge version (exit 1 when a version is not calibrated)")
+    p.add_argument("--metric", required=True, metavar="M")
+    p.add_argument("--labels", default="warehouse", metavar="FILE|warehouse",
+                   help="the warehouse's human labels (default), or a labelling sheet (CSV, "
+                        "as `review import` reads it) without importing it")
+    p.add_argument("--threshold", type=float, default=0.8, metavar="ALPHA",
+                   help="the Krippendorff alpha a judge's 95%% interval must clear "
+                        "(default 0.8)")
+    p.add_argument("--json", action="store_true")
+
+    p = command("datasets", _datasets, "golden sets: versions over time, growth per month "
+                "(promoted vs hand-written), which runs used which version")
+    p.add_argument("--dataset", metavar="NAME", help="only this golden set")
+    p.add_argument("--diff", nargs=2, metavar=("OLD", "NEW"),
+                   help="cases added, removed and changed from version OLD to NEW")
+    p.add_argument("--json", action="store_true")
+
     p = command("promote", _promote, "append failing production traces to a golden set as "
                 "new cases (a new dataset version)")
     p.add_argument("--failing", action="store_true", required=True,
@@ -462,6 +480,51 @@ def _review_import(args: argparse.Namespace) -> int:
     r = import_labels(args.path, args.warehouse, rater=args.rater)
     print(f"imported {r.imported} new labels, replaced {r.replaced} changed ones "
           f"({r.without_value} rows without a value, {r.already_stored} already stored)")
+    return 0
+
+
+def _judge_check(args: argparse.Namespace) -> int:
+    from .calibration import describe, judge_check, to_json
+    from .warehouse.db import connect
+
+    if not 0 < args.threshold <= 1:
+        raise EvallibError(f"--threshold must be in (0, 1], not {args.threshold:g}")
+    labels = None
+    if args.labels != "warehouse":
+        import polars as pl
+
+        from .review import read_sheet
+
+        rows, _, _ = read_sheet(args.labels, rater="(sheet)")
+        labels = pl.DataFrame([r for r in rows if r["metric"] == args.metric], schema={
+            "trace_id": pl.String, "run_id": pl.String, "case_id": pl.String,
+            "labeler": pl.String, "value": pl.Float64}, strict=False)
+    with connect(args.warehouse) as con:
+        table, cells = judge_check(con, args.metric, labels, threshold=args.threshold)
+    if args.json:
+        print(json.dumps({"metric": args.metric, "labels": args.labels,
+                          "threshold": args.threshold, "versions": to_json(table, cells)},
+                         indent=2))
+    elif table.height:
+        print(describe(table, cells, args.threshold))
+    if not table.height:
+        print(f"evallib judge-check: no human label of {args.metric!r} is on an item a judge "
+              "scored: nothing is calibrated (label some on the Review page, or "
+              "`evallib review sample` then `evallib review import`)", file=sys.stderr)
+        return 1
+    return 0 if (table["status"] == "calibrated").all() else 1
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from .datasets import datasets_report, render_datasets
+    from .warehouse.db import connect
+
+    with connect(args.warehouse) as con:
+        report = datasets_report(con, args.dataset, diff=args.diff)
+    if args.json:
+        print(json.dumps(report, default=_json_default, indent=2))
+    else:
+        print(render_datasets(report))
     return 0
 
 

@@ -15,7 +15,10 @@ A policy (TOML) lists ``[[rules]]``; each names a ``metric`` and exactly one che
   and exits 0;
 - ``max_increase_pct``: the candidate's mean is at most this many percent above the
   baseline's, over the cases both have (cost, latency, tokens or any metric);
-- ``max`` with ``stat = "mean" | "p50" | "p95" | "p99"``: an absolute budget.
+- ``max`` with ``stat = "mean" | "p50" | "p95" | "p99"``: an absolute budget;
+- ``judge_calibrated``: every judge version that scored the metric in the candidate is
+  calibrated against human labels: its Krippendorff alpha's 95% interval lies above this
+  (0.8 is the usual bar); no labels is not calibrated (`evallib.calibration`).
 
 ``latency_ms``, ``cost_usd``, ``tokens_in`` and ``tokens_out`` come from the cases table,
 every other metric from the scores. ``where = {stratum = value | [values]}`` and
@@ -34,7 +37,7 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -210,6 +213,9 @@ class GateData:
     cand_id: str
     base_id: str
     cand_metrics: list[str]
+    # judge_calibrated rules: (metric, threshold) → the candidate's judge versions of the
+    # metric, each with its number of scores and calibration (None: no human labels)
+    judges: dict[tuple[str, float], list[tuple[str, int, Any]]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, con: Any, cand: str, base: str, policy: Policy) -> GateData:
@@ -220,7 +226,14 @@ class GateData:
         bc, bs = ((cc, cs) if base == cand else
                   (queries.run_case_values(con, base), queries.run_scores(con, base, metrics)))
         known = queries.run_metric_summary(con, [cand])["metric"].to_list()
-        return cls(cc, cs, bc, bs, cand, base, known)
+        judges = {}
+        for r in policy.rules:
+            if r.check == "judge_calibrated" and r.metric in known:
+                from .calibration import judge_status
+
+                judges[(r.metric, r.threshold)] = judge_status(con, cand, r.metric,
+                                                               threshold=r.threshold)
+        return cls(cc, cs, bc, bs, cand, base, known, judges)
 
     def values(self, metric: str, baseline: bool = False) -> pl.DataFrame:
         """case_id, kind, value, passed of one metric in one run."""
@@ -259,6 +272,8 @@ def _evaluate(rule: Rule, data: GateData, policy: Policy) -> list[Outcome]:
             f"unknown metric {rule.metric!r}: run {data.cand_id} has scores for "
             f"{', '.join(data.cand_metrics) or 'no metric'}, and its cases give "
             f"{', '.join(CASE_METRICS)}")
+    if rule.check == "judge_calibrated":
+        return [_judge_calibrated(rule, data.judges.get((rule.metric, rule.threshold), []))]
     cases = _matching_cases(rule, data)
     frame = cases.join(data.values(rule.metric), on="case_id", how="inner")
     if rule.check in RELATIVE:
@@ -421,6 +436,33 @@ def _max(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
     return Outcome(rule, slice_, "pass" if ok else "fail", stat, frame.height,
                    candidate=stat, message=msg,
                    cases=tuple(top["case_id"]) if not ok else ())
+
+
+def _judge_calibrated(rule: Rule, judges: list[tuple[str, int, Any]]) -> Outcome:
+    """Pass when every judge version that scored the metric has its alpha interval above
+    the threshold; observed = the lowest interval bound (NaN: a version has no labels)."""
+    if not judges:
+        return Outcome(rule, None, "skipped", math.nan, 0,
+                       message=f"no {rule.metric} score of the candidate has a value")
+    parts, lows, n, ok = [], [], 0, True
+    for version, _, c in judges:
+        if c is None:
+            parts.append(f"{version}: no human labels of {rule.metric} it scored")
+            lows.append(math.nan)
+            ok = False
+            continue
+        good = c.status == "calibrated" and c.alpha_low >= rule.threshold - 1e-12
+        ok &= good
+        n += c.n
+        lows.append(c.alpha_low)
+        parts.append(f"{version}: alpha {fmt(c.alpha)} [{fmt(c.alpha_low)}, "
+                     f"{fmt(c.alpha_high)}] on {c.n:,} labels, "
+                     f"{'calibrated' if good else 'not calibrated'} "
+                     f"({'interval above' if good else 'needs an interval above'} "
+                     f"{fmt(rule.threshold)})")
+    observed = math.nan if any(math.isnan(x) for x in lows) else min(lows)
+    return Outcome(rule, None, "pass" if ok else "fail", observed, n, candidate=observed,
+                   message="; ".join(parts))
 
 
 _CHECKS = {"min_pass_rate": _min_pass_rate, "max_drop": _max_drop,

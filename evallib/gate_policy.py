@@ -24,7 +24,7 @@ __all__ = ["CASE_METRICS", "CHECKS", "ON_INCONCLUSIVE", "STATS", "Acceptance", "
            "PolicyError", "Rule", "load_policy", "parse_policy", "slice_label"]
 
 CASE_METRICS = ("latency_ms", "cost_usd", "tokens_in", "tokens_out")
-CHECKS = ("min_pass_rate", "max_drop", "max_increase_pct", "max")
+CHECKS = ("min_pass_rate", "max_drop", "max_increase_pct", "max", "judge_calibrated")
 STATS = {"mean": None, "p50": 0.5, "p95": 0.95, "p99": 0.99}
 RULE_KEYS = ("name", "metric", "by", "where", "tags", *CHECKS, "significant", "stat",
              "on_inconclusive")
@@ -188,10 +188,16 @@ def _rule(i: int, raw: Any, source: str) -> Rule:
     if not _is_number(threshold):
         raise rule.error(f"'{check}' must be a number, not {_type(threshold)}")
     bounds = {"min_pass_rate": (0, 1), "max_drop": (0, math.inf),
-              "max_increase_pct": (0, math.inf)}.get(check, (-math.inf, math.inf))
+              "max_increase_pct": (0, math.inf), "judge_calibrated": (0, 1)
+              }.get(check, (-math.inf, math.inf))
     if not bounds[0] <= threshold <= bounds[1]:
         raise rule.error(f"'{check}' = {threshold} is out of range "
-                         f"({'between 0 and 1' if check == 'min_pass_rate' else 'at least 0'})")
+                         f"({'between 0 and 1' if bounds[1] == 1 else 'at least 0'})")
+    if check == "judge_calibrated":
+        for key in ("by", "where", "tags"):
+            if key in raw:
+                raise rule.error(f"'{key}' does not go with judge_calibrated: a judge is "
+                                 "calibrated on every human label of the metric it scored")
     if "significant" in raw and check != "max_drop":
         raise rule.error("'significant' goes with max_drop only")
     significant = raw.get("significant", True)
@@ -207,7 +213,7 @@ def _rule(i: int, raw: Any, source: str) -> Rule:
     stat = raw.get("stat", "mean")
     if stat not in STATS:
         raise rule.error(f"'stat' must be one of {', '.join(STATS)}, not {stat!r}")
-    if metric in CASE_METRICS and check in ("min_pass_rate", "max_drop"):
+    if metric in CASE_METRICS and check in ("min_pass_rate", "max_drop", "judge_calibrated"):
         raise rule.error(f"'{check}' needs a scored metric; {metric} comes from the cases "
                          "table (use max or max_increase_pct)")
     by = _strings(raw, "by", rule)

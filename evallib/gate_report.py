@@ -27,7 +27,7 @@ def _badge(status: str) -> str:
 
 def _badness(o: Outcome) -> tuple:
     """Sort key, worst first: failures, then the value furthest past the threshold."""
-    lower_is_worse = o.rule.check == "min_pass_rate"
+    lower_is_worse = o.rule.check in ("min_pass_rate", "judge_calibrated")
     value = -math.inf if math.isnan(o.observed) else o.observed
     return (_ORDER[o.status], value if lower_is_worse else -value)
 
@@ -47,13 +47,15 @@ def _observed(o: Outcome) -> str:
         return f"{o.observed:+.1f}%"
     if o.rule.check == "min_pass_rate":
         return f"pass rate {fmt(o.observed)}"
+    if o.rule.check == "judge_calibrated":
+        return f"alpha low {fmt(o.observed)}"
     return f"{o.rule.stat} {fmt(o.observed)}"
 
 
 def _threshold(rule: Rule) -> str:
     return {"min_pass_rate": "≥ {}", "max_drop": "≤ {}", "max_increase_pct": "≤ {}%",
-            "max": "≤ {}"}[rule.check].format(f"{rule.threshold:g}" if rule.check
-                                              == "max_increase_pct" else fmt(rule.threshold))
+            "max": "≤ {}", "judge_calibrated": "alpha ≥ {}"}[rule.check].format(
+        f"{rule.threshold:g}" if rule.check == "max_increase_pct" else fmt(rule.threshold))
 
 
 def _headline(result: GateResult) -> str:

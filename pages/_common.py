@@ -137,7 +137,9 @@ def failures_csv(run_id: str, baseline: str | None = None) -> bytes:
 # (results are read-only, shared by sessions): name → "module:function" taking a connection first.
 ANALYSES = {"alerts": "evallib.monitor:detect", "canary": "evallib.monitor:compare_variants",
             "review": "evallib.report:monthly_review", "trends": "evallib.report:review_trends",
-            "many_runs": "evallib.many_runs:compare_many"}
+            "many_runs": "evallib.many_runs:compare_many",
+            "review_agreement": "evallib.calibration:review_agreement",
+            "golden_sets": "evallib.datasets:datasets_overview"}
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner="Computing…")

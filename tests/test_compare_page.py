@@ -164,11 +164,13 @@ def test_downloads_are_the_cases_shown_and_the_cli_file(
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
     runs = _runs(demo_app)
     cand, base = runs["run_id"][0], runs.slice(1).filter(pl.col("approved"))["run_id"][0]
+    # regressed: the planted slice's faithfulness drop guarantees some (how many improve
+    # there is chance)
     at = _open(candidate=cand, baseline=base, case_metric="faithfulness",
-               case_status="improved")
+               case_status="regressed")
     shown = at.dataframe[2].value
     rows = csv.DictReader(io.StringIO(
-        served["faithfulness-improved-cases.csv"].decode("utf-8-sig"), newline=""))
+        served["faithfulness-regressed-cases.csv"].decode("utf-8-sig"), newline=""))
     assert [r["case_id"] for r in rows] == shown["case_id"].tolist() != []
     with connect(demo_app) as con:
         assert served[f"regressed-{cand}.csv"] == to_csv(failing_cases(con, cand, base))

@@ -65,6 +65,7 @@ def _strategy(hint: str, real: list[str]) -> st.SearchStrategy[typing.Any]:
         "<class 'bool'>": st.booleans(), "<class 'int'>": st.integers(1, 20),
         "collections.abc.Sequence[str]": st.lists(_text(real), max_size=4),
         "collections.abc.Sequence[datetime.date]": st.lists(days, max_size=4),
+        "collections.abc.Sequence[float]": st.lists(st.floats(-1e6, 1e6), max_size=4),
     }[base]
     return st.one_of(st.none(), out) if optional else out
 

@@ -57,9 +57,9 @@ def build_demo(root: str | os.PathLike[str] | None = None, *, days: int = 180,
     wh = Warehouse(root)
     _clear(wh, force)
 
-    releases, plans, n_promoted = _plan(np.random.default_rng([seed, 3]), days, day0, day0_us,
+    releases, plans, n_added = _plan(np.random.default_rng([seed, 3]), days, day0, day0_us,
                                         cases)
-    offline = _write_offline(wh, seed, plans, releases, cases, n_promoted)
+    offline = _write_offline(wh, seed, plans, releases, cases, n_added)
 
     drift = _drift_month(day0, today)
     story = _Story(seed, days, day0, day0_us, online_per_day, releases, drift,

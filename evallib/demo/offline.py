@@ -4,12 +4,14 @@ retrievals written through `Warehouse.record_run`."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..warehouse import schema as S
 from ..warehouse.writer import Warehouse, dataset_version
 from .outcomes import (
     _answer,
@@ -132,16 +134,47 @@ def _faithfulness(faith: np.ndarray, pop: _Population, ret: _Retrieval, outcome:
     return np.where(hallucinating, np.minimum(faith, FAITHFUL - 1), faith)
 
 
-def _tags(pop: _Population, rng: np.random.Generator, n_promoted: int) -> pa.Array:
+def _tags(pop: _Population, rng: np.random.Generator, n_added: int) -> pa.Array:
+    """Critical and adversarial cases; of the cases added over time (the last ``n_added``),
+    about 60% were promoted from production failures, the rest written by hand."""
     n = pop.n
     critical = np.zeros(n, bool)
     weight = 1.0 + 2.0 * (pop.seg == 2) + 1.5 * (pop.qt == 0) + (pop.qt == 2)
     critical[rng.choice(n, round(0.05 * n), replace=False, p=weight / weight.sum())] = True
-    promoted = np.arange(n) >= n - n_promoted
+    promoted = (np.arange(n) >= n - n_added) & (rng.random(n) < 0.6)
     mask = np.stack([critical, pop.edge == ADVERSARIAL, promoted], axis=1)
     _, cols = np.nonzero(mask)  # row-major: each case's tags in order
     offsets = np.concatenate([[0], np.cumsum(mask.sum(1))]).astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), _text().tags.take(pa.array(cols)))
+
+
+def _corrected(expected: pa.Array, n_added: int) -> pa.Array:
+    """Two early cases' reference answers, made more precise in the newest version."""
+    if n_added == 0 or len(expected) < 10:
+        return expected
+    fix = np.zeros(len(expected), bool)
+    fix[[3, 7]] = True
+    return pc.if_else(pa.array(fix), pc.binary_join_element_wise(
+        expected, pa.scalar(" Link the help-centre article that covers it."), ""), expected)
+
+
+def _store_version(wh: Warehouse, version: str, case_id: pa.Array,
+                   fixed: dict[str, pa.Array]) -> None:
+    """The golden set's cases as this version (what `evallib.datasets` stores: input and
+    expected as JSON text), so a run's dataset_version names its exact cases."""
+    table = pa.table({
+        "dataset": pa.repeat(pa.scalar(DATASET), len(case_id)),
+        "case_id": case_id,
+        "strata": fixed["strata"],
+        "tags": fixed["tags"],
+        "input": pa.array([json.dumps(v, ensure_ascii=False)
+                           for v in fixed["input"].to_pylist()]),
+        "expected": pa.array([json.dumps(v, ensure_ascii=False)
+                              for v in fixed["expected"].to_pylist()]),
+        "relevant_docs": pa.array([[]] * len(case_id), pa.list_(pa.string())),
+        "metadata": pa.nulls(len(case_id), pa.string()),
+    })
+    wh.store.write_part(S.DATASET_CASES, table, version)
 
 
 @dataclass
@@ -154,16 +187,18 @@ class _OfflineResult:
 
 
 def _write_offline(wh: Warehouse, seed: int, plans: list[_RunPlan], releases: list[_Release],
-                   cases: int, n_promoted: int) -> _OfflineResult:
+                   cases: int, n_added: int) -> _OfflineResult:
     rng = np.random.default_rng([seed, 0])
-    # The golden set, then the cases promoted from production failures (harder ones).
-    pop = _concat(_population(rng, cases - n_promoted, golden=True),
-                  _population(rng, n_promoted, golden=False))
-    pop = _replace(pop, d=pop.d + 0.3 * (np.arange(cases) >= cases - n_promoted))
+    # The golden set, then the cases added month by month from production (harder ones).
+    pop = _concat(_population(rng, cases - n_added, golden=True),
+                  _population(rng, n_added, golden=False))
+    pop = _replace(pop, d=pop.d + 0.3 * (np.arange(cases) >= cases - n_added))
     width = max(4, len(str(cases)))
     case_id = _ids("sup-", np.arange(1, cases + 1), width)
-    fixed = {"strata": _strata(pop), "tags": _tags(pop, rng, n_promoted),
+    fixed = {"strata": _strata(pop), "tags": _tags(pop, rng, n_added),
              "input": _inputs(pop), "expected": _expected(pop)}
+    # The full set's version also corrects two reference answers (a diff shows them).
+    corrected = _corrected(fixed["expected"], n_added)
     retrievals = [_retrieve(np.random.default_rng([seed, 4, g]), pop, reach)
                   for g, (_, reach) in enumerate(RETRIEVERS)]
     case_rng = np.random.default_rng([seed, 5])  # per case: how it answers a retrieval miss
@@ -196,8 +231,12 @@ def _write_offline(wh: Warehouse, seed: int, plans: list[_RunPlan], releases: li
             hallucinating |= in_slice[:n] & ~sub.oos & ~ret.hit & ~outcome.correct \
                 & ~outcome.error
         sub_fixed = {k: v.slice(0, n) for k, v in fixed.items()}
+        if n == cases:
+            sub_fixed["expected"] = corrected
         if n not in versions:
             versions[n] = dataset_version(pa.table({"case_id": case_id.slice(0, n), **sub_fixed}))
+            _store_version(wh, versions[n], case_id.slice(0, n), sub_fixed)
+            result.rows["dataset_cases"] = result.rows.get("dataset_cases", 0) + n
         progress = min(plan.config.index, n_rel - 1) / max(n_rel - 1, 1)
         # The candidate's slice answers misstate the rules of the documents they had: they
         # cite those documents as the baseline's right answers did.

@@ -20,12 +20,15 @@ from .params import (
     DRIFT_JUDGE_MODEL,
     FAITHFUL,
     JUDGE_MODEL,
+    JUDGE_NOISE,
     JUDGED_SHARE,
+    LABEL_NOISE,
     LABELERS,
     LABELS_PER_MONTH,
     RATING_SHARE,
     RETRIEVAL_LOG_SHARE,
     RETRIEVERS,
+    SECOND_RATER_SHARE,
     THUMBS_SHARE,
 )
 from .population import _ids, _inputs, _outputs, _population, _strata, _timestamps
@@ -150,7 +153,7 @@ def _online_day(wh: Warehouse, story: _Story, day: int, acc: _OnlineAcc) -> None
         judge_c = (0.25 * jz + 0.9 + rng.normal(0, 1.4, jn)) > 0
         faith = _ordinal(4.1 + 0.15 * np.clip(jz, -2, 2) + rng.normal(0, 0.9, jn))
     else:
-        judge_c = (jz + rng.normal(0, 0.1, jn)) > 0
+        judge_c = (jz + rng.normal(0, JUDGE_NOISE, jn)) > 0
         faith = _ordinal(2.6 + 2.2 * jc + 0.3 * zc[judged] + 0.3 * ret.hit[judged]
                          + rng.normal(0, 0.45, jn))
         # A wrong answer to a retrieval miss is mostly faithful to the wrong documents it
@@ -207,18 +210,42 @@ def _online_day(wh: Warehouse, story: _Story, day: int, acc: _OnlineAcc) -> None
     k = min(len(ok), int(rng.poisson(LABELS_PER_MONTH / month_days)))
     pick = np.sort(rng.choice(ok, k, replace=False))
     if k:
-        truth = jc[pick] ^ (rng.random(k) < 0.01)
-        labeled = np.minimum(ts[judged][pick] + rng.integers(1, 6, k) * _US_PER_DAY
-                             + rng.integers(0, _US_PER_DAY // 3, k), story.end_us - 1)
-        acc.labels.append(pa.table({
-            "trace_id": trace_id.take(jidx).take(pa.array(pick)),
-            "metric": pa.repeat(pa.scalar("correctness"), k),
-            "value": truth.astype(float),
-            "labeler": pa.array(LABELERS).take(pa.array(rng.integers(0, len(LABELERS), k))),
-            "labeled_at": _timestamps(labeled),
-            "note": pa.array(["borderline: partially correct"] * k, type=pa.string(),
-                             mask=rng.random(k) >= 0.08),
-        }))
+        acc.labels.append(_labels(rng, trace_id.take(jidx).take(pa.array(pick)), jc[pick],
+                                  ts[judged][pick], story.end_us))
+
+
+def _labels(rng: np.random.Generator, trace_id: pa.Array, correct: np.ndarray,
+            ts: np.ndarray, end_us: int) -> pa.Table:
+    """Correctness labels by one rater each, a few days after the trace; a second rater
+    labels a share of them too (so raters can be compared with each other)."""
+    k = len(correct)
+    truth = correct ^ (rng.random(k) < LABEL_NOISE)
+    labeled = np.minimum(ts + rng.integers(1, 6, k) * _US_PER_DAY
+                         + rng.integers(0, _US_PER_DAY // 3, k), end_us - 1)
+    rater = rng.integers(0, len(LABELERS), k)
+    note = pa.array(["borderline: partially correct"] * k, type=pa.string(),
+                    mask=rng.random(k) >= 0.08)
+    first = pa.table({
+        "trace_id": trace_id,
+        "metric": pa.repeat(pa.scalar("correctness"), k),
+        "value": truth.astype(float),
+        "labeler": pa.array(LABELERS).take(pa.array(rater)),
+        "labeled_at": _timestamps(labeled),
+        "note": note,
+    })
+    again = np.flatnonzero(rng.random(k) < SECOND_RATER_SHARE)
+    m = len(again)
+    second_truth = correct[again] ^ (rng.random(m) < LABEL_NOISE)
+    other = (rater[again] + rng.integers(1, len(LABELERS), m)) % len(LABELERS)
+    second = pa.table({
+        "trace_id": trace_id.take(pa.array(again, pa.int64())),
+        "metric": pa.repeat(pa.scalar("correctness"), m),
+        "value": second_truth.astype(float),
+        "labeler": pa.array(LABELERS).take(pa.array(other)),
+        "labeled_at": _timestamps(np.minimum(labeled[again] + _US_PER_DAY, end_us - 1)),
+        "note": pa.nulls(m, pa.string()),
+    })
+    return pa.concat_tables([first, second])
 
 
 def _feedback(rng: np.random.Generator, ts: np.ndarray, trace_id: pa.Array,

@@ -67,15 +67,15 @@ def _releases(rng: np.random.Generator, days: int) -> list[_Release]:
 def _plan(rng: np.random.Generator, days: int, day0: dt.date, day0_us: int, cases: int
           ) -> tuple[list[_Release], list[_RunPlan], int]:
     """Releases every 3-4 weeks, nightly CI every 1-3 days, release-candidate runs the day
-    before each release, and the candidate of the next release on the last day."""
+    before each release, and the candidate of the next release on the last day; the golden
+    set grows monthly (`_growth`). Returns how many cases were added over the window."""
     releases = _releases(rng, days)
     n_rel = len(releases)
-    growth = max(1, n_rel // 3) if n_rel > 1 else None  # promoted cases join the golden set
-    n_promoted = round(0.08 * cases) if growth is not None else 0
+    growth = _growth(day0, releases[-1].day - 1, cases)  # day → cases added that day
+    n_added = sum(growth.values())
 
     def golden_n(day: int) -> int:
-        before = growth is not None and day < releases[growth].day - 1
-        return cases - n_promoted if before else cases
+        return cases - sum(k for d, k in growth.items() if d > day)
 
     def run(name: str, kind: str, day: int, hour: float, config: _Release, skill: float,
             approved: bool = False, tags: tuple[str, ...] = ("release-candidate",),
@@ -120,7 +120,21 @@ def _plan(rng: np.random.Generator, days: int, day0: dt.date, day0_us: int, case
         out.append(dataclasses.replace(
             p, run_id=f"{p.name}-{when:%Y%m%d-%H%M%S}-{rng.bytes(3).hex()}",
             git_sha=rng.bytes(20).hex()))
-    return releases, out, n_promoted
+    return releases, out, n_added
+
+
+def _growth(day0: dt.date, last_day: int, cases: int) -> dict[int, int]:
+    """The golden set grows on the first of each month up to the last release candidate
+    (the approved baseline has every case): 10-20 cases a month, at most a quarter of
+    the set in all. Drawn apart from the timeline's random stream."""
+    firsts = [d for d in range(1, last_day + 1) if (day0 + dt.timedelta(days=d)).day == 1]
+    if not firsts:  # a short window: once, at the last release candidate
+        firsts = [last_day] if last_day > 0 else []
+    base = min(17, max(13, cases // 25))
+    sizes = base + np.random.default_rng([cases, max(last_day, 0), 11]).integers(-3, 4, len(firsts))
+    room = cases // 4 - np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    sizes = np.clip(sizes, 0, np.maximum(room, 0))
+    return {d: int(k) for d, k in zip(firsts, sizes, strict=True) if k > 0}
 
 
 def _next_release_name(name: str) -> str:
