@@ -124,7 +124,7 @@ def online_trend_verdict(daily: pl.DataFrame, metric: str, key: str | None) -> V
 
 
 def _by_slice(rows: pl.DataFrame, values: dict[str, dict[str, str]]) -> list[str]:
-    """``billing × hard: correctness 0.529 → 0.255 (p adj 0.005), …`` per slice."""
+    """``billing × hard: correctness 0.500 → 0.217 (p adj 0.005), …`` per slice."""
     out = []
     for (label,), tests in rows.group_by(["slice"], maintain_order=True):
         parts = [f"{human(r['metric'])} {_num(r['baseline'], r['kind'])} → "

@@ -65,7 +65,10 @@ def _screenshot_path(name: str) -> str | None:
 def test_a_rater_labels_five_items_and_finds_them_everywhere(
         review_server: str, writable: str, browser_page) -> None:  # noqa: F811
     page = browser_page
-    page.goto(f"{review_server}/correlation")
+    scores = pl.read_parquet(f"{writable}/online_scores/*/*.parquet", hive_partitioning=True)
+    newest = f"{scores['date'].max():%Y-%m}"  # the page opens on the last complete month
+    correlation = f"{review_server}/correlation?month={newest}"
+    page.goto(correlation)
     before = _judge_counts(page)
     _load(page, f"{review_server}/review?rater={RATER}&n=5&metric=correctness&source=Online")
     page.get_by_text("0 of 5").first.wait_for()
@@ -89,12 +92,11 @@ def test_a_rater_labels_five_items_and_finds_them_everywhere(
         .filter(pl.col("labeler") == RATER)
     assert labels.height == 5 and set(labels["metric"]) == {"correctness"}
     assert labels.sort("labeled_at")["value"].to_list() == [1.0, 0.0, 1.0, 0.0, 1.0]
-    scores = pl.read_parquet(f"{writable}/online_scores/*/*.parquet", hive_partitioning=True)
     months = Counter(scores.filter(pl.col("metric") == "correctness")
                      .join(labels, on="trace_id")["date"].dt.strftime("%Y-%m").to_list())
     assert sum(months.values()) == 5
     # the Correlation page shows them once its cached snapshot is refreshed
-    page.goto(f"{review_server}/correlation")
+    page.goto(correlation)
     page.wait_for_selector(IDLE)
     page.get_by_role("button", name="Refresh data").click()
     page.wait_for_selector(IDLE)

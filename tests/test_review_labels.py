@@ -8,12 +8,14 @@ import csv
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import polars as pl
 import pytest
 
 from evallib import DataError, Warehouse, connect
 from evallib.cli import main
 from evallib.review import record_labels, retract_label, review_queue
+from evallib.warehouse.db import lost_file
 
 TS = datetime(2026, 3, 2, 9, tzinfo=UTC)
 SEGMENTS = ["smb"] * 12 + ["enterprise"] * 3 + ["free"] * 3
@@ -48,23 +50,27 @@ def _stored(root) -> pl.DataFrame:
 
 
 def test_a_label_written_twice_is_written_once_whichever_way(tmp_path, capsys):
-    """The page writes a label; importing a sheet with the same label (same trace, metric,
-    rater) stores nothing new; another rater's label of the same trace is stored."""
+    """The page writes a label; writing it again, or importing a sheet with the same label
+    (same trace, metric, rater, value), stores nothing new; a changed value replaces the
+    rater's earlier label; another rater's label of the same trace is stored."""
     wh = _warehouse(tmp_path)
     first = record_labels(wh, [_label(trace_id="t01")], source="the Review page")
-    again = record_labels(wh, [_label(trace_id="t01", value=0.0)], source="the Review page")
+    again = record_labels(wh, [_label(trace_id="t01")], source="the Review page")
     assert (first.imported, again.imported, again.already_stored) == (1, 0, 1)
+    changed = record_labels(wh, [_label(trace_id="t01", value=0.0)], source="the Review page")
+    assert (changed.imported, changed.replaced) == (0, 1)
+    assert _stored(tmp_path).select("value").rows() == [(0.0,)]
     sheet = tmp_path / "labels.csv"
     with sheet.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["trace_id", "metric", "value", "rater"])
-        w.writerows([["t01", "correctness", "yes", "ana"], ["t01", "correctness", "no", "bo"]])
+        w.writerows([["t01", "correctness", "no", "ana"], ["t01", "correctness", "no", "bo"]])
     assert main(["review", "import", str(sheet), "--warehouse", str(tmp_path)]) == 0
-    assert "imported 1 labels (0 rows without a value, 1 already stored)" in \
-        capsys.readouterr().out
+    assert "imported 1 new labels, replaced 0 changed ones (0 rows without a value, 1 " \
+        "already stored)" in capsys.readouterr().out
     got = _stored(tmp_path)
-    assert got.select("trace_id", "value", "labeler").rows() == [("t01", 0.0, "bo"),
-                                                                 ("t01", 1.0, "ana")]
+    assert got.select("trace_id", "value", "labeler").rows() == [("t01", 0.0, "ana"),
+                                                                 ("t01", 0.0, "bo")]
 
 
 def test_the_same_rules_refuse_bad_labels_by_row_and_field(tmp_path):
@@ -90,8 +96,8 @@ def test_labels_of_a_runs_cases_import_and_dedupe(tmp_path, capsys):
         w.writerow(["run_id", "case_id", "metric", "value", "rater"])
         w.writerows([["r1", "c0", "tone", "5", "ana"], ["r1", "c1", "tone", "3", "ana"]])
     assert main(["review", "import", str(sheet), "--warehouse", str(tmp_path)]) == 0
-    assert "imported 1 labels (0 rows without a value, 1 already stored)" in \
-        capsys.readouterr().out
+    assert "imported 1 new labels, replaced 0 changed ones (0 rows without a value, 1 " \
+        "already stored)" in capsys.readouterr().out
     assert _stored(tmp_path).select("run_id", "case_id", "value").rows() == [
         ("r1", "c0", 5.0), ("r1", "c1", 3.0)]
     sheet.write_text("run_id,case_id,metric,value,rater\nr1,,tone,3,ana\n")
@@ -100,17 +106,22 @@ def test_labels_of_a_runs_cases_import_and_dedupe(tmp_path, capsys):
 
 
 def test_taking_a_label_back_is_atomic_for_readers(tmp_path):
-    """A connection opened before the undo still reads the label (its snapshot); one opened
-    after does not; `evallib compact` deletes the replaced file after its grace; taking it
-    back twice finds nothing the second time."""
+    """A connection opened after the undo does not read the label; one opened before finds
+    its file gone and takes a new snapshot (as every evallib reader does); plain Parquet
+    readers agree at once (the replaced file is deleted); taking it back twice finds
+    nothing the second time."""
     wh = _warehouse(tmp_path)
     keep, undo = _label(trace_id="t01"), _label(trace_id="t02", labeler="bo")
     record_labels(wh, [keep], source="page")
     record_labels(wh, [undo], source="page")
     before = connect(tmp_path)
     assert retract_label(wh, undo)
-    assert before.sql("SELECT count(*) FROM human_labels").fetchall() == [(2,)]
+    with pytest.raises(duckdb.IOException) as lost:
+        before.sql("SELECT count(*) FROM human_labels").fetchall()
+    assert lost_file(lost.value)
     assert _stored(tmp_path)["trace_id"].to_list() == ["t01"]
+    assert pl.read_parquet(f"{tmp_path}/human_labels/*.parquet")["trace_id"].to_list() == \
+        ["t01"]
     assert not retract_label(wh, undo)
     assert main(["compact", "--grace", "0", "--warehouse", str(tmp_path)]) == 0
     assert _stored(tmp_path)["trace_id"].to_list() == ["t01"]

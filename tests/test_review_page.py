@@ -101,8 +101,8 @@ def test_label_skip_and_undo_write_what_review_import_accepts(root: str, tmp_pat
         w.writerow([first, "correctness", "1", "zoe"])
     capsys.readouterr()
     assert main(["review", "import", str(sheet), "--warehouse", root]) == 0
-    assert "imported 0 labels (0 rows without a value, 1 already stored)" in \
-        capsys.readouterr().out
+    assert "imported 0 new labels, replaced 0 changed ones (0 rows without a value, 1 " \
+        "already stored)" in capsys.readouterr().out
     # the skipped item comes back once the others are done
     for _ in range(3):
         _click(at, "value_1")

@@ -259,7 +259,7 @@ def lost_file(error: BaseException) -> bool:
     return isinstance(error, duckdb.IOException) and any(s in str(error) for s in _LOST)
 
 
-def retrying(read: Callable[[], T], attempts: int = 3) -> T:
+def retrying(read: Callable[[], T], attempts: int = 10) -> T:
     """Run ``read`` (which connects anew each call) again while it fails on a lost file."""
     for attempt in range(attempts):
         try:
