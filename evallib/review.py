@@ -13,9 +13,9 @@ trace (``trace_id``) or a case of an offline run (``run_id`` and ``case_id``).
 
 `record_labels` is where both meet. A label's key is its subject (the trace, or the run and
 case), its metric and its rater: a label stored already as it is is skipped, so writing a
-label twice writes it once; a changed one (another value or note) is written, and being
-the newest write of its key it replaces the rater's earlier label for every reader. It
-refuses labels of unknown traces or cases, and non-0/1 labels of binary metrics.
+label twice writes it once; a changed one (another value, or another note given) is
+written, and being the newest write of its key it replaces the rater's earlier label for
+every reader. It refuses labels of unknown traces or cases, and non-0/1 labels of binary metrics.
 `retract_label` takes one back (the Review page's undo): the part file holding it is
 replaced, through the footer mechanism `evallib compact` uses, by one without it, so a
 reader sees the label or not, never half a change.
@@ -268,10 +268,16 @@ def record_labels(warehouse: Any, rows: Sequence[dict[str, Any]], *, source: str
     stored = _check_against_warehouse(wh, rows, where)
     new = [r for r in rows if label_key(r) not in stored]
     changed = [r for r in rows if label_key(r) in stored
-               and stored[label_key(r)] != (r["value"], r.get("note") or None)]
+               and _changes(stored[label_key(r)], r["value"], r.get("note") or None)]
     if new or changed:  # a label's key holds across writes: the newest write wins
         wh.record_human_labels(new + changed, source=source)
     return LabelWrite(len(new), len(rows) - len(new) - len(changed), len(changed))
+
+
+def _changes(stored: tuple[float, str | None], value: float, note: str | None) -> bool:
+    """Whether a label changes the stored one: another value, or a note given that differs
+    (a sheet without notes does not take a note away)."""
+    return stored[0] != value or (note is not None and note != stored[1])
 
 
 def _what(row: dict[str, Any]) -> str:

@@ -15,7 +15,6 @@ from pages._common import (
     get_started,
     leave_pages_directory_mode,
     query,
-    url_choice,
     warehouse,
 )
 from pages._tables import human
@@ -47,7 +46,7 @@ if first is None:
 months = tables.months_between(first, last)
 default = tables.last_complete_month(months, last)
 month = st.selectbox("Month", months, key="month", bind="query-params",
-                     index=months.index(url_choice(months, "month", default)),
+                     index=months.index(default),
                      help="The month under review (default: the last complete one); the "
                           "trend shows every month.")
 # every month's correlations once (their bootstraps are the cost); the month's review on top
@@ -118,8 +117,7 @@ else:
     online = set(review.trend["metric"].unique().to_list())
     pick_default = next((x for x in offline if x in online), offline[0])
     pick = st.selectbox("Offline metric", offline, key="release_metric", bind="query-params",
-                        index=offline.index(url_choice(offline, "release_metric",
-                                                       pick_default)))
+                        index=offline.index(pick_default))
     st.plotly_chart(charts.release_figure(review.release_points, pick, feedback),
                     key="release_chart", config=ui.PLOT)
 

@@ -17,7 +17,6 @@ from pages._common import (
     get_started,
     leave_pages_directory_mode,
     query,
-    url_choice,
     warehouse,
 )
 
@@ -59,10 +58,10 @@ def diff_section(history: pl.DataFrame) -> None:
         return
     left, right = st.columns(2)
     new = left.selectbox("Newer", ids, key="new", bind="query-params",
-                         index=ids.index(url_choice(ids, "new", ids[0])))
+                         index=0)
     rest = [v for v in ids if v != new]
     old = right.selectbox("Older", rest, key="old", bind="query-params",
-                          index=rest.index(url_choice(rest, "old", rest[0])))
+                          index=0)
     diff = query("version_diff", old, new)
     counts = dict(diff.group_by("change").len().iter_rows())
     st.markdown(f"**{old} → {new}**: {counts.get('added', 0)} added · "
@@ -81,7 +80,7 @@ def mix_section(version: str, f) -> None:  # noqa: ANN001
         st.info("The cases have no strata.", icon=":material/info:")
         return
     key = st.selectbox("Stratum", keys, key="key", bind="query-params",
-                       index=keys.index(url_choice(keys, "key", keys[0])))
+                       index=0)
     traffic = query("online_strata_mix", f.start, f.end, key, None)
     mixes = coverage.strata_mixes(query("version_strata_mix", version, key, None), traffic)
     st.caption(f"Version `{version}` (the newest) against production traces "

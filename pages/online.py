@@ -18,7 +18,6 @@ from pages._common import (
     get_started,
     leave_pages_directory_mode,
     query,
-    url_choice,
     warehouse,
 )
 from pages._verdicts import online_verdict
@@ -87,11 +86,10 @@ def canary_tab() -> None:
     control, treatment = tables.variant_defaults(variants)
     c1, c2 = st.columns(2)
     control = c1.selectbox("Control", variants, key="control", bind="query-params",
-                           index=variants.index(url_choice(variants, "control", control)))
+                           index=variants.index(control))
     treatment = c2.selectbox("Compared variant", variants, key="treatment",
                              bind="query-params",
-                             index=variants.index(url_choice(variants, "treatment",
-                                                             treatment)))
+                             index=variants.index(treatment))
     if control == treatment:
         st.info("Pick two different variants.")
         return

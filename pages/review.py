@@ -47,7 +47,7 @@ def pick_queue(wh, f, columns) -> R.Choice:  # noqa: ANN001 - the page's frame o
         run_names = dict(zip(ids, runs["name"].to_list(), strict=True))
         run = st.selectbox("Run", ids, key="run", bind="query-params",
                            format_func=lambda r: f"{run_names[r]} · {r}",
-                           index=ids.index(url_choice(ids, "run", ids[0])),
+                           index=0,
                            help="Label this run's cases (of the sidebar's dataset).")
         metrics = query("run_metric_summary", [run])
     names = metrics["metric"].to_list()
