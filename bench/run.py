@@ -23,6 +23,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -107,9 +108,14 @@ def write_throughput(tmp: Path, n_cases: int = 50_000, n_metrics: int = 40) -> d
 
 
 def query_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]:
+    """Each query of `query_cases`, timed."""
+    con = connect(str(root), read_only=True)
+    return [(name, timed(fn, repeat)) for name, fn in query_cases(con)]
+
+
+def query_cases(con: duckdb.DuckDBPyConnection) -> list[tuple[str, Callable[[], object]]]:
     """The queries each page runs on its default view (the sidebar's default window is every
     day with traffic: here a year), and the ones a click runs (a split, a shorter window)."""
-    con = connect(str(root), read_only=True)
     runs = queries.runs_overview(con)
     dataset = runs["dataset"][0]
     pair = runs["run_id"].head(2).to_list()
@@ -198,7 +204,7 @@ def query_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]
              lambda: queries.judge_human_counts(c(), first, last)),
 
         ]
-    return [(name, timed(fn, repeat)) for name, fn in cases]
+    return cases
 
 
 def analysis_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]:
