@@ -7,7 +7,8 @@ copies the bench warehouse (hard links), splits its newest ``--days`` days of ev
 table into ``--files`` part files each, as a recorder would have written them, adds a
 retried flush (the same file twice) per day, then times every dashboard query of
 `bench/run.py` on that copy with the rule and without it (the same files, the rule turned
-off: what readers would count without keys), and prints the p95 ratio of each query.
+off: what readers would count without keys), in turns, and prints the p95 ratio of each
+query.
 
     .venv/bin/python bench/dedupe.py --root bench/warehouse
 """
@@ -19,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -29,6 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import run as bench  # noqa: E402  (bench/run.py)
 
+from evallib import connect  # noqa: E402
 from evallib.warehouse import keys  # noqa: E402
 from evallib.warehouse import schema as S  # noqa: E402
 from evallib.warehouse.store import Store  # noqa: E402
@@ -60,14 +63,33 @@ def split_copy(root: Path, out: Path, days: int, files: int) -> int:
     return repeated
 
 
-def timings(root: Path, repeat: int, rule: bool) -> dict[str, float]:
+def timings(root: Path, repeat: int) -> dict[str, tuple[float, float]]:
+    """Per query, p95 ms with the rule and without it: two snapshots of the same files (one
+    built with the rule turned off), timed in turns so both see the same machine."""
     keyed = keys.LATEST_WINS
-    if not rule:
-        keys.LATEST_WINS = frozenset()
+    with_rule = connect(str(root), read_only=True)
+    keys.LATEST_WINS = frozenset()
     try:
-        return {label: t["p95_ms"] for label, t in bench.query_timings(root, repeat)}
+        without = connect(str(root), read_only=True)
     finally:
         keys.LATEST_WINS = keyed
+    pairs = zip(bench.query_cases(with_rule), bench.query_cases(without), strict=True)
+    out = {}
+    for (label, on), (_, off) in pairs:
+        on(), off()  # warm both
+        samples: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(repeat):
+            for rule, fn in ((True, on), (False, off)):
+                t0 = time.perf_counter()
+                fn()
+                samples[rule].append((time.perf_counter() - t0) * 1e3)
+        out[label] = (_p95(samples[True]), _p95(samples[False]))
+    return out
+
+
+def _p95(samples: list[float]) -> float:
+    samples = sorted(samples)
+    return samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
 
 
 def main() -> None:
@@ -81,15 +103,16 @@ def main() -> None:
     repeated = split_copy(Path(args.root), copy, args.days, args.files)
     print(f"{copy}: newest {args.days} days of {', '.join(ONLINE)} as {args.files} files "
           f"a day, plus a retried flush a day ({repeated:,} rows stored twice)")
+    print(f"load average at the start: {os.getloadavg()[0]:.1f}")
     for where in (Path(args.root), copy):
-        on, off = timings(where, args.repeat, True), timings(where, args.repeat, False)
-        worst = max(on, key=lambda k: on[k] / off[k])
+        t = timings(where, args.repeat)
+        worst = max(t, key=lambda k: t[k][0] / t[k][1])
         print(f"\n{where.name}: p95 with the rule / without, per query")
-        for label in on:
-            print(f"  {on[label]:8.1f} / {off[label]:8.1f} ms  {on[label] / off[label]:5.2f}x  "
-                  f"{label}")
-        print(f"worst: {on[worst] / off[worst]:.2f}x ({worst}); slowest with the rule: "
-              f"{max(on.values()):.0f} ms")
+        for label, (on, off) in t.items():
+            print(f"  {on:8.1f} / {off:8.1f} ms  {on / off:5.2f}x  {label}")
+        print(f"worst: {t[worst][0] / t[worst][1]:.2f}x ({worst}); slowest with the rule: "
+              f"{max(on for on, _ in t.values()):.0f} ms; load average now "
+              f"{os.getloadavg()[0]:.1f}")
     shutil.rmtree(copy)
 
 

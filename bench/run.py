@@ -24,6 +24,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -113,9 +114,14 @@ def write_throughput(tmp: Path, n_cases: int = 50_000, n_metrics: int = 40) -> d
 
 
 def query_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]:
+    """Each query of `query_cases`, timed."""
+    con = connect(str(root), read_only=True)
+    return [(name, timed(fn, repeat)) for name, fn in query_cases(con)]
+
+
+def query_cases(con: duckdb.DuckDBPyConnection) -> list[tuple[str, Callable[[], object]]]:
     """The queries each page runs on its default view (the sidebar's default window is every
     day with traffic: here a year), and the ones a click runs (a split, a shorter window)."""
-    con = connect(str(root), read_only=True)
     runs = queries.runs_overview(con)
     dataset = runs["dataset"][0]
     pair = runs["run_id"].head(2).to_list()
@@ -206,7 +212,7 @@ def query_timings(root: Path, repeat: int) -> list[tuple[str, dict[str, float]]]
 
         ]
     cases += dataset_queries(c, dataset, key)
-    return [(name, timed(fn, repeat)) for name, fn in cases]
+    return cases
 
 
 def review_queries(c: Callable[[], object], first: date, last: date
