@@ -25,9 +25,9 @@ answers the same with rollups, without, or with some days rolled up:
   period (an open connection may still read them).
 
 ``--engine duckdb`` (the default) aggregates in process; ``--engine spark`` runs the same
-aggregation on Apache Spark (`evallib.warehouse.rollup_spark`, local mode unless configured) over the
-same Parquet files, for warehouses larger than one machine. Both write through the same
-writer, one atomic file per day or run.
+aggregation on Apache Spark (`evallib.warehouse.rollup_spark`, local mode unless
+configured) over the same Parquet files, for warehouses larger than one machine. Both
+write through the same writer, one atomic file per day or run.
 """
 
 from __future__ import annotations

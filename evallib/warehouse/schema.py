@@ -357,7 +357,8 @@ RUN_METRIC_ROLLUP = Table(
         "one summarised (its footer maps each run to its write_id)",
 )
 # Production traffic per day × release × variant × strata (the trace's, as JSON), so the
-# Online page's health, quality and feedback over months read rollups (evallib.warehouse.online_rollups).
+# Online page's health, quality and feedback over months read rollups
+# (evallib.warehouse.online_rollups).
 _TRAFFIC_GROUP = (
     _c("date", pa.date32(), True),
     _c("release", _S),
