@@ -115,7 +115,8 @@ class PartCache:
         self.settings = config
         self.root = config.directory / "parts"
         self._lock = threading.Lock()
-        self._total: int | None = None  # bytes held, as of the last scan plus what we added
+        self._total: int | None = None  # bytes held (last scan + added) and reserved
+        self._pending = 0  # bytes reserved for fetches in flight
         self._inflight: dict[str, threading.Event] = {}
         self.corrupt = 0  # copies found damaged and deleted (then fetched again)
 
@@ -205,11 +206,10 @@ class PartCache:
             for group in _rounds(mine):
                 kept = [f for f in group if self._reserve(f.size)]
                 for f, data in zip(kept, _download(fs, kept), strict=True):
-                    if isinstance(data, bytes) and self._valid(f, data):
+                    good = isinstance(data, bytes) and self._valid(f, data)
+                    if good:
                         have[f] = _write_atomic(self.path(f), data, stamp=True)
-                    else:
-                        with self._lock:
-                            self._total = (self._total or 0) - f.size
+                    self._settle(f.size, good)
         finally:
             self._release(mine)
         for f in theirs:  # another thread was fetching them
@@ -272,11 +272,19 @@ class PartCache:
             if n > limit:
                 return False
             if self._total is None or self._total + n > limit:
-                self._total = self._evict(limit - n)
+                self._total = self._evict(limit - n - self._pending) + self._pending
             if self._total + n > limit:
                 return False
             self._total += n
+            self._pending += n
             return True
+
+    def _settle(self, n: int, written: bool) -> None:
+        """A reserved fetch is over: on disk now, or not at all."""
+        with self._lock:
+            self._pending -= n
+            if not written and self._total is not None:
+                self._total -= n
 
     def _evict(self, target: int) -> int:
         """Delete the least recently used entries until at most ``target`` bytes are held

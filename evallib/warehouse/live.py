@@ -19,7 +19,6 @@ from collections import OrderedDict
 
 import duckdb
 
-from .catalog import Part
 from .db import open_snapshot, read_paths
 from .snapshot import Snapshot, snapshot
 from .store import Store
@@ -40,7 +39,7 @@ class Live:
         self.every = every
         self._lock = threading.Lock()  # one renewal at a time
         self._snap: Snapshot | None = None
-        self._cons: OrderedDict[str, tuple[dict[Part, str], duckdb.DuckDBPyConnection]] = \
+        self._cons: OrderedDict[str, tuple[frozenset[str], duckdb.DuckDBPyConnection]] = \
             OrderedDict()
         self._stop = threading.Event()
         self._started = False
@@ -64,9 +63,10 @@ class Live:
         with self._lock:
             snap = snapshot(self.store, self._snap, full=full)
             paths = read_paths(snap)  # marks the copies used: safe from eviction
+            read = frozenset(paths.values())
             kept = self._cons.get(snap.key)
-            if kept is None or kept[0] != paths:
-                self._cons[snap.key] = (paths, open_snapshot(snap, paths, read_only=True))
+            if kept is None or kept[0] != read:
+                self._cons[snap.key] = (read, open_snapshot(snap, paths, read_only=True))
             self._cons.move_to_end(snap.key)
             while len(self._cons) > KEEP:
                 self._cons.popitem(last=False)
