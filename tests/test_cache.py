@@ -73,7 +73,7 @@ def test_cold_and_warm_cache_answer_like_local_disk(remote: str, demo_root: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     local = connect(demo_root)
     monkeypatch.setattr(catalog, "WHOLE", 0)  # nothing fetched whole up front: DuckDB reads
-    with connect(remote) as cold:  # …through the cache, fetching each file it opens
+    with connect(remote, read_only=True) as cold:  # …through the cache, fetching each file
         paths = read_paths(snapshot(remote))
         assert any(p.startswith("evallib-cache://") for p in paths.values())
         _same(local, cold)

@@ -111,6 +111,15 @@ def read_paths(snap: Snapshot) -> dict[Part, str]:
     return {p: copies.get(p) or f"{ReadThrough.protocol}://{p.path}" for p in parts}
 
 
+def fetched(store: Store, parts: list[Part]) -> list[str]:
+    """Paths to read these parts at: on an object store their cached copies (fetched now,
+    concurrently), else their URLs (DuckDB then needs ``store.fs`` registered)."""
+    if store.is_local:
+        return [p.url for p in parts]
+    copies = store.cache.fetch(store.fs, parts)
+    return [copies.get(p, p.url) for p in parts]
+
+
 def open_snapshot(snap: Snapshot, paths: dict[Part, str], *, threads: int | None = None,
                   memory_limit: str | None = None, read_only: bool = False
                   ) -> duckdb.DuckDBPyConnection:
