@@ -271,3 +271,13 @@ def test_cache_settings_are_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert settings().directory == tmp_path / "xdg" / "evallib"
     assert PartCache.get(settings()) is PartCache.get(settings())
+
+
+def test_an_unwritable_cache_reads_through(remote: str, demo_root: str,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("EVALLIB_CACHE_DIR", str(blocked))
+    with connect(remote) as con:
+        _same(connect(demo_root), con)

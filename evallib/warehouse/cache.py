@@ -151,7 +151,7 @@ class PartCache:
             p = self.path(f)
             try:
                 st = os.stat(p)
-            except FileNotFoundError:
+            except OSError:  # not held (or no cache directory to hold it)
                 continue
             if st.st_size == f.size and int(st.st_mtime) == STAMP:
                 if touch and now - st.st_atime > 60:
@@ -189,7 +189,8 @@ class PartCache:
         if new:
             old = self.footers(root)
             index = {**(old if len(old) < 200_000 else {}), **new}  # forget the long gone
-            _write_atomic(self._index(root), json.dumps(index).encode(), stamp=False)
+            with contextlib.suppress(OSError):  # not kept: parsed again next time
+                _write_atomic(self._index(root), json.dumps(index).encode(), stamp=False)
 
     def _index(self, root: str) -> str:
         name = hashlib.blake2b(root.encode(), digest_size=8).hexdigest()
@@ -208,7 +209,11 @@ class PartCache:
                 for f, data in zip(kept, _download(fs, kept), strict=True):
                     good = isinstance(data, bytes) and self._valid(f, data)
                     if good:
-                        have[f] = _write_atomic(self.path(f), data, stamp=True)
+                        try:
+                            have[f] = _write_atomic(self.path(f), data, stamp=True)
+                        except OSError as e:  # a full or read-only disk: read through
+                            log.warning("evallib cache: cannot keep %s: %s", f.url, e)
+                            good = False
                     self._settle(f.size, good)
         finally:
             self._release(mine)
