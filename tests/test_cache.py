@@ -22,7 +22,7 @@ from evallib.warehouse import schema as S
 from evallib.warehouse.cache import STAMP, PartCache, parse_size, settings
 from evallib.warehouse.db import read_paths
 from evallib.warehouse.store import Store
-from tests.test_s3 import bucket, s3_endpoint  # noqa: F401  (fixtures)
+from tests.test_s3 import aws, bucket, s3_endpoint  # noqa: F401  (fixtures)
 
 pytest.importorskip("s3fs")
 
@@ -31,14 +31,25 @@ ROW_VIEWS = (*S.TABLES, "online_daily_rollup", "run_metric_rollup", "online_scor
              "scores_unrolled")
 
 
-@pytest.fixture
-def remote(bucket: str, demo_root: str) -> str:  # noqa: F811
-    """The small demo warehouse, copied into the bucket."""
+@pytest.fixture(scope="module")
+def demo_bucket(s3_endpoint: str, demo_root: str) -> str:  # noqa: F811
+    """The small demo warehouse, copied into a bucket once (tests only read it)."""
     import s3fs
 
-    s3fs.S3FileSystem().put(demo_root.rstrip("/") + "/", bucket.removeprefix("s3://") + "/",
-                            recursive=True)
-    return bucket
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in aws(s3_endpoint).items():
+            mp.setenv(name, value)
+        s3fs.S3FileSystem.clear_instance_cache()
+        fs = s3fs.S3FileSystem()
+        fs.mkdir("evals-demo")
+        fs.put(demo_root.rstrip("/") + "/", "evals-demo/team/", recursive=True)
+    return "s3://evals-demo/team"
+
+
+@pytest.fixture
+def remote(bucket: str, demo_bucket: str) -> str:  # noqa: F811
+    """The demo warehouse on S3 (and the test's own empty bucket beside it)."""
+    return demo_bucket
 
 
 def _rows(con) -> dict[str, tuple]:
@@ -87,6 +98,7 @@ def test_cold_and_warm_cache_answer_like_local_disk(remote: str, demo_root: str,
 
 def test_a_new_process_reuses_the_cache(remote: str, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
+    catalog._CACHE.clear()  # as in a new process
     assert main(["runs", "--json", "--warehouse", remote]) == 0
     first = capsys.readouterr().out
     index = Path(os.environ["EVALLIB_CACHE_DIR"], "footers")
@@ -197,20 +209,22 @@ def test_a_damaged_copy_is_noticed_and_fetched_again(remote: str, demo_root: str
     assert copy.read_bytes() == good and int(copy.stat().st_mtime) == STAMP
 
 
-def test_live_snapshot_follows_new_data(remote: str) -> None:
-    live = Live(remote, every=3600)
+def test_live_snapshot_follows_new_data(bucket: str) -> None:  # noqa: F811
+    wh = Warehouse(bucket)
+    now = datetime.now(UTC)
+    wh.record_online([{"trace_id": f"t{d}", "timestamp": now - timedelta(days=d)}
+                      for d in range(10)])
+    wh.record_run({"name": "old", "dataset": "d"}, [{"case_id": "x"}])
+    live = Live(bucket, every=3600)
     con = live.connection()
     key = live.snapshot().key
     assert live.refresh().key == key and live.connection() is con  # nothing new, same one
 
-    now = datetime.now(UTC)
-    Warehouse(remote).record_online([{"trace_id": "fresh", "timestamp": now}],
-                                    [{"trace_id": "fresh", "timestamp": now, "metric": "m",
-                                      "value": 1, "kind": "binary"}])
-    Warehouse(remote).record_run({"name": "new", "dataset": "support-golden",
-                                  "run_id": "new-run"}, [{"case_id": "x"}],
-                                 [{"case_id": "x", "metric": "m", "value": 1,
-                                   "kind": "binary"}])
+    wh.record_online([{"trace_id": "fresh", "timestamp": now}],
+                     [{"trace_id": "fresh", "timestamp": now, "metric": "m", "value": 1,
+                       "kind": "binary"}])
+    wh.record_run({"name": "new", "dataset": "d", "run_id": "new-run"}, [{"case_id": "x"}],
+                  [{"case_id": "x", "metric": "m", "value": 1, "kind": "binary"}])
     snap = live.refresh()
     assert snap.key != key and snap.full_at < snap.taken_at  # incremental
     con = live.connection()
@@ -219,8 +233,8 @@ def test_live_snapshot_follows_new_data(remote: str) -> None:
     assert con.sql("SELECT count(*) FROM scores WHERE run_id = 'new-run'").fetchall() == [(1,)]
 
     old_day = datetime(2020, 1, 1, tzinfo=UTC)  # a backfill of an old day: seen by the
-    Warehouse(remote).record_online([{"trace_id": "old", "timestamp": old_day}])  # next
-    live.refresh()  # (incremental) renewal that lists everything again
+    wh.record_online([{"trace_id": "old", "timestamp": old_day}])  # next renewal that
+    live.refresh()  # (incremental)                                 lists everything again
     assert live.connection().sql("SELECT count(*) FROM online_traces WHERE trace_id = 'old'"
                                  ).fetchall() == [(0,)]
     live.refresh(full=True)
@@ -279,5 +293,6 @@ def test_an_unwritable_cache_reads_through(remote: str, demo_root: str,
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("a file where the cache directory should be")
     monkeypatch.setenv("EVALLIB_CACHE_DIR", str(blocked))
+    catalog._CACHE.clear()
     with connect(remote) as con:
-        _same(connect(demo_root), con)
+        assert _rows(con) == _rows(connect(demo_root))

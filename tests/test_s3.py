@@ -60,12 +60,17 @@ def s3_endpoint():
             proc.wait(timeout=10)
 
 
+def aws(endpoint: str) -> dict[str, str]:
+    """The environment that points boto at the test server."""
+    return {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
+
+
 @pytest.fixture
 def bucket(s3_endpoint, monkeypatch, request):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    """A new bucket for the test, and the environment to reach it."""
+    for name, value in aws(s3_endpoint).items():
+        monkeypatch.setenv(name, value)
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()

@@ -201,7 +201,23 @@ class PartCache:
     def fetch(self, fs: fsspec.AbstractFileSystem, files: list[Remote]) -> dict[Any, str]:
         """Copies of these files, fetching the missing ones concurrently (a large file in
         ranged GETs of ``CHUNK``). Files that fail or do not fit are left out."""
-        have = self.lookup(files)
+        return self._fetch(fs, files)[0]
+
+    def open(self, fs: fsspec.AbstractFileSystem, f: Remote) -> BinaryIO:
+        """The file for reading: its copy (fetched now if missing), or, when it cannot be
+        kept, its bytes read through."""
+        copies, unkept = self._fetch(fs, [f])
+        if f in copies:
+            return open(copies[f], "rb")
+        data = unkept.get(f) or _download(fs, [f])[0]
+        if isinstance(data, BaseException):
+            raise data
+        return io.BytesIO(data)
+
+    def _fetch(self, fs: fsspec.AbstractFileSystem, files: list[Remote]
+               ) -> tuple[dict[Any, str], dict[Any, bytes]]:
+        """`fetch`, and the bytes of files fetched but not kept (the disk refused them)."""
+        have, unkept = self.lookup(files), {}
         mine, theirs = self._claim([f for f in files if f not in have])
         try:
             for group in _rounds(mine):
@@ -213,25 +229,14 @@ class PartCache:
                             have[f] = _write_atomic(self.path(f), data, stamp=True)
                         except OSError as e:  # a full or read-only disk: read through
                             log.warning("evallib cache: cannot keep %s: %s", f.url, e)
-                            good = False
+                            unkept[f], good = data, False
                     self._settle(f.size, good)
         finally:
             self._release(mine)
         for f in theirs:  # another thread was fetching them
             self._inflight_wait(f)
-        have.update(self.lookup([f for f in theirs]))
-        return have
-
-    def open(self, fs: fsspec.AbstractFileSystem, f: Remote) -> BinaryIO:
-        """The file for reading: its copy (fetched now if missing), or, when it does not
-        fit in the cache, its bytes read through."""
-        copy = self.fetch(fs, [f]).get(f)
-        if copy is not None:
-            return open(copy, "rb")
-        data = _download(fs, [f])[0]
-        if isinstance(data, BaseException):
-            raise data
-        return io.BytesIO(data)
+        have.update(self.lookup(theirs))
+        return have, unkept
 
     def _valid(self, f: Remote, data: bytes) -> bool:
         if len(data) != f.size:
