@@ -51,7 +51,7 @@ _MAGIC = b"PAR1"
 @dataclass(frozen=True, eq=False)  # identity: one object per listed file, hashed fast
 class Part:
     path: str  # as the filesystem names it
-    url: str  # as DuckDB reads it
+    url: str  # the object (DuckDB reads a remote one from its copy in the cache)
     size: int
     mtime: float
     partition: str | None  # the hive partition value; None for unpartitioned tables
@@ -84,10 +84,6 @@ class Listing:
     unreadable: list[tuple[Part, str]] = field(default_factory=list)
     replaced: list[tuple[Part, Part]] = field(default_factory=list)  # (old, its replacement)
     footers: dict[Part, Footer] = field(default_factory=dict)
-
-    @property
-    def urls(self) -> list[str]:
-        return [p.url for p in self.parts]
 
     def fingerprints(self) -> dict[str | None, str]:
         """Per partition, which original files its current parts hold: ``<n>-<xor>``.

@@ -10,8 +10,8 @@ and readers:
 3. from then on a listing that holds the new file hides the ones it names; a listing taken
    before still reads the originals. Either way each row is read once;
 4. delete the originals once the new file is ``grace`` seconds old: a connection is a
-   snapshot, and one opened before step 2 may still read them (the dashboard renews its
-   connection every minute). ``grace=0`` deletes them at once.
+   snapshot, and one opened before step 2 may still read them (the dashboard lists every
+   file again every 5 minutes). ``grace=0`` deletes them at once.
 
 Files a writer adds after step 1 are left alone; the next compaction merges them. Run one
 compaction at a time per warehouse (a lock enforces it on local disks; on object stores
