@@ -31,7 +31,7 @@ from .catalog import Listing, Part, assemble, list_tables
 from .store import Store
 
 FULL_EVERY = 300.0  # seconds between full listings of an incrementally renewed snapshot
-RECENT_DAYS = 2  # days before today (UTC) re-listed by an incremental snapshot
+RECENT_DAYS = 1  # days before today (UTC) re-listed by an incremental snapshot
 EVERY_TABLE = (*S.TABLES.values(), *S.ROLLUPS.values())
 
 
