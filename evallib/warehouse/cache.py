@@ -121,10 +121,6 @@ class PartCache:
         self.corrupt = 0  # copies found damaged and deleted (then fetched again)
 
     @classmethod
-    def for_store(cls, store: Store) -> PartCache:
-        return cls.get(settings())
-
-    @classmethod
     def get(cls, config: Settings) -> PartCache:
         with cls._instances_lock:
             if config not in cls._instances:
@@ -334,26 +330,18 @@ def held(store: Store, cache: PartCache) -> dict[str, int]:
     per table; nothing fetched, nothing marked used)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from .catalog import Part
     from .schema import ROLLUPS, TABLES
     from .store import LISTERS
 
     tables = [*TABLES.values(), *ROLLUPS.values()]
     with ThreadPoolExecutor(LISTERS) as pool:
         entries = [e for es in pool.map(store.list_detailed, tables) for e in es]
-    files = [_Listed(e.path, store.url_of(e.path), e.size, e.mtime, e.version)
+    files = [Part(e.path, store.url_of(e.path), e.size, e.mtime, None, e.version)
              for e in entries]
     copies = cache.lookup(files, touch=False)
     return {"files": len(files), "bytes": sum(f.size for f in files), "cached": len(copies),
             "cached_bytes": sum(f.size for f in copies)}
-
-
-@dataclass(frozen=True)
-class _Listed:
-    path: str
-    url: str
-    size: int
-    mtime: float
-    version: str
 
 
 class ReadThrough(fsspec.AbstractFileSystem):
@@ -378,9 +366,6 @@ class ReadThrough(fsspec.AbstractFileSystem):
         out.cache, out.remote = cache, fs
         out.files = {f.path: f for f in files}
         return out
-
-    def url(self, f: Remote) -> str:
-        return f"{self.protocol}://{f.path}"
 
     def _file(self, path: str) -> Remote:
         key = path.split("://", 1)[-1]
@@ -454,11 +439,8 @@ def _write_atomic(path: str, data: bytes, stamp: bool) -> str:
 
 def _touch(path: str, now: float) -> None:
     """Mark a copy used (its access time), keeping the stamp that says it is unmodified."""
-    try:
-        st = os.stat(path)
-        os.utime(path, (now, st.st_mtime))
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        os.utime(path, (now, STAMP))
 
 
 def _scan(root: Path) -> list[tuple[str, int, float]]:

@@ -60,9 +60,9 @@ class Store:
     def cache(self):
         """The local cache of this remote warehouse's part files (None on a local disk)."""
         if self._cache is None and not self.is_local:
-            from .cache import PartCache
+            from .cache import PartCache, settings
 
-            self._cache = PartCache.for_store(self)
+            self._cache = PartCache.get(settings())
         return self._cache
 
     def url(self, *parts: str) -> str:
