@@ -296,3 +296,28 @@ def test_an_unwritable_cache_reads_through(remote: str, demo_root: str,
     catalog._CACHE.clear()
     with connect(remote) as con:
         assert _rows(con) == _rows(connect(demo_root))
+
+
+def test_duckdb_threads_read_one_file_through_the_cache(bucket: str,  # noqa: F811
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of many row groups, read through the cache by four DuckDB threads at once
+    (DuckDB seeks, then reads: each thread needs its own position)."""
+    from evallib.warehouse.validate import to_arrow
+
+    n = 60_000
+    rows = pl.DataFrame({"trace_id": [f"t{i}" for i in range(n)],
+                         "timestamp": [datetime(2026, 11, 1, tzinfo=UTC)] * n,
+                         "metric": ["m"] * n, "value": [float(i % 7) for i in range(n)],
+                         "kind": ["continuous"] * n,
+                         "date": [datetime(2026, 11, 1).date()] * n})
+    table = to_arrow(S.ONLINE_SCORES, rows.to_arrow(), source="test")
+    Store(bucket).write_part(S.ONLINE_SCORES, table.drop(["date"]), "2026-11-01",
+                             row_group_size=2_000)
+    monkeypatch.setattr(catalog, "WHOLE", 0)  # not fetched up front: read through
+    for _ in range(3):
+        for copy in _copies(Store(bucket)):
+            copy.unlink()
+        with connect(bucket, threads=4) as con:
+            assert con.sql("SELECT count(*), sum(value), count(DISTINCT trace_id) FROM "
+                           "online_scores").fetchall() == [(n, float(sum(i % 7 for i in
+                                                                         range(n))), n)]

@@ -204,11 +204,12 @@ class PartCache:
         kept, its bytes read through."""
         copies, unkept = self._fetch(fs, [f])
         if f in copies:
-            return open(copies[f], "rb")
+            with open(copies[f], "rb") as h:
+                return SharedReader(os.dup(h.fileno()), f.size)
         data = unkept.get(f) or _download(fs, [f])[0]
         if isinstance(data, BaseException):
             raise data
-        return io.BytesIO(data)
+        return SharedReader(data, f.size)
 
     def _fetch(self, fs: fsspec.AbstractFileSystem, files: list[Remote]
                ) -> tuple[dict[Any, str], dict[Any, bytes]]:
@@ -385,6 +386,51 @@ class ReadThrough(fsspec.AbstractFileSystem):
             raise PermissionError(f"{path} is read-only")
         assert self.cache is not None and self.remote is not None
         return self.cache.open(self.remote, self._file(path))
+
+
+class SharedReader(io.RawIOBase):
+    """A file several DuckDB threads read at once. DuckDB reads a Python file by seeking
+    and then reading, two calls another thread can come between, so each thread keeps its
+    own position here and reads at it (``os.pread``; or a slice of bytes in memory)."""
+
+    def __init__(self, source: int | bytes, size: int) -> None:
+        super().__init__()
+        self._source, self._size = source, size
+        self._at = threading.local()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return getattr(self._at, "pos", 0)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.tell(), io.SEEK_END: self._size}[whence]
+        self._at.pos = base + offset
+        return self._at.pos
+
+    def read(self, n: int = -1) -> bytes:
+        pos = self.tell()
+        n = self._size - pos if n is None or n < 0 else min(n, max(0, self._size - pos))
+        if isinstance(self._source, bytes):
+            data = self._source[pos:pos + n]
+        else:
+            data = os.pread(self._source, n, pos)
+        self._at.pos = pos + len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed and isinstance(self._source, int):
+            os.close(self._source)
+        super().close()
 
 
 def _download(fs: fsspec.AbstractFileSystem, files: list[Remote]
