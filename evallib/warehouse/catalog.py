@@ -109,13 +109,17 @@ def list_table(store: Store, table: Table, partitions: list[str] | None = None) 
 
 
 def list_tables(store: Store, tables: Iterable[Table],
-                partitions: dict[str, list[str]] | None = None) -> dict[str, Listing]:
-    """`list_table` of each table (of the partitions named for it, if any), listed
-    concurrently on object stores, with every footer read in one batch."""
+                partitions: dict[str, list[str]] | None = None,
+                prefixes: dict[str, list[str]] | None = None) -> dict[str, Listing]:
+    """`list_table` of each table (of the partitions named for it, or those whose value
+    starts with one of its ``prefixes``, if any), listed concurrently on object stores,
+    with every footer read in one batch."""
     tables = list(tables)
-    wanted = partitions or {}
+    wanted, starts = partitions or {}, prefixes or {}
 
     def entries(t: Table) -> list:
+        if t.name in starts:
+            return store.list_prefixed(t, starts[t.name])
         return store.list_detailed(t, wanted.get(t.name))
 
     if store.is_local:

@@ -5,8 +5,9 @@ paginated listing each). `snapshot(root, previous)` re-lists only what can have 
 since ``previous`` and reuses the rest:
 
 - the unpartitioned tables (``runs``, ``approvals``, the rollups …): small, listed whole;
-- the online tables: only the recent days' partitions (today's, the days around it and the
-  newest days already there), where samplers and judges write;
+- the online tables: only the partitions of the recent days' months (today, the days around
+  it and the newest days already there), where samplers and judges write: one listing per
+  month on object stores that list by key prefix;
 - the offline tables: only the partitions of runs with a new ``runs`` row (a new run, or
   one replaced with ``--replace``);
 - everything, every ``FULL_EVERY`` seconds: a backfill of an old day shows up then, and
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -58,19 +60,21 @@ def snapshot(root: str | os.PathLike[str] | Store | None = None,
     if previous is None or full or now - previous.full_at >= FULL_EVERY:
         return _made(store, list_tables(store, EVERY_TABLE), now, now)
     old = previous.listings
-    recent = {t.name: _recent_days(old[t.name]) for t in EVERY_TABLE if t.partition == "date"}
+    months = {t.name: sorted({d[:8] for d in _recent_days(old[t.name])})  # "2026-12-"
+              for t in EVERY_TABLE if t.partition == "date"}
     first = [t for t in EVERY_TABLE if t.name not in S.OFFLINE_DATA]
-    fresh = list_tables(store, first, recent)
+    fresh = list_tables(store, first, prefixes=months)
     new_runs = [p for p in fresh["runs"].footers if p.path not in _paths(old["runs"])]
     runs = sorted(_run_ids(store, new_runs))
     fresh.update(list_tables(store, [S.TABLES[n] for n in S.OFFLINE_DATA],
                              {n: runs for n in S.OFFLINE_DATA}))
     listings = {}
     for t in EVERY_TABLE:
-        if t.name in recent:
-            listings[t.name] = _merged(old[t.name], fresh[t.name], set(recent[t.name]))
+        if t.name in months:
+            listings[t.name] = _merged(old[t.name], fresh[t.name],
+                                       lambda v, m=tuple(months[t.name]): v.startswith(m))
         elif t.name in S.OFFLINE_DATA:
-            listings[t.name] = _merged(old[t.name], fresh[t.name], set(runs))
+            listings[t.name] = _merged(old[t.name], fresh[t.name], set(runs).__contains__)
         else:
             listings[t.name] = fresh[t.name]
     return _made(store, listings, now, previous.full_at)
@@ -84,9 +88,9 @@ def _made(store: Store, listings: dict[str, Listing], taken: float, full: float)
     return Snapshot(store, listings, taken, full, h.hexdigest())
 
 
-def _merged(old: Listing, fresh: Listing, redone: set[str]) -> Listing:
-    """``old`` with the partitions in ``redone`` as listed in ``fresh``."""
-    kept = [p for p in old.footers if p.partition not in redone]
+def _merged(old: Listing, fresh: Listing, redone: Callable[[str], bool]) -> Listing:
+    """``old`` with the partitions ``redone`` says were listed again, as in ``fresh``."""
+    kept = [p for p in old.footers if p.partition is None or not redone(p.partition)]
     parts = sorted([*kept, *fresh.footers], key=lambda p: p.path)
     return assemble(old.table, parts, {**old.footers, **fresh.footers})
 

@@ -7,6 +7,7 @@ atomic (the object appears when the upload completes), so it is written in place
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 import uuid
@@ -150,6 +151,29 @@ class Store:
                             continue
                         out.append(Entry(e.path, st.st_size, st.st_mtime, str(st.st_mtime_ns)))
         return sorted(out)
+
+    def list_prefixed(self, table: Table, prefixes: list[str]) -> list[Entry]:
+        """The part files of a partitioned table whose partition value starts with one of
+        ``prefixes`` (``2026-12-``: a month's days): one listing per prefix where the
+        filesystem lists by key prefix (S3, GCS), else the table's whole listing."""
+        top = self._path(table.name)
+        if self.is_local:
+            if not os.path.isdir(top):
+                return []
+            values = [e.name.split("=", 1)[1] for e in os.scandir(top)
+                      if e.is_dir() and "=" in e.name]
+            return self.list_detailed(table, [v for v in values if v.startswith(tuple(prefixes))])
+        if "prefix" not in inspect.signature(self.fs.find).parameters:
+            return [e for e in self.list_detailed(table)
+                    if e.path[len(top) + 1:].split("=", 1)[-1].startswith(tuple(prefixes))]
+
+        def listed(prefix: str) -> dict[str, dict]:
+            return self.fs.find(top, prefix=f"{table.partition}={prefix}", detail=True)
+
+        with ThreadPoolExecutor(LISTERS) as pool:
+            found = {p: i for listing in pool.map(listed, prefixes) for p, i in listing.items()}
+        return sorted(_entry(p, i) for p, i in found.items()
+                      if _is_part(p[len(top) + 1:], table.partition))
 
     def _find(self, directory: str) -> dict[str, dict]:
         """Every object under ``directory``, with its details (one paginated listing)."""
