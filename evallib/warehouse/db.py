@@ -143,14 +143,7 @@ def open_snapshot(snap: Snapshot, paths: dict[Part, str], *, threads: int | None
         offline = table.name == "runs" or table.name in S.OFFLINE_DATA
         con.execute(f"CREATE VIEW {'_all_' if offline else ''}{table.name} AS "
                     f"{_read(files(listings[table.name].parts), table)}")
-    con.execute(
-        "CREATE TABLE runs AS SELECT * EXCLUDE (write_id, committed_at) "
-        # approved: the run's own flag, or a row in the append-only approvals table
-        "REPLACE (approved OR run_id IN (SELECT run_id FROM approvals) AS approved), "
-        "write_id, committed_at "
-        "FROM _all_runs QUALIFY row_number() OVER (PARTITION BY run_id "
-        "ORDER BY committed_at DESC) = 1"
-    )
+    _runs_table(con, tuple(files(listings["runs"].parts) + files(listings["approvals"].parts)))
     committed = {w for (w,) in con.sql("SELECT write_id FROM runs").fetchall()}
     for name in S.OFFLINE_DATA:
         table = S.TABLES[name]
@@ -168,6 +161,28 @@ def open_snapshot(snap: Snapshot, paths: dict[Part, str], *, threads: int | None
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     return con
+
+
+_RUNS: dict[tuple[str, ...], pa.Table] = {}  # the runs table of these files (the last few)
+
+
+def _runs_table(con: duckdb.DuckDBPyConnection, source: tuple[str, ...]) -> None:
+    """The latest committed write of every run, as a table: read from its part files once
+    per process while they stay the same (a dashboard renewing its snapshot for new
+    traffic reads no run again)."""
+    if source not in _RUNS:
+        _RUNS[source] = con.sql(
+            "SELECT * EXCLUDE (write_id, committed_at) "
+            # approved: the run's own flag, or a row in the append-only approvals table
+            "REPLACE (approved OR run_id IN (SELECT run_id FROM approvals) AS approved), "
+            "write_id, committed_at "
+            "FROM _all_runs QUALIFY row_number() OVER (PARTITION BY run_id "
+            "ORDER BY committed_at DESC) = 1").to_arrow_table()
+        while len(_RUNS) > 4:
+            del _RUNS[next(iter(_RUNS))]
+    con.register("_runs_rows", _RUNS[source])
+    con.execute("CREATE TABLE runs AS SELECT * FROM _runs_rows")
+    con.unregister("_runs_rows")
 
 
 def _moment_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
