@@ -384,6 +384,18 @@ def dashboard(root: Path) -> tuple[list[tuple[str, float, float]], float]:
     return [tuple(r) for r in result["pages"]], result["peak_gb"]
 
 
+def object_storage(root: Path) -> list[str]:
+    """bench/s3.py on the default demo and on this warehouse: local disk, S3-cold and
+    S3-warm side by side (moto behind a 30 ms proxy)."""
+    lines = ["## Object storage (S3 at 30 ms a request)", "",
+             "`bench/s3.py` (its docstring says what each figure is).", ""]
+    for extra in ([], ["--root", str(root), "--label", "The bench warehouse (this one)"]):
+        out = subprocess.run([sys.executable, str(HERE / "s3.py"), *extra], check=True,
+                             capture_output=True, text=True).stdout
+        lines += out.splitlines()
+    return lines
+
+
 def _peak_gb() -> float:
     """This process's peak resident memory (VmHWM: ru_maxrss would include the parent's peak
     carried over the fork)."""
@@ -402,6 +414,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--rebuild", action="store_true")
     p.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    p.add_argument("--no-s3", action="store_true",
+                   help="skip bench/s3.py (object storage: the default demo and this warehouse)")
     p.add_argument("--pages-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.pages_only:  # the child process of `dashboard`
@@ -420,6 +434,7 @@ def main() -> None:
     compare = compare_bench.run(args.repeat)
     many = many_runs_bench.run(args.repeat)
     by_hand = baselines.run(root, min(args.repeat, 5))
+    on_s3 = [] if args.no_s3 else object_storage(root)
     shutil.rmtree(HERE / "tmp-flat", ignore_errors=True)
 
     ok = lambda good: "✅" if good else "❌"  # noqa: E731
@@ -468,6 +483,7 @@ def main() -> None:
         f"Peak memory of the dashboard process (every page above, cold then warm: its "
         f"connection, caches and Streamlit): **{rss_gb:.2f} GB** "
         f"(budget ≤ {BUDGET['memory_gb']} GB) {ok(rss_gb <= BUDGET['memory_gb'])}", "",
+        *on_s3,
     ]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))

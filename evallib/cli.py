@@ -208,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="say what would be merged")
     p.add_argument("--json", action="store_true")
 
+    p = command("cache", _cache, "the local cache of an object-storage warehouse's part "
+                "files ($EVALLIB_CACHE_DIR, at most $EVALLIB_CACHE_SIZE): show or empty it")
+    p.add_argument("action", choices=("status", "clear"))
+    p.add_argument("--json", action="store_true")
+
     p = command("rollup", _rollup, "roll up scores per day and per run, and production "
                 "traffic (health, latency, quality, feedback) per day: what is not rolled up "
                 "is read raw, the same answers, slower")
@@ -747,6 +752,41 @@ def _compact(args: argparse.Namespace) -> int:
         print(f"removed {len(report.removed)} merged files; {len(report.kept)} kept until "
               f"their grace ({args.grace:g} s) passes")
     return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from .warehouse.cache import PartCache, held, settings
+    from .warehouse.store import Store
+
+    cache = PartCache.get(settings())
+    if args.action == "clear":
+        gone = cache.clear()
+        print(f"removed {gone.files:,} cached part files ({_bytes(gone.bytes)}) from "
+              f"{gone.directory}")
+        return 0
+    status = cache.status()
+    store = Store(args.warehouse)
+    mine = None if store.is_local else held(store, cache)
+    if args.json:
+        print(json.dumps({**vars(status), "warehouse": store.root,
+                          "warehouse_files": mine}, indent=2))
+        return 0
+    print(f"cache {status.directory}: {status.files:,} part files, {_bytes(status.bytes)} of "
+          f"at most {_bytes(status.max_bytes)}")
+    if mine is None:
+        print(f"{store.root} is on a local disk: read in place, not cached")
+    else:
+        print(f"{store.root}: {mine['cached']:,} of {mine['files']:,} current part files "
+              f"cached ({_bytes(mine['cached_bytes'])} of {_bytes(mine['bytes'])})")
+    return 0
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 def _rollup(args: argparse.Namespace) -> int:

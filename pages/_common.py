@@ -13,12 +13,14 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from evallib import connect, queries, resolve_root, stats
+from evallib import queries, resolve_root, stats
 from evallib.compare import Comparison, compare_runs
 from evallib.export import failing_cases, to_csv
-from evallib.warehouse.db import lost_file, snapshot_key
+from evallib.warehouse import Live
+from evallib.warehouse.db import lost_file
 
-TTL_SECONDS = 60  # new runs and traces show up within a minute (or on "Refresh")
+REFRESH_SECONDS = 30  # the snapshot is renewed this often, in the background
+TTL_SECONDS = 3600  # results are cached per snapshot key: new data gives a new key
 MAX_ENTRIES = 256
 _SUMMARY_COLUMNS = {"kind", "n", "mean", "sd"}
 T = TypeVar("T")
@@ -30,7 +32,7 @@ class Warehouse:
 
     root: str
     present: frozenset[str]
-    snapshot: tuple = ()  # changes when a table gains data or a run is committed
+    snapshot: str = ""  # the snapshot's key: changes when any part file does
 
     @property
     def has_offline(self) -> bool:
@@ -68,38 +70,44 @@ def leave_pages_directory_mode() -> None:
 
 
 def warehouse() -> Warehouse:
-    """Resolved on every rerun: cheap (directory listings), and a warehouse that gains a
-    table or a committed run gets a fresh connection."""
+    """Resolved on every rerun, at no cost: the newest snapshot, which a background thread
+    renews every ``REFRESH_SECONDS`` (re-listing only what can have changed)."""
     root = resolve_root()
-    key = snapshot_key(root)
-    return Warehouse(root, key[0], key)
+    snap = _live(root).snapshot()
+    return Warehouse(root, snap.present, snap.key)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8, ttl=TTL_SECONDS)
-def _connection(root: str, snapshot: tuple) -> duckdb.DuckDBPyConnection:
-    """One read-only (views only) DuckDB connection per warehouse state, shared by sessions;
-    every query runs on its own cursor. A connection is a snapshot of the files listed when
-    it was made: renewed every minute, so new online traffic shows up. Read-only: DuckDB may
-    open those files and nothing else."""
-    return connect(root, read_only=True)
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _live(root: str) -> Live:
+    """The warehouse as the dashboard follows it, shared by sessions: its newest snapshot
+    and read-only connections (DuckDB may open the snapshot's files and nothing else; on
+    object storage, local copies from the cache)."""
+    return Live(root, every=REFRESH_SECONDS)
 
 
-def _read(root: str, snapshot: tuple, read: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+def _connection(root: str, snapshot: str) -> duckdb.DuckDBPyConnection:
+    """The connection over the snapshot ``snapshot`` names (every query runs on its own
+    cursor)."""
+    return _live(root).connection(snapshot)
+
+
+def _read(root: str, snapshot: str, read: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
     """``read`` on a cursor of the snapshot's connection. When a file of the snapshot is gone
-    (`evallib compact` deletes the files it merged), a new snapshot, and ``read`` again."""
-    for attempt in range(2):
+    (`evallib compact` deletes the files it merged), a full new snapshot, and ``read`` again
+    on it."""
+    for attempt in range(3):
         try:
             with _connection(root, snapshot).cursor() as cur:
                 return read(cur)
         except duckdb.IOException as e:
-            if attempt or not lost_file(e):
+            if attempt == 2 or not lost_file(e):
                 raise
-            _connection.clear()
+            snapshot = _live(root).refresh(full=True).key
     raise AssertionError("unreachable")
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=MAX_ENTRIES, show_spinner=False)
-def _query(root: str, snapshot: tuple, name: str, args: tuple[Any, ...]
+def _query(root: str, snapshot: str, name: str, args: tuple[Any, ...]
            ) -> pl.DataFrame:
     df = _read(root, snapshot, lambda cur: getattr(queries, name)(cur, *args))
     if set(df.columns) >= _SUMMARY_COLUMNS:
@@ -108,7 +116,7 @@ def _query(root: str, snapshot: tuple, name: str, args: tuple[Any, ...]
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner="Comparing runs…")
-def _comparison(root: str, snapshot: tuple, candidate: str, baseline: str,
+def _comparison(root: str, snapshot: str, candidate: str, baseline: str,
                 by: tuple[tuple[str, ...], ...], alpha: float,
                 cluster: str | None = None) -> Comparison:
     return _read(root, snapshot, lambda cur: compare_runs(cur, candidate, baseline, by=by,
@@ -123,7 +131,7 @@ def comparison(candidate: str, baseline: str, by: tuple[tuple[str, ...], ...] = 
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner=False)
-def _failures_csv(root: str, snapshot: tuple, run_id: str, baseline: str | None) -> bytes:
+def _failures_csv(root: str, snapshot: str, run_id: str, baseline: str | None) -> bytes:
     return _read(root, snapshot, lambda cur: to_csv(failing_cases(cur, run_id, baseline)))
 
 
@@ -143,7 +151,7 @@ ANALYSES = {"alerts": "evallib.monitor:detect", "canary": "evallib.monitor:compa
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner="Computing…")
-def _analysis(root: str, snapshot: tuple, name: str, args: tuple[Any, ...],
+def _analysis(root: str, snapshot: str, name: str, args: tuple[Any, ...],
               kwargs: tuple[tuple[str, Any], ...]) -> Any:
     import importlib
 
@@ -189,12 +197,10 @@ def sidebar() -> Filters:
                                    help="UTC days of production traffic shown on Trends.")
             start, end = _date_window(picked, first, last)
     if sb.button("Refresh data", icon=":material/refresh:",
-                 help=f"Results are cached for {TTL_SECONDS} s."):
-        _connection.clear()  # a fresh listing of the files
-        _query.clear()
-        _comparison.clear()
-        _failures_csv.clear()
-        _analysis.clear()
+                 help=f"New data shows up within {REFRESH_SECONDS} s; "
+                 "this lists every file again now."):
+        _live(wh.root).refresh(full=True)
+        st.rerun()
     unreadable_warning()  # after Refresh, so it shows the new snapshot
     unrolled_hint()
     filters = Filters(dataset, start, end)

@@ -7,6 +7,14 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+               ) -> None:
+    """The local cache of remote warehouses (`evallib.warehouse.cache`) in a temporary
+    directory, never the user's."""
+    monkeypatch.setenv("EVALLIB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A small but complete demo warehouse: the story the dashboard has to tell."""

@@ -1,8 +1,12 @@
-"""A warehouse on S3 (a moto server on 127.0.0.1): write, read, import, check."""
+"""A warehouse on S3 (a moto server on 127.0.0.1, reached through bench/latency_proxy.py
+adding a few milliseconds a request, so concurrency and round trips are real): write, read,
+import, check."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -25,37 +29,55 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+PROXY = Path(__file__).resolve().parent.parent / "bench" / "latency_proxy.py"
+DELAY = 0.005  # seconds a request: real S3 takes 20-50 ms, the bench measures that
+
+
+def _serving(url: str) -> None:
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    port = _free_port()
+    """moto_server, and the latency proxy in front of it (the endpoint every test uses)."""
+    port, proxied = _free_port(), _free_port()
     moto = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    procs = [subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+             subprocess.Popen([sys.executable, str(PROXY), str(proxied), str(port), str(DELAY)])]
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield url
+        _serving(f"http://127.0.0.1:{port}")
+        _serving(f"http://127.0.0.1:{proxied}")
+        yield f"http://127.0.0.1:{proxied}"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def aws(endpoint: str) -> dict[str, str]:
+    """The environment that points boto at the test server."""
+    return {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
 
 
 @pytest.fixture
 def bucket(s3_endpoint, monkeypatch, request):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    """A new bucket for the test, and the environment to reach it."""
+    for name, value in aws(s3_endpoint).items():
+        monkeypatch.setenv(name, value)
     import s3fs
 
     s3fs.S3FileSystem.clear_instance_cache()
     fs = s3fs.S3FileSystem()
-    name = f"evals-{request.node.name.replace('_', '-')[:40]}"
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    unique = hashlib.blake2b(request.node.nodeid.encode(), digest_size=3).hexdigest()
+    name = f"evals-{slug}-{unique}"
     fs.mkdir(name)
     return f"s3://{name}/team"
 

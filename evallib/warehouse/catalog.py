@@ -12,37 +12,50 @@ disagree while writers add files). Of the files listed, a reader skips:
   DuckDB would fail every query over them. They are reported, and `evallib check`
   quarantines them.
 
-Footers are read once per file and process, keyed by (path, size, mtime): part files are
-never rewritten in place, so a known file needs one stat, not one read, per connection.
+Footers are read once per file and process, keyed by (path, size, version): part files are
+never rewritten in place, so a known file needs no read per connection. On object stores the
+tables are listed concurrently (one paginated listing each) and the footers fetched in one
+concurrent batch, through the local cache (`evallib.warehouse.cache`): small files come
+whole, and what each footer says is kept in the cache's index, so a later process fetches
+and parses none of them again.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import Table
-from .store import Store
+from .schema import ROLLUPS, Table
+from .store import LISTERS, Store
 
 REPLACES = "evallib.replaces"  # footer key: JSON list of the file names (same directory)
 COVERS = "evallib.covers"  # footer key: "<files>:<xor hex>" of the original files merged
 SOURCE = "evallib.source"  # footer key of a rollup: the fingerprint of what it summarises
 _TAIL = 64 * 1024  # one read gets the footer of any part file we write
+_REMOTE_TAIL = 16 * 1024  # … of most of them: a request costs the same, the bytes do not
+WHOLE = 256 * 1024  # an object store's files up to this size are fetched whole at once
+# … and these tables' files whatever their size: read by every connection (runs, approvals)
+# or by most pages (the rollups, one file each)
+WARM = {"runs", "approvals", *ROLLUPS}
 _MAGIC = b"PAR1"
 
 
 @dataclass(frozen=True, eq=False)  # identity: one object per listed file, hashed fast
 class Part:
     path: str  # as the filesystem names it
-    url: str  # as DuckDB reads it
+    url: str  # the object (DuckDB reads a remote one from its copy in the cache)
     size: int
     mtime: float
     partition: str | None  # the hive partition value; None for unpartitioned tables
+    version: str = ""  # changes whenever the file does (ETag on object stores)
 
     @property
     def name(self) -> str:
@@ -72,10 +85,6 @@ class Listing:
     replaced: list[tuple[Part, Part]] = field(default_factory=list)  # (old, its replacement)
     footers: dict[Part, Footer] = field(default_factory=dict)
 
-    @property
-    def urls(self) -> list[str]:
-        return [p.url for p in self.parts]
-
     def fingerprints(self) -> dict[str | None, str]:
         """Per partition, which original files its current parts hold: ``<n>-<xor>``.
         Adding a file changes it; compacting does not (the merged file carries the count
@@ -95,10 +104,39 @@ def leaf_hash(name: str) -> int:
 def list_table(store: Store, table: Table, partitions: list[str] | None = None) -> Listing:
     """The table's current parts (of these partitions only, if given), its unreadable files
     and the files compaction replaced."""
-    parts = [Part(path, store.url_of(path), size, mtime, _partition_value(path, table))
-             for path, size, mtime in store.list_detailed(table, partitions)]
-    footers = read_footers(store, table, parts)
-    listing = Listing(table, footers=footers)
+    return list_tables(store, [table], None if partitions is None else
+                       {table.name: partitions})[table.name]
+
+
+def list_tables(store: Store, tables: Iterable[Table],
+                partitions: dict[str, list[str]] | None = None,
+                prefixes: dict[str, list[str]] | None = None) -> dict[str, Listing]:
+    """`list_table` of each table (of the partitions named for it, or those whose value
+    starts with one of its ``prefixes``, if any), listed concurrently on object stores,
+    with every footer read in one batch."""
+    tables = list(tables)
+    wanted, starts = partitions or {}, prefixes or {}
+
+    def entries(t: Table) -> list:
+        if t.name in starts:
+            return store.list_prefixed(t, starts[t.name])
+        return store.list_detailed(t, wanted.get(t.name))
+
+    if store.is_local:
+        listed = [entries(t) for t in tables]
+    else:
+        with ThreadPoolExecutor(LISTERS) as pool:
+            listed = list(pool.map(entries, tables))
+    parts = {t.name: [Part(e.path, store.url_of(e.path), e.size, e.mtime,
+                           _partition_value(e.path, t), e.version) for e in es]
+             for t, es in zip(tables, listed, strict=True)}
+    footers = read_footers(store, [(t, p) for t in tables for p in parts[t.name]])
+    return {t.name: assemble(t, parts[t.name], footers) for t in tables}
+
+
+def assemble(table: Table, parts: list[Part], footers: dict[Part, Footer]) -> Listing:
+    """Sort listed parts into current, unreadable and replaced by their footers."""
+    listing = Listing(table, footers={p: footers[p] for p in parts})
     by_dir: dict[str, dict[str, Part]] = {}
     for p in parts:
         by_dir.setdefault(p.directory, {})[p.name] = p
@@ -118,27 +156,80 @@ def list_table(store: Store, table: Table, partitions: list[str] | None = None) 
     return listing
 
 
-_CACHE: dict[tuple[str, int, float, str], Footer] = {}
+_CACHE: dict[tuple[str, int, str, str], Footer] = {}
 _LOCK = threading.Lock()
 
 
-def read_footers(store: Store, table: Table, parts: list[Part]) -> dict[Part, Footer]:
-    """Each part's footer, checked against the table's columns (cached, see the module doc)."""
-    key = {p: (p.url, p.size, p.mtime, table.name) for p in parts}
+def read_footers(store: Store, parts: list[tuple[Table, Part]]) -> dict[Part, Footer]:
+    """Each part's footer, checked against its table's columns (cached, see the module
+    doc)."""
+    key = {p: (p.url, p.size, p.version, t.name) for t, p in parts}
+    table = {p: t for t, p in parts}
     with _LOCK:
         known = {p: _CACHE[k] for p, k in key.items() if k in _CACHE}
-    new = [p for p in parts if p not in known]
-    tails = store.read_tails([(p.path, p.size) for p in new], _TAIL)
-    for p, tail in zip(new, tails, strict=True):
-        footer = _parse(tail, p.size, table)
-        if isinstance(footer, int):  # a footer larger than the tail read: read it whole
-            footer = _parse(store.read_tails([(p.path, p.size)], footer)[0], p.size, table)
+    new = [p for _, p in parts if p not in known]
+    index = {} if store.is_local or not new else store.cache.footers(store.root)
+    for p in new:
+        held = index.get(_index_key(table[p], p))
+        if held is not None:
+            known[p] = Footer(None, held["num_rows"], tuple(held["replaces"]),
+                              tuple(held["covers"]) if held["covers"] else None,
+                              held["source"])
+    new = [p for p in new if p not in known]
+    if store.is_local:
+        tails = dict(zip(new, store.read_tails([(p.path, p.size) for p in new], _TAIL),
+                         strict=True))
+    else:
+        tails = _remote_tails(store, new, {p for p in new if table[p].name in WARM})
+    parsed = {p: _parse(tails[p], p.size, table[p]) for p in new}
+    longer = [p for p in new if isinstance(parsed[p], int)]  # footers larger than the tail
+    for p, tail in zip(longer, store.read_tails([(p.path, p.size) for p in longer],
+                                                max(map(parsed.get, longer), default=0)),
+                       strict=True):
+        parsed[p] = _parse(tail, p.size, table[p])
+    for p in new:
+        footer = parsed[p]
         known[p] = footer if isinstance(footer, Footer) else Footer("footer unreadable")
+    if not store.is_local:
+        store.cache.add_footers(store.root, {_index_key(table[p], p): asdict(known[p])
+                                             for p in new if not known[p].error})
     with _LOCK:
         if len(_CACHE) > 1_000_000:
             _CACHE.clear()
         _CACHE.update({key[p]: known[p] for p in new})
     return known
+
+
+def _index_key(table: Table, p: Part) -> str:
+    """A footer's key in the cache's index: the file, and the table's columns it was
+    checked against (another evallib version may expect others)."""
+    return f"{p.url}|{p.size}|{p.version}|{table.name}:{_columns_hash(table)}"
+
+
+@functools.cache
+def _columns_hash(table: Table) -> str:
+    return hashlib.blake2b(str(table.schema).encode(), digest_size=6).hexdigest()
+
+
+def _remote_tails(store: Store, parts: list[Part], whole: set[Part]
+                  ) -> dict[Part, bytes | Exception]:
+    """Last bytes of each remote part: from its copy, else fetched concurrently: small
+    files and those in ``whole`` into the cache, the tails of the others."""
+    cache = store.cache
+    out: dict[Part, bytes | Exception] = {}
+    for p in parts:
+        held = cache.tail(p, _TAIL)  # a copy is local: read enough for any footer
+        if held is not None:
+            out[p] = held
+    wanted = [p for p in parts if p not in out and (p.size <= WHOLE or p in whole)]
+    for p, copy in cache.fetch(store.fs, wanted).items():
+        with open(copy, "rb") as h:
+            h.seek(max(0, p.size - _TAIL))
+            out[p] = h.read()
+    rest = [p for p in parts if p not in out]
+    out.update(zip(rest, store.read_tails([(p.path, p.size) for p in rest], _REMOTE_TAIL),
+                   strict=True))
+    return out
 
 
 def _parse(tail: bytes | Exception, size: int, table: Table) -> Footer | int:

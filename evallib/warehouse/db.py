@@ -1,15 +1,17 @@
 """`connect()`: an embedded DuckDB connection with one view per warehouse table.
 
-The connection is in-memory and holds only views over the part files listed when it was
-made (see `evallib.warehouse.catalog`); nothing in evallib writes through it. A table with no files
-yet gets an empty view of the right types, so every query works on a new or partial
-warehouse.
+The connection is in-memory and holds only views over the part files of one snapshot
+(`evallib.warehouse.snapshot`, `evallib.warehouse.catalog`); nothing in evallib writes
+through it. A table with no files yet gets an empty view of the right types, so every query
+works on a new or partial warehouse. On an object store DuckDB reads local copies of the
+files (`evallib.warehouse.cache`): those the cache holds directly, the others through it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import duckdb
@@ -18,8 +20,10 @@ import pyarrow as pa
 from . import keys
 from . import online_rollups as traffic
 from . import schema as S
-from .catalog import MOMENT_COLUMNS, MOMENTS, Current, Listing, current, list_table, write_id
-from .store import Store
+from .cache import ReadThrough
+from .catalog import MOMENT_COLUMNS, MOMENTS, WARM, Current, Listing, Part, current, write_id
+from .snapshot import Snapshot, snapshot
+from .store import LISTERS, Store
 
 _DUCK_TYPES = {
     "string": "VARCHAR",
@@ -32,6 +36,9 @@ _DUCK_TYPES = {
     "list<item: string>": "VARCHAR[]",
     "list<item: int64>": "BIGINT[]",
 }
+
+
+Files = Callable[[list[Part]], list[str]]  # parts → the paths DuckDB reads them at
 
 
 def duck_type(t: pa.DataType) -> str:
@@ -62,9 +69,9 @@ def _read(paths: str | list[str], table: S.Table, *, raw: bool = False) -> str:
     if isinstance(paths, str) or raw or not keys.is_keyed(table):
         files = _sql_str(paths) if isinstance(paths, str) else _sql_list(paths)
         return f"SELECT * FROM read_parquet({files}, {opts})"
-    by_dir: dict[str, list[str]] = {}
-    for p in paths:
-        by_dir.setdefault(p.rsplit("/", 1)[0], []).append(p)
+    by_dir: dict[str, list[str]] = {}  # by partition: a remote warehouse's files may be
+    for p in paths:  # read from the cache and through it, in two trees
+        by_dir.setdefault(p.rsplit("/", 2)[-2], []).append(p)
     single = [ps[0] for ps in by_dir.values() if len(ps) == 1]
     # several files: listed oldest first (names start with the writer's clock), the newest wins
     several = [p for d in sorted(by_dir) if len(by_dir[d]) > 1
@@ -86,17 +93,12 @@ def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
 
 
-def _write_id(path: str) -> str:
-    """``part-<stamp>-<write_id>.parquet`` → write_id."""
-    return path.rsplit("/", 1)[-1].rsplit("-", 1)[-1].removesuffix(".parquet")
-
-
-def connect(root: str | os.PathLike[str] | Store | None = None, *,
+def connect(root: str | os.PathLike[str] | Store | Snapshot | None = None, *,
             threads: int | None = None, memory_limit: str | None = None,
             read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Views over the warehouse as of this call (a snapshot: every table is listed once
-    here, so all queries on the connection agree; data written later shows up in a new
-    connection):
+    """Views over the warehouse as of this call, or as of ``root`` when it is a `Snapshot`
+    (every table is listed once, so all queries on the connection agree; data written later
+    shows up in a new connection):
 
     - ``runs``: the latest committed write of every run; ``approved`` is the run's flag or
       a row in ``approvals``;
@@ -118,7 +120,38 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
     else (no COPY TO, ATTACH, INSTALL, read_csv of another file), and its configuration is
     locked so no statement can undo that.
     """
-    store = root if isinstance(root, Store) else Store(root)
+    snap = root if isinstance(root, Snapshot) else snapshot(root)
+    return open_snapshot(snap, read_paths(snap), threads=threads, memory_limit=memory_limit,
+                         read_only=read_only)
+
+
+def read_paths(snap: Snapshot) -> dict[Part, str]:
+    """Where DuckDB reads each current part of the snapshot: the file itself on a local
+    disk; on an object store its cached copy (the small tables every connection reads and
+    the rollups are fetched now if missing), else through the cache."""
+    parts = {p: name for name, listing in snap.listings.items() for p in listing.parts}
+    store = snap.store
+    if store.is_local:
+        return {p: p.url for p in parts}
+    copies = store.cache.lookup(parts)
+    copies.update(store.cache.fetch(store.fs, [p for p, name in parts.items()
+                                               if name in WARM and p not in copies]))
+    return {p: copies.get(p) or f"{ReadThrough.protocol}://{p.path}" for p in parts}
+
+
+def fetched(store: Store, parts: list[Part]) -> list[str]:
+    """Paths to read these parts at: on an object store their cached copies (fetched now,
+    concurrently), else their URLs (DuckDB then needs ``store.fs`` registered)."""
+    if store.is_local:
+        return [p.url for p in parts]
+    copies = store.cache.fetch(store.fs, parts)
+    return [copies.get(p, p.url) for p in parts]
+
+
+def open_snapshot(snap: Snapshot, paths: dict[Part, str], *, threads: int | None = None,
+                  memory_limit: str | None = None, read_only: bool = False
+                  ) -> duckdb.DuckDBPyConnection:
+    """`connect()` over a snapshot whose parts DuckDB reads at ``paths``."""
     config: dict[str, str | int] = {}
     if threads:
         config["threads"] = threads
@@ -126,60 +159,78 @@ def connect(root: str | os.PathLike[str] | Store | None = None, *,
         config["memory_limit"] = memory_limit
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET TimeZone = 'UTC'")
-    if not store.is_local:
-        con.register_filesystem(store.fs)
-    listings = {t.name: list_table(store, t) for t in S.TABLES.values()}
+    through = [p for p, path in paths.items() if path.startswith(ReadThrough.protocol)]
+    if through:
+        con.register_filesystem(ReadThrough.over(snap.store.cache, snap.store.fs, through))
+    listings = snap.listings
+
+    def files(parts: list[Part]) -> list[str]:
+        return [paths[p] for p in parts]
+
     for table in S.TABLES.values():
         offline = table.name == "runs" or table.name in S.OFFLINE_DATA
         con.execute(f"CREATE VIEW {'_all_' if offline else ''}{table.name} AS "
-                    f"{_read(listings[table.name].urls, table)}")
-    con.execute(
-        "CREATE TABLE runs AS SELECT * EXCLUDE (write_id, committed_at) "
-        # approved: the run's own flag, or a row in the append-only approvals table
-        "REPLACE (approved OR run_id IN (SELECT run_id FROM approvals) AS approved), "
-        "write_id, committed_at "
-        "FROM _all_runs QUALIFY row_number() OVER (PARTITION BY run_id "
-        "ORDER BY committed_at DESC) = 1"
-    )
+                    f"{_read(files(listings[table.name].parts), table)}")
+    _runs_table(con, tuple(files(listings["runs"].parts) + files(listings["approvals"].parts)))
     committed = {w for (w,) in con.sql("SELECT write_id FROM runs").fetchall()}
     for name in S.OFFLINE_DATA:
         table = S.TABLES[name]
-        files = [p for p in listings[name].urls if _write_id(p) in committed]
+        parts = [p for p in listings[name].parts if write_id(p) in committed]
         con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (write_id) FROM "
-                    f"({_read(files, table)})")
+                    f"({_read(files(parts), table)})")
     writes = dict(con.sql("SELECT run_id, write_id FROM runs").fetchall())
-    rollups, raw = _moment_views(con, store, listings, writes)
-    raw.update(_traffic_views(con, listings, rollups))
+    raw = _moment_views(con, listings, writes, files)
+    raw.update(_traffic_views(con, listings, files))
     _unrolled_table(con, raw)
-    _unreadable_table(con, {**listings, **rollups})
+    _unreadable_table(con, listings)
     if read_only:
-        readable = sorted({u for listing in (*listings.values(), *rollups.values())
-                           for u in listing.urls})
+        readable = sorted(set(paths.values()))
         con.execute(f"SET allowed_paths = [{', '.join(map(_sql_str, readable))}]")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     return con
 
 
-def _moment_views(con: duckdb.DuckDBPyConnection, store: Store, listings: dict[str, Listing],
-                  writes: dict[str, str]) -> tuple[dict[str, Listing], dict[str, set[str]]]:
+_RUNS: dict[tuple[str, ...], pa.Table] = {}  # the runs table of these files (the last few)
+
+
+def _runs_table(con: duckdb.DuckDBPyConnection, source: tuple[str, ...]) -> None:
+    """The latest committed write of every run, as a table: read from its part files once
+    per process while they stay the same (a dashboard renewing its snapshot for new
+    traffic reads no run again)."""
+    if source not in _RUNS:
+        _RUNS[source] = con.sql(
+            "SELECT * EXCLUDE (write_id, committed_at) "
+            # approved: the run's own flag, or a row in the append-only approvals table
+            "REPLACE (approved OR run_id IN (SELECT run_id FROM approvals) AS approved), "
+            "write_id, committed_at "
+            "FROM _all_runs QUALIFY row_number() OVER (PARTITION BY run_id "
+            "ORDER BY committed_at DESC) = 1").to_arrow_table()
+        while len(_RUNS) > 4:
+            del _RUNS[next(iter(_RUNS))]
+    con.register("_runs_rows", _RUNS[source])
+    con.execute("CREATE TABLE runs AS SELECT * FROM _runs_rows")
+    con.unregister("_runs_rows")
+
+
+def _moment_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
+                  writes: dict[str, str], files: Files) -> dict[str, set[str]]:
     """Score moments: the fresh rows of the current rollups, plus the raw rows of the days
-    and runs they miss (see `evallib.warehouse.rollup`). Returns the rollups' listings and, per
-    rollup, the days (runs) read raw."""
-    rollups = {t.name: list_table(store, t) for t in S.ROLLUPS.values()}
-    daily = current(rollups["online_daily_rollup"], listings["online_scores"].fingerprints())
-    per_run = current(rollups["run_metric_rollup"], writes)
+    and runs they miss (see `evallib.warehouse.rollup`). Returns, per rollup, the days
+    (runs) read raw."""
+    daily = current(listings["online_daily_rollup"], listings["online_scores"].fingerprints())
+    per_run = current(listings["run_metric_rollup"], writes)
     raw_online = [p for p in listings["online_scores"].parts if p.partition not in daily.fresh]
     raw_runs = [p for p in listings["scores"].parts
                 if p.partition not in per_run.fresh and writes.get(p.partition) == write_id(p)]
     con.execute(f"CREATE VIEW online_daily_rollup AS "
-                f"{_fresh_rows(daily, S.ONLINE_DAILY_ROLLUP, 'date')}")
+                f"{_fresh_rows(daily, S.ONLINE_DAILY_ROLLUP, 'date', files)}")
     con.execute(f"CREATE VIEW run_metric_rollup AS "
-                f"{_fresh_rows(per_run, S.RUN_METRIC_ROLLUP, 'run_id')}")
+                f"{_fresh_rows(per_run, S.RUN_METRIC_ROLLUP, 'run_id', files)}")
     con.execute(f"CREATE VIEW online_scores_unrolled AS "
-                f"{_read([p.url for p in raw_online], S.ONLINE_SCORES)}")
+                f"{_read(files(raw_online), S.ONLINE_SCORES)}")
     con.execute(f"CREATE VIEW scores_unrolled AS SELECT * EXCLUDE (write_id) FROM "
-                f"({_read([p.url for p in raw_runs], S.SCORES)})")
+                f"({_read(files(raw_runs), S.SCORES)})")
     columns = ", ".join(MOMENT_COLUMNS)
     pooled = ", ".join(["any_value(kind) AS kind", *(f"sum({c})::BIGINT AS {c}" for c in
                                                      ("n_rows", "n")),
@@ -197,24 +248,24 @@ def _moment_views(con: duckdb.DuckDBPyConnection, store: Store, listings: dict[s
         con.execute(f"CREATE VIEW {coarse} AS SELECT {key}, metric, {pooled} FROM {rolled} "
                     f"GROUP BY {key}, metric UNION ALL SELECT {key}, metric, {MOMENTS} "
                     f"FROM {raw} GROUP BY {key}, metric")
-    return rollups, {"online_daily_rollup": {p.partition for p in raw_online if p.partition},
-                     "run_metric_rollup": {p.partition for p in raw_runs if p.partition}}
+    return {"online_daily_rollup": {p.partition for p in raw_online if p.partition},
+            "run_metric_rollup": {p.partition for p in raw_runs if p.partition}}
 
 
 def _traffic_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
-                   rollups: dict[str, Listing]) -> dict[str, set[str]]:
+                   files: Files) -> dict[str, set[str]]:
     """Per traffic rollup (`evallib.warehouse.online_rollups`): its fresh days, plus the same
     aggregate over the raw rows of the days it misses (returned, per rollup)."""
     missed = {}
     for spec in traffic.SPECS:
-        cur = current(rollups[spec.table.name], traffic.fingerprints(spec, listings))
+        cur = current(listings[spec.table.name], traffic.fingerprints(spec, listings))
         raw = [p for p in listings[spec.source.name].parts if p.partition not in cur.fresh]
         days = {p.partition for p in raw if p.partition}
-        joined = {name: f"({_read([p.url for p in parts], spec.joins[name])})"
+        joined = {name: f"({_read(files(parts), spec.joins[name])})"
                   for name, parts in traffic.joined_parts(spec, listings, days).items()}
-        aggregate = spec.sql("duckdb", f"({_read([p.url for p in raw], spec.source)})", joined)
+        aggregate = spec.sql("duckdb", f"({_read(files(raw), spec.source)})", joined)
         con.execute(f"CREATE VIEW {spec.view} AS "
-                    f"SELECT * FROM ({_fresh_rows(cur, spec.table, 'date')}) "
+                    f"SELECT * FROM ({_fresh_rows(cur, spec.table, 'date', files)}) "
                     f"UNION ALL BY NAME SELECT * FROM ({aggregate})")
         missed[spec.table.name] = days
     return missed
@@ -228,9 +279,9 @@ def _unrolled_table(con: duckdb.DuckDBPyConnection, raw: dict[str, set[str]]) ->
         con.executemany("INSERT INTO unrolled VALUES (?, ?)", rows)
 
 
-def _fresh_rows(cur: Current, table: S.Table, key: str) -> str:
+def _fresh_rows(cur: Current, table: S.Table, key: str, files: Files) -> str:
     """The current rollup file's rows, but those of days (runs) gone stale."""
-    rows = _read([cur.part.url] if cur.part else [], table)
+    rows = _read(files([cur.part] if cur.part else []), table)
     if not cur.stale:
         return rows
     cast = "DATE" if key == "date" else "VARCHAR"
@@ -270,16 +321,10 @@ def retrying(read: Callable[[], T], attempts: int = 10) -> T:
     raise AssertionError("unreachable")
 
 
-def snapshot_key(root: str | os.PathLike[str] | Store | None = None) -> tuple:
-    """Changes when a table gains data, a run is committed or approved: a cheap key for
-    caching a connection (directory listings of ``runs/`` and ``approvals/``)."""
-    store = root if isinstance(root, Store) else Store(root)
-    runs = store.list_parts(S.RUNS)
-    approvals = store.list_parts(S.APPROVALS)
-    return (tables_present(store), len(runs), runs[-1] if runs else "", len(approvals))
-
-
 def tables_present(root: str | os.PathLike[str] | Store | None = None) -> frozenset[str]:
-    """Which tables have data: a cheap key for caching a connection."""
+    """Which tables have data (one listing per table, concurrently on object stores)."""
     store = root if isinstance(root, Store) else Store(root)
-    return frozenset(t.name for t in S.TABLES.values() if store.has_files(t))
+    tables = list(S.TABLES.values())
+    with ThreadPoolExecutor(1 if store.is_local else LISTERS) as pool:
+        found = list(pool.map(store.has_files, tables))
+    return frozenset(t.name for t, yes in zip(tables, found, strict=True) if yes)

@@ -27,7 +27,7 @@ from . import keys
 from . import schema as S
 from .catalog import Listing, list_table
 from .compact import remove_replaced
-from .db import _read
+from .db import _read, fetched
 from .store import TMP_PREFIX, TMP_SUFFIX, Store
 
 QUARANTINE = "_quarantine"
@@ -104,7 +104,7 @@ def duplicate_keys(store: Store, listing: Listing) -> Duplicates | None:
     table = listing.table
     if len(listing.parts) < 2:
         return None
-    rows = _read(listing.urls, table, raw=True)
+    rows = _read(fetched(store, listing.parts), table, raw=True)  # on S3: cached copies
     if table.name == "feedback":
         rows = (f"SELECT * REPLACE (coalesce(event_id, {keys.DERIVED_EVENT_ID}) AS event_id) "
                 f"FROM ({rows})")

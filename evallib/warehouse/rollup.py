@@ -25,9 +25,9 @@ answers the same with rollups, without, or with some days rolled up:
   period (an open connection may still read them).
 
 ``--engine duckdb`` (the default) aggregates in process; ``--engine spark`` runs the same
-aggregation on Apache Spark (`evallib.warehouse.rollup_spark`, local mode unless configured)
-over the same Parquet files, for warehouses larger than one machine. Both write through the same
-writer, one atomic file per day or run.
+aggregation on Apache Spark (`evallib.warehouse.rollup_spark`, local mode unless
+configured) over the same Parquet files, for warehouses larger than one machine. Both
+write through the same writer, one atomic file per day or run.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ from .catalog import (
     list_table,
     write_id,
 )
-from .db import _read, connect
+from .db import _read, connect, fetched
+from .snapshot import snapshot
 from .store import Store
 
 ENGINES = ("duckdb", "spark")
@@ -92,12 +93,13 @@ class RollupReport:
 def plan(store: Store, since: date | None = None) -> Plan:
     """Days (from ``since``) and runs (started from ``since``) without a fresh rollup."""
 
-    listings = {t.name: list_table(store, t)
+    snap = snapshot(store)  # every table listed once
+    listings = {t.name: snap.listings[t.name]
                 for t in (S.ONLINE_SCORES, S.ONLINE_TRACES, S.FEEDBACK, S.ONLINE_RETRIEVALS,
                           S.HUMAN_LABELS)}
     online = listings[S.ONLINE_SCORES.name]
     fingerprints = online.fingerprints()
-    out = Plan(daily=current(list_table(store, S.ONLINE_DAILY_ROLLUP), fingerprints),
+    out = Plan(daily=current(snap.listings[S.ONLINE_DAILY_ROLLUP.name], fingerprints),
                listings=listings)
     for p in online.parts:
         day = p.partition
@@ -105,20 +107,20 @@ def plan(store: Store, since: date | None = None) -> Plan:
             out.days.setdefault(day, (fingerprints[day], []))[1].append(p)
     for spec in traffic.SPECS:
         fps = traffic.fingerprints(spec, listings)
-        cur, todo = current(list_table(store, spec.table), fps), {}
+        cur, todo = current(snap.listings[spec.table.name], fps), {}
         for p in listings[spec.source.name].parts:
             day = p.partition
             if day and day not in cur.fresh and (since is None or day >= since.isoformat()):
                 todo.setdefault(day, (fps[day], []))[1].append(p)
         out.traffic[spec.table.name] = (cur, todo)
 
-    with connect(store) as con:  # the committed write of each run, as readers see it
+    with connect(snap) as con:  # the committed write of each run, as readers see it
         runs = con.sql("SELECT run_id, write_id, started_at FROM runs").pl()
     writes = dict(zip(runs["run_id"], runs["write_id"], strict=True))
     wanted = set(runs["run_id"]) if since is None else \
         set(runs.filter(pl.col("started_at").dt.date() >= since)["run_id"])
-    out.per_run = current(list_table(store, S.RUN_METRIC_ROLLUP), writes)
-    for p in list_table(store, S.SCORES).parts:
+    out.per_run = current(snap.listings[S.RUN_METRIC_ROLLUP.name], writes)
+    for p in snap.listings[S.SCORES.name].parts:
         run = p.partition
         if run in wanted and run not in out.per_run.fresh and write_id(p) == writes[run]:
             out.runs.setdefault(run, (writes[run], []))[1].append(p)
@@ -183,7 +185,7 @@ def aggregate(store: Store, parts: list[Part], table: S.Table) -> pl.DataFrame:
         con.execute("SET TimeZone = 'UTC'")
         if not store.is_local:
             con.register_filesystem(store.fs)
-        con.execute(f"CREATE VIEW src AS {_read([p.url for p in parts], table)}")
+        con.execute(f"CREATE VIEW src AS {_read(fetched(store, parts), table)}")
         return con.sql(f"SELECT {key}, metric, strata_json, {MOMENTS} FROM src "
                        f"GROUP BY {key}, metric, strata_json").pl()
 
@@ -196,8 +198,8 @@ def aggregate_traffic(store: Store, spec: traffic.Spec, parts: list[Part],
         con.execute("SET TimeZone = 'UTC'")
         if not store.is_local:
             con.register_filesystem(store.fs)
-        sql = spec.sql("duckdb", f"({_read([p.url for p in parts], spec.source)})",
-                       {n: f"({_read([p.url for p in ps], spec.joins[n])})"
+        sql = spec.sql("duckdb", f"({_read(fetched(store, parts), spec.source)})",
+                       {n: f"({_read(fetched(store, ps), spec.joins[n])})"
                         for n, ps in joined.items()})
         return con.sql(sql).pl()
 

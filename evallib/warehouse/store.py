@@ -7,10 +7,13 @@ atomic (the object appears when the upload completes), so it is written in place
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import fsspec
 import pyarrow as pa
@@ -43,11 +46,36 @@ def stamp_of(name: str) -> str:
     return name.split("-", 2)[1]
 
 
+LISTERS = 16  # concurrent listings of an object store (one per table or partition)
+
+
+class Entry(NamedTuple):
+    """One listed part file."""
+
+    path: str  # as the filesystem names it
+    size: int
+    mtime: float
+    version: str  # changes whenever the object does: its ETag on object stores, else mtime
+
+
 class Store:
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = resolve_root(root)
-        self.fs, self.base = fsspec.core.url_to_fs(self.root)
         self.is_local = "://" not in self.root
+        # Object stores: no listings cache, or a long-lived reader (the dashboard) would
+        # never see another process's new files.
+        options = {} if self.is_local else {"use_listings_cache": False}
+        self.fs, self.base = fsspec.core.url_to_fs(self.root, **options)
+        self._cache = None
+
+    @property
+    def cache(self):
+        """The local cache of this remote warehouse's part files (None on a local disk)."""
+        if self._cache is None and not self.is_local:
+            from .cache import PartCache, settings
+
+            self._cache = PartCache.get(settings())
+        return self._cache
 
     def url(self, *parts: str) -> str:
         """Path or URL that DuckDB reads (after ``register_filesystem`` for remote roots)."""
@@ -62,10 +90,6 @@ class Store:
             parts.append(f"{table.partition}={partition_value}")
         return self._path(*parts)
 
-    def glob_pattern(self, table: Table) -> str:
-        middle = [f"{table.partition}=*"] if table.partition else []
-        return self.url(table.name, *middle, "part-*.parquet")
-
     def has_files(self, table: Table) -> bool:
         top = self._path(table.name)
         if self.is_local:
@@ -75,17 +99,13 @@ class Store:
             if table.partition:
                 dirs = [e.path for e in os.scandir(top) if e.is_dir()]
             return any(_has_part(d) for d in dirs)
-        pattern = "/".join([top, *([f"{table.partition}=*"] if table.partition else []),
-                            "part-*.parquet"])
-        return bool(self.fs.glob(pattern))
+        return bool(self.list_detailed(table))
 
     def all_parts(self, table: Table) -> list[str]:
         """Every part file of a table, across its partitions (one listing, no glob in SQL)."""
         top = self._path(table.name)
         if not self.is_local:
-            pattern = "/".join([top, *([f"{table.partition}=*"] if table.partition else []),
-                                "part-*.parquet"])
-            return sorted(self.url_of(p) for p in self.fs.glob(pattern))
+            return [self.url_of(e.path) for e in self.list_detailed(table)]
         if not os.path.isdir(top):
             return []
         dirs = [e.path for e in os.scandir(top) if e.is_dir()] if table.partition else [top]
@@ -106,24 +126,24 @@ class Store:
                 return []
             return sorted(e.path for e in os.scandir(d)
                           if e.name.startswith("part-") and e.name.endswith(".parquet"))
-        return sorted(self.fs.glob(d + "/part-*.parquet"))
+        return sorted(p for p in self._find(d) if _is_part(p[len(d) + 1:], None))
 
     def list_detailed(self, table: Table, partitions: list[str] | None = None
-                      ) -> list[tuple[str, int, float]]:
-        """Every part file of a table (of these partitions only, if given) as (path, size,
-        mtime): one listing (a directory scan locally, one paginated listing on object
-        stores, or one per partition asked for)."""
+                      ) -> list[Entry]:
+        """Every part file of a table (of these partitions only, if given): a directory scan
+        locally; on object stores one paginated recursive listing of the table, or one per
+        partition asked for, concurrently. Never a glob, which lists each directory."""
         top = self._path(table.name)
         if not self.is_local:
             if partitions is not None and table.partition:
-                patterns = [f"{self.table_dir(table, v)}/part-*.parquet" for v in partitions]
-            else:
-                patterns = ["/".join([top, *([f"{table.partition}=*"] if table.partition
-                                             else []), "part-*.parquet"])]
-            found = {p: i for pattern in patterns
-                     for p, i in self.fs.glob(pattern, detail=True).items()}
-            return sorted((p, int(i.get("size") or 0), _remote_mtime(i))
-                          for p, i in found.items())
+                dirs = [self.table_dir(table, v) for v in partitions]
+                with ThreadPoolExecutor(LISTERS) as pool:
+                    found = [(d, i) for d, listing in zip(dirs, pool.map(self._find, dirs),
+                                                          strict=True) for i in listing.items()]
+                return sorted(_entry(p, i) for d, (p, i) in found
+                              if _is_part(p[len(d) + 1:], None))
+            return sorted(_entry(p, i) for p, i in self._find(top).items()
+                          if _is_part(p[len(top) + 1:], table.partition))
         if not os.path.isdir(top):
             return []
         if partitions is not None and table.partition:
@@ -140,8 +160,38 @@ class Store:
                             st = e.stat()
                         except FileNotFoundError:  # removed since the scan began
                             continue
-                        out.append((e.path, st.st_size, st.st_mtime))
+                        out.append(Entry(e.path, st.st_size, st.st_mtime, str(st.st_mtime_ns)))
         return sorted(out)
+
+    def list_prefixed(self, table: Table, prefixes: list[str]) -> list[Entry]:
+        """The part files of a partitioned table whose partition value starts with one of
+        ``prefixes`` (``2026-12-``: a month's days): one listing per prefix where the
+        filesystem lists by key prefix (S3, GCS), else the table's whole listing."""
+        top = self._path(table.name)
+        if self.is_local:
+            if not os.path.isdir(top):
+                return []
+            values = [e.name.split("=", 1)[1] for e in os.scandir(top)
+                      if e.is_dir() and "=" in e.name]
+            return self.list_detailed(table, [v for v in values if v.startswith(tuple(prefixes))])
+        if "prefix" not in inspect.signature(self.fs.find).parameters:
+            return [e for e in self.list_detailed(table)
+                    if e.path[len(top) + 1:].split("=", 1)[-1].startswith(tuple(prefixes))]
+
+        def listed(prefix: str) -> dict[str, dict]:
+            return self.fs.find(top, prefix=f"{table.partition}={prefix}", detail=True)
+
+        with ThreadPoolExecutor(LISTERS) as pool:
+            found = {p: i for listing in pool.map(listed, prefixes) for p, i in listing.items()}
+        return sorted(_entry(p, i) for p, i in found.items()
+                      if _is_part(p[len(top) + 1:], table.partition))
+
+    def _find(self, directory: str) -> dict[str, dict]:
+        """Every object under ``directory``, with its details (one paginated listing)."""
+        try:
+            return self.fs.find(directory, detail=True)
+        except FileNotFoundError:
+            return {}
 
     def read_tails(self, files: list[tuple[str, int]], n: int) -> list[bytes | Exception]:
         """The last ``n`` bytes of each (path, size): where Parquet keeps its footer. Object
@@ -231,6 +281,23 @@ def _dictionary_columns(table: Table) -> list[str]:
 def _remote_mtime(info: dict) -> float:
     m = info.get("mtime") or info.get("LastModified") or info.get("created") or 0.0
     return m.timestamp() if hasattr(m, "timestamp") else float(m)
+
+
+def _entry(path: str, info: dict) -> Entry:
+    mtime = _remote_mtime(info)
+    version = next((str(info[k]).strip('"') for k in ("ETag", "etag", "md5Hash", "generation")
+                    if info.get(k)), repr(mtime))
+    return Entry(path, int(info.get("size") or 0), mtime, version)
+
+
+def _is_part(relative: str, partition: str | None) -> bool:
+    """A part file's path below its table (``partition=value/part-….parquet``) or directory."""
+    *dirs, name = relative.split("/")
+    if not (name.startswith("part-") and name.endswith(".parquet")):
+        return False
+    if partition is None:
+        return not dirs
+    return len(dirs) == 1 and dirs[0].startswith(f"{partition}=")
 
 
 def _has_part(directory: str) -> bool:
