@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evallib import Warehouse, connect, queries  # noqa: E402
-from evallib.compare import compare_runs  # noqa: E402
+from evallib import Warehouse, connect, queries
+from evallib.compare import compare_runs
 
 BUDGET_S = 0.5
 METRICS = [(f"pass_{i}", "binary") for i in range(4)] + [

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evallib.online import BufferedRecorder, Sampler  # noqa: E402
+from evallib.online import BufferedRecorder, Sampler
 
 QUESTION = "Hi, I'm jane.doe@example.com, why was my card charged twice this month?"
 ANSWER = "I'm sorry about that. A duplicate charge is refunded within 5 days [kb-17]."

@@ -581,7 +581,7 @@ def _gate(args: argparse.Namespace) -> int:
     if not args.no_record:
         try:
             Warehouse(args.warehouse).record_gate_results(result.rows())
-        except Exception as e:  # noqa: BLE001 - the verdict stands; say it was not kept
+        except Exception as e:  # the verdict stands; say it was not kept
             print(f"evallib gate: error: the verdict ({result.verdict}) was not recorded in "
                   f"the warehouse: {type(e).__name__}: {e}", file=sys.stderr)
     if targets:
@@ -675,7 +675,7 @@ def _notify(args: argparse.Namespace, send: Callable[[Any], list[Any]]) -> None:
         log.info("%d sent, %d failed, %d already sent (or not due)%s", sent, failed, skipped,
                  "" if settings.dashboard_url else "; set EVALLIB_DASHBOARD_URL to link "
                  "messages to the dashboard")
-    except Exception as e:  # noqa: BLE001 - a notification never changes the verdict
+    except Exception as e:  # a notification never changes the verdict
         log.error("gave up: %s: %s", type(e).__name__, e)
     finally:
         log.removeHandler(handler)

@@ -69,7 +69,7 @@ def diff_section(history: pl.DataFrame) -> None:
     st.dataframe(charts.diff_table(diff), hide_index=True, key="diff_table")
 
 
-def mix_section(version: str, f) -> None:  # noqa: ANN001
+def mix_section(version: str, f) -> None:
     st.subheader("Strata mix beside production")
     if f.start is None:
         st.info("No production traffic in this warehouse to compare the mix with.",

@@ -128,7 +128,7 @@ def canary_tab() -> None:
     right.plotly_chart(charts.rates(daily), key="canary_rates", config=PLOT)
 
 
-def drift_tab(first_day) -> None:  # noqa: ANN001 - a date
+def drift_tab(first_day) -> None:  # a date
     choice = st.segmented_control("Window", list(DRIFT_WINDOWS), default="last 7 days",
                                   key="drift_window", bind="query-params", required=True)
     window = tables.drift_window(f.end, max(first_day, f.start), DRIFT_WINDOWS[choice])
@@ -171,7 +171,7 @@ def drift_tab(first_day) -> None:  # noqa: ANN001 - a date
                            key="drift_distribution", config=PLOT)
 
 
-def alerts_tab(alerts: list, tests, recorded) -> None:  # noqa: ANN001 - frames
+def alerts_tab(alerts: list, tests, recorded) -> None:  # frames
     st.caption("Each day against the 14 days before it, one-sided in the bad direction: "
                "Fisher's exact test for rates (allowing for day-to-day overdispersion), a "
                "random-effects z for means (ln latency, cost, scores). A day is flagged at "

@@ -235,7 +235,7 @@ def cases(items: pl.DataFrame, key: str | None, what: str, details: Details,
                        file_name=f"failures-{cls}-{stratum}.csv".replace(" ", "_"))
 
 
-def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
+def offline(f) -> None:  # pages._common.Filters
     runs = query("runs_overview", f.dataset)
     if runs.height == 0:
         get_started(warehouse().root, "offline runs")
@@ -280,7 +280,7 @@ def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
     attribution(items, base_items, key, "case", labels.get(baseline, ""), details, listing)
 
 
-def online(wh, f) -> None:  # noqa: ANN001
+def online(wh, f) -> None:
     if not wh.has_online or f.start is None:
         get_started(wh.root, "online traffic")
         return

@@ -26,7 +26,7 @@ from pages._common import (
 PLOT = {"displaylogo": False}
 
 
-def pick_queue(wh, f, columns) -> R.Choice:  # noqa: ANN001 - the page's frame objects
+def pick_queue(wh, f, columns) -> R.Choice:  # the page's frame objects
     """Source, run, metric, and the queue's size, strata, batch and days (all in the URL)."""
     available = [s for s, ok in ((ONLINE, wh.has_online), (OFFLINE, wh.has_offline)) if ok]
     source_column, metric_column = columns
@@ -86,7 +86,7 @@ def pick_queue(wh, f, columns) -> R.Choice:  # noqa: ANN001 - the page's frame o
     return R.Choice(source, run, metric, kind, n, tuple(by), seed, start, end)
 
 
-def pool_readers(c: R.Choice, rater: str):  # noqa: ANN201
+def pool_readers(c: R.Choice, rater: str):
     """The queue's pool and the metric's scale, read when a queue is first drawn."""
     if c.source == ONLINE:
         return (lambda: query("online_review_pool", c.metric, c.start, c.end, rater, c.by,

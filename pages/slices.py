@@ -104,7 +104,7 @@ def _cell_picker(options: list[str], default: str = stables.ALL) -> str:
                         help="Or click a cell of the heatmap, or select a row of the table.")
 
 
-def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
+def offline(f) -> None:  # pages._common.Filters
     runs = query("runs_overview", f.dataset)
     if runs.height == 0:
         get_started(warehouse().root, "offline runs")
@@ -210,7 +210,7 @@ def offline(f) -> None:  # noqa: ANN001 - pages._common.Filters
     coverage_section(run, key, key2, f)
 
 
-def coverage_section(run: str, key: str, key2: str | None, f) -> None:  # noqa: ANN001
+def coverage_section(run: str, key: str, key2: str | None, f) -> None:
     st.subheader("Coverage: golden set vs production")
     if f.start is None:
         st.info("No production traffic in this warehouse: coverage compares the golden set "
@@ -256,7 +256,7 @@ def coverage_section(run: str, key: str, key2: str | None, f) -> None:  # noqa: 
         "traffic covered": NUM("traffic covered", format="%.0f%%")})
 
 
-def online(wh, f) -> None:  # noqa: ANN001
+def online(wh, f) -> None:
     if not wh.has_online or f.start is None:
         get_started(wh.root, "online traffic")
         return

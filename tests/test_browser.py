@@ -132,19 +132,19 @@ def browser_page(chromium_path: str) -> Iterator[object]:
             browser.close()
 
 
-def _load(page, url: str) -> None:  # noqa: ANN001 - playwright Page
+def _load(page, url: str) -> None:  # playwright Page
     """Open ``url`` and wait until the script has run and nothing is left spinning."""
     page.goto(url)
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
     page.wait_for_selector('[data-testid="stMainBlockContainer"]')
 
 
-def _assert_no_exception(page) -> None:  # noqa: ANN001
+def _assert_no_exception(page) -> None:
     errors = page.locator('[data-testid="stException"]')
     assert errors.count() == 0, errors.first.inner_text()
 
 
-def _full_page_screenshot(page, path: str) -> None:  # noqa: ANN001
+def _full_page_screenshot(page, path: str) -> None:
     """Streamlit scrolls inside its main container, so grow the viewport to fit it first."""
     height = page.evaluate(
         "() => Math.max(document.body.scrollHeight, ...Array.from(document.querySelectorAll("

@@ -27,11 +27,11 @@ pytestmark = pytest.mark.browser
 BILLING_HARD = "query_type=billing × difficulty=hard"
 
 
-def _settled(page) -> None:  # noqa: ANN001 - playwright Page
+def _settled(page) -> None:  # playwright Page
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
 
 
-def _heat_rows(page) -> list[str]:  # noqa: ANN001
+def _heat_rows(page) -> list[str]:
     """The heatmap's y labels, top to bottom."""
     return page.evaluate("""() => [...document.querySelectorAll(
         '[data-testid="stPlotlyChart"] .ytick text')]
@@ -39,7 +39,7 @@ def _heat_rows(page) -> list[str]:  # noqa: ANN001
         .map(e => e.textContent)""")
 
 
-def _worse_cells(page) -> list[tuple[str, int]]:  # noqa: ANN001
+def _worse_cells(page) -> list[tuple[str, int]]:
     """(row label, column index) of the heatmap cells whose text says "worse", matched by
     their drawn position to the axis labels."""
     return [tuple(x) for x in page.evaluate("""() => {

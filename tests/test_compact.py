@@ -164,7 +164,7 @@ def test_readers_and_writers_while_compacting(tmp_path: Path) -> None:
                 assert sum(r[1] for r in seen["daily"]) == n_scores
                 assert not counts or n >= counts[-1], (n, counts[-1])  # nothing lost
                 counts.append(n)
-            except Exception as e:  # noqa: BLE001 - reported below
+            except Exception as e:  # reported below
                 errors.append(e)
                 return
 

@@ -157,7 +157,7 @@ def test_downloads_are_the_cases_shown_and_the_cli_file(
     served: dict[str, bytes] = {}
     store = MemoryMediaFileStorage.load_and_get_id
 
-    def spy(self, data, mimetype, kind, filename=None):  # noqa: ANN001, ANN202
+    def spy(self, data, mimetype, kind, filename=None):
         served[filename] = data
         return store(self, data, mimetype, kind, filename)
 

@@ -121,7 +121,7 @@ def test_flaky_cases_worst_first_with_their_csv(demo_app,
     served: dict[str, bytes] = {}
     store = MemoryMediaFileStorage.load_and_get_id
 
-    def spy(self, data, mimetype, kind, filename=None):  # noqa: ANN001, ANN202
+    def spy(self, data, mimetype, kind, filename=None):
         served[filename] = data
         return store(self, data, mimetype, kind, filename)
 

@@ -424,7 +424,7 @@ def test_a_failing_webhook_never_turns_a_failed_gate_into_anything_else(
 # --- the links open the view they describe ---------------------------------------------------
 
 
-def _open_link(link: str):  # noqa: ANN202 - an AppTest
+def _open_link(link: str):  # an AppTest
     """Open the dashboard page a message links to, with the link's URL state."""
     from urllib.parse import parse_qs, urlsplit
 

@@ -28,7 +28,7 @@ def _figures(at: AppTest) -> list[dict]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
-def _table(at: AppTest, column: str):  # noqa: ANN202 - a pandas frame
+def _table(at: AppTest, column: str):  # a pandas frame
     """The first dataframe shown with this column."""
     return next(d.value for d in at.dataframe if column in d.value.columns)
 

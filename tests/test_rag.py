@@ -445,7 +445,7 @@ def test_page_lists_one_class_and_downloads_it(demo_app, monkeypatch) -> None:
     served: dict[str, bytes] = {}
     store = MemoryMediaFileStorage.load_and_get_id
 
-    def spy(self, data, mimetype, kind, filename=None):  # noqa: ANN001, ANN202
+    def spy(self, data, mimetype, kind, filename=None):
         served[filename] = data
         return store(self, data, mimetype, kind, filename)
 

@@ -47,7 +47,7 @@ def review_server(writable: str, chromium_path: str,  # noqa: F811
         yield url
 
 
-def _judge_counts(page) -> dict[str, int]:  # noqa: ANN001
+def _judge_counts(page) -> dict[str, int]:
     """The Correlation page's judge-vs-human labels per month, read from its chart."""
     _load(page, page.url)
     chart = page.locator(".st-key-agreement_chart .js-plotly-plot")

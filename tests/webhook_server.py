@@ -41,7 +41,7 @@ def webhook() -> Iterator[Webhook]:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:  # http.server's name
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with lock:
                 state.requests.append(Received(self.path, dict(self.headers),

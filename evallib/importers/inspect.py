@@ -66,7 +66,7 @@ def _read(src: str) -> Any:
                            ) from None
     try:
         return read_eval_log(src)
-    except Exception as e:  # noqa: BLE001 - any failure of the reader means "not a log"
+    except Exception as e:  # any failure of the reader means "not a log"
         raise DataError(f"not an Inspect log: {_why(e)}", source=src, field=_where(e)) from None
 
 
@@ -76,7 +76,7 @@ def _why(e: Exception) -> str:
         try:
             first = errors()[0]
             return f"{first['msg']} ({len(errors())} problem(s))"
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
@@ -87,7 +87,7 @@ def _where(e: Exception) -> str | None:
     if callable(errors):
         try:
             return ".".join(str(p) for p in errors()[0]["loc"]) or None
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
     return None
 

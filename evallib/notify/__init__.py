@@ -87,7 +87,7 @@ def deliver(root: Any, notices: Sequence[Notice], targets: Sequence[Target],
             from ..warehouse import Warehouse
 
             Warehouse(root).record_notifications(rows)
-        except Exception as e:  # noqa: BLE001 - the messages went out; say it was not kept
+        except Exception as e:  # the messages went out; say it was not kept
             log.error("the %d deliveries were not recorded in the warehouse (%s: %s): the "
                       "next run may send them again", len(rows), type(e).__name__, e)
     return outcomes

@@ -99,7 +99,7 @@ def post(target: Target, body: dict[str, Any], settings: Settings,
             status = None
             cause = getattr(e, "reason", e)
             reason = f"no response: {type(cause).__name__}: {cause}"
-        except Exception as e:  # noqa: BLE001 - a notice must never take the command down
+        except Exception as e:  # a notice must never take the command down
             return Delivery(False, attempt, status,
                             scrub(f"{type(e).__name__}: {e}", target.url))
         if attempt < settings.attempts:
@@ -113,5 +113,5 @@ def _body(error: urllib.error.HTTPError) -> str:
     """The first 200 characters of an error response (Slack says why: no_service …)."""
     try:
         return error.read(200).decode("utf-8", "replace").strip().replace("\n", " ")
-    except Exception:  # noqa: BLE001
+    except Exception:
         return ""
