@@ -26,8 +26,11 @@ run: demo
 test: $(STAMP)
 	$(VENV)/bin/pytest -n 2
 
+# Style, the layers contract (pyproject.toml [tool.importlinter]) and types: all offline.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) bench/run.py
@@ -38,4 +41,4 @@ screenshot: demo
 		$(VENV)/bin/pytest -q tests/test_browser.py -k every_page_answers_first
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

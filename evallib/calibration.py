@@ -34,6 +34,7 @@ import polars as pl
 from .stats import t_interval, wilson_interval
 from .stats.agreement import _LEVEL, agreement_from_counts
 from .stats.intervals import CONFIDENCE
+from .warehouse import Connection
 
 __all__ = ["MIN_N", "THRESHOLD", "Calibration", "ReviewAgreement", "calibrate", "confusion",
            "describe", "humans_agreement", "judge_check", "judge_status", "review_agreement",
@@ -204,7 +205,7 @@ def humans_agreement(values: pl.DataFrame, *, threshold: float = THRESHOLD,
 # --- over a warehouse --------------------------------------------------------------------
 
 
-def judge_check(con: Any, metric: str, labels: pl.DataFrame | None = None, *,
+def judge_check(con: Connection, metric: str, labels: pl.DataFrame | None = None, *,
                 threshold: float = THRESHOLD, n_boot: int = 1000, seed: int = 0
                 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """`calibrate` and `confusion` of every judge version that scored ``metric`` on a
@@ -240,7 +241,7 @@ class ReviewAgreement:
     humans: pl.DataFrame  # `humans_agreement` (one row)
 
 
-def review_agreement(con: Any, metric: str, *, threshold: float = THRESHOLD,
+def review_agreement(con: Connection, metric: str, *, threshold: float = THRESHOLD,
                      n_boot: int = 1000, seed: int = 0) -> ReviewAgreement:
     """Judge vs humans (per version, and pooled) beside humans vs humans, on every human
     label of ``metric`` in the warehouse."""
@@ -256,7 +257,7 @@ def review_agreement(con: Any, metric: str, *, threshold: float = THRESHOLD,
                                             seed=seed))
 
 
-def judge_status(con: Any, run_id: str, metric: str, *, threshold: float = THRESHOLD
+def judge_status(con: Connection, run_id: str, metric: str, *, threshold: float = THRESHOLD
                  ) -> list[tuple[str, int, Calibration | None]]:
     """Each judge version that scored ``metric`` in a run (with how many scores) and its
     calibration over every human label of ``metric`` it scored (None: no labels)."""

@@ -33,6 +33,7 @@ import polars as pl
 from . import queries
 from .errors import EvallibError
 from .stats import PairedResult, benjamini_hochberg, min_detectable_drop, paired_test
+from .warehouse import Connection
 
 __all__ = ["CASE_FIELDS", "Comparison", "MetricComparison", "SliceComparison", "compare_runs",
            "grouping_keys", "min_detectable", "power_line", "resolve_run"]
@@ -129,7 +130,7 @@ def _nan_to_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in d.items()}
 
 
-def resolve_run(con: Any, ref: str, role: str = "run") -> str:
+def resolve_run(con: Connection, ref: str, role: str = "run") -> str:
     """The run id ``ref`` names: a run id, or a run name (its newest run)."""
     found = queries.run_lookup(con, ref)
     if found.height == 0:
@@ -139,7 +140,7 @@ def resolve_run(con: Any, ref: str, role: str = "run") -> str:
     return str(found["run_id"][0])
 
 
-def _did_you_mean(con: Any, ref: str) -> str:
+def _did_you_mean(con: Connection, ref: str) -> str:
     """``; did you mean 'rc-v3.2-candidate'?``: the closest run names (or ids) to a typo."""
     import difflib
 
@@ -151,7 +152,7 @@ def _did_you_mean(con: Any, ref: str) -> str:
     return "; did you mean " + " or ".join(map(repr, close)) + "?" if close else ""
 
 
-def compare_runs(con: Any, candidate: str, baseline: str,
+def compare_runs(con: Connection, candidate: str, baseline: str,
                  by: Sequence[Sequence[str]] = (), alpha: float = 0.05,
                  cluster: str | None = None) -> Comparison:
     """Compare ``candidate`` with ``baseline`` overall and per slice of ``by``, clustered by
@@ -193,7 +194,7 @@ def compare_runs(con: Any, candidate: str, baseline: str,
                       cluster, n_clusters)
 
 
-def _guard(con: Any, cand: dict[str, Any], base: dict[str, Any]) -> list[str]:
+def _guard(con: Connection, cand: dict[str, Any], base: dict[str, Any]) -> list[str]:
     """Why the two runs' numbers may not be comparable (empty when they are)."""
     out = []
     for col in ("dataset_version", "judge_version"):
@@ -211,7 +212,7 @@ def _guard(con: Any, cand: dict[str, Any], base: dict[str, Any]) -> list[str]:
 _CLUSTER = "\x00cluster"  # cannot clash with a real column
 
 
-def _with_cluster(con: Any, pairs: pl.DataFrame, candidate: str, cluster: str | None
+def _with_cluster(con: Connection, pairs: pl.DataFrame, candidate: str, cluster: str | None
                   ) -> tuple[pl.DataFrame, int]:
     """``pairs`` with the cluster key's value of each case (null: a cluster of its own) and
     how many clusters the compared cases form."""

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import DataError, EvallibError
+from .warehouse import Connection
 from .warehouse import schema as S
 from .warehouse.validate import to_arrow
 
@@ -446,7 +447,7 @@ def version_history(versions: pl.DataFrame, membership: pl.DataFrame) -> pl.Data
     cases tagged promoted), from `queries.dataset_membership`."""
     import polars as pl
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for _, group in versions.group_by("dataset", maintain_order=True):
         before: dict[str, str] = {}
         for v in group.iter_rows(named=True):
@@ -489,7 +490,7 @@ def growth_by_month(history: pl.DataFrame, membership: pl.DataFrame) -> pl.DataF
             .sort("dataset", "month"))
 
 
-def datasets_overview(con: Any, dataset: str | None = None
+def datasets_overview(con: Connection, dataset: str | None = None
                       ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Every golden set's (or ``dataset``'s) `version_history`, `growth_by_month` and
     `queries.version_runs`: the Datasets page's facts."""
@@ -501,7 +502,7 @@ def datasets_overview(con: Any, dataset: str | None = None
     return history, growth_by_month(history, membership), queries.version_runs(con, dataset)
 
 
-def datasets_report(con: Any, dataset: str | None = None,
+def datasets_report(con: Connection, dataset: str | None = None,
                     diff: Sequence[str] | None = None) -> dict[str, Any]:
     """What `evallib datasets` prints: per golden set its versions (oldest first, against
     the one before), growth per month and the runs of each version; with ``diff`` (old,

@@ -23,6 +23,7 @@ import polars as pl
 
 from . import queries
 from .errors import EvallibError
+from .warehouse import Connection
 
 __all__ = ["case_status", "failing_cases", "safe_cell", "to_csv", "write_csv"]
 
@@ -54,7 +55,7 @@ def _passes(passed: str, value: str) -> pl.Expr:
         pl.col(passed).is_null() & (pl.col("kind") == "binary") & (pl.col(value) == 1))
 
 
-def failing_cases(con: Any, run_id: str, baseline: str | None = None,
+def failing_cases(con: Connection, run_id: str, baseline: str | None = None,
                   metrics: Sequence[str] | None = None) -> pl.DataFrame:
     """One row per failing case of ``run_id`` (or, with ``baseline``, per regressed case):
     ``failed`` (or ``regressed``) lists the metrics, then the case's strata (one

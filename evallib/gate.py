@@ -59,6 +59,7 @@ from .gate_policy import (
     parse_policy,
     slice_label,
 )
+from .warehouse import Connection
 
 __all__ = ["CASE_METRICS", "CHECKS", "ON_INCONCLUSIVE", "Acceptance", "GateData", "GateResult",
            "Outcome", "Policy", "PolicyError", "Rule", "RunRef", "drop_verdict", "evaluate",
@@ -154,7 +155,7 @@ def rule_status(outcomes: list[Outcome]) -> str:
     return "skipped"
 
 
-def run_gate(con: Any, candidate: str, policy: Policy, baseline: str = "approved", *,
+def run_gate(con: Connection, candidate: str, policy: Policy, baseline: str = "approved", *,
              today: date | None = None, cluster: str | None = None) -> GateResult:
     """Evaluate ``policy`` on ``candidate`` against ``baseline`` (a run id, or "approved":
     the newest approved run of the same dataset started before the candidate). ``cluster``
@@ -189,7 +190,7 @@ def evaluate(policy: Policy, data: GateData, today: date) -> tuple[list[Outcome]
     return _waive(_decide(outcomes, policy), policy.acceptances, today)
 
 
-def _run(con: Any, ref: str, role: str) -> RunRef:
+def _run(con: Connection, ref: str, role: str) -> RunRef:
     """The run ``ref`` names: a run id, or a run name (its newest run)."""
     from .compare import resolve_run
 
@@ -218,7 +219,7 @@ class GateData:
     judges: dict[tuple[str, float], list[tuple[str, int, Any]]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, con: Any, cand: str, base: str, policy: Policy) -> GateData:
+    def load(cls, con: Connection, cand: str, base: str, policy: Policy) -> GateData:
         metrics = sorted({r.metric for r in policy.rules if r.metric not in CASE_METRICS})
         cc, cs = queries.run_case_values(con, cand), queries.run_scores(con, cand, metrics)
         if policy.cluster is not None:
@@ -250,7 +251,7 @@ class GateData:
 CLUSTER = "\x00cluster"  # the cases' cluster key, when the policy clusters
 
 
-def _with_cluster(con: Any, cases: pl.DataFrame, run_id: str, key: str) -> pl.DataFrame:
+def _with_cluster(con: Connection, cases: pl.DataFrame, run_id: str, key: str) -> pl.DataFrame:
     """``cases`` with each case's cluster key (null: a cluster of its own)."""
     from .compare import CASE_FIELDS
 
@@ -502,7 +503,8 @@ def _decide(outcomes: list[Outcome], policy: Policy) -> list[Outcome]:
     from .stats import benjamini_hochberg
 
     tested = [i for i, o in enumerate(outcomes) if o.status == "pending"]
-    adjusted = benjamini_hochberg([outcomes[i].p_value for i in tested]) if tested else []
+    adjusted: np.ndarray | list[float] = (
+        benjamini_hochberg([outcomes[i].p_value for i in tested]) if tested else [])
     out = list(outcomes)
     for i, p_adj in zip(tested, adjusted, strict=True):
         o = out[i]

@@ -30,6 +30,7 @@ from .compare import resolve_run
 from .errors import EvallibError
 from .gate_policy import slice_label
 from .stats import TESTS, benjamini_hochberg, mean_interval, paired_test
+from .warehouse import Connection
 
 __all__ = ["MAX_RUNS", "Cell", "ManyRuns", "RunColumn", "compare_many", "default_reference",
            "default_runs", "flaky_cases", "grid", "headline", "slice_label"]
@@ -157,7 +158,7 @@ def default_reference(runs: pl.DataFrame, chosen: Sequence[str]) -> str | None:
 # --- the comparison --------------------------------------------------------------------------
 
 
-def compare_many(con: Any, runs: Sequence[str], reference: str, metric: str,
+def compare_many(con: Connection, runs: Sequence[str], reference: str, metric: str,
                  by: Sequence[str] = (), alpha: float = 0.05) -> ManyRuns:
     """``metric`` in each of ``runs`` (ids or names; the reference is added when missing),
     overall and per slice of the ``by`` keys crossed, each run against ``reference``.
@@ -190,7 +191,7 @@ def compare_many(con: Any, runs: Sequence[str], reference: str, metric: str,
                     cells, flaky, warnings)
 
 
-def _run_info(con: Any, ids: list[str]) -> pl.DataFrame:
+def _run_info(con: Connection, ids: list[str]) -> pl.DataFrame:
     info = queries.runs_overview(con).filter(pl.col("run_id").is_in(ids))
     datasets = info["dataset"].unique().sort().to_list()
     if len(datasets) > 1:

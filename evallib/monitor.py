@@ -44,6 +44,7 @@ import polars as pl
 
 from . import queries
 from .stats.unpaired import UnpairedResult
+from .warehouse import Connection
 
 __all__ = ["SIGNALS", "Alert", "Settings", "VariantComparison", "VariantSignal",
            "alerts_from_tests", "check", "compare_variants", "daily_tests", "detect",
@@ -160,7 +161,7 @@ def daily_tests(health: pl.DataFrame, quality: pl.DataFrame, start: date, end: d
     ``health`` / ``quality``: daily `queries.online_health` / `online_quality` from
     ``baseline_days`` before ``start``."""
     s = settings or Settings()
-    rows = []
+    rows: list[dict[str, Any]] = []
     kinds = dict(quality.select("metric", "kind").unique("metric").iter_rows())
     tails: dict[int, tuple[int, int, int, int, float]] = {}  # row → hypergeometric tail
     zs: dict[int, tuple[float, float]] = {}  # row → z, degrees of freedom
@@ -288,7 +289,7 @@ def alerts_from_tests(tests: pl.DataFrame, releases: pl.DataFrame, newest_day: d
     return sorted(out, key=lambda a: (a.status != "open", -a.last_day.toordinal(), a.signal))
 
 
-def detect(con: Any, start: date, end: date, settings: Settings | None = None
+def detect(con: Connection, start: date, end: date, settings: Settings | None = None
            ) -> tuple[list[Alert], pl.DataFrame]:
     """Alerts over the days [start, end] and the daily tests behind them (reads the
     daily aggregates from ``baseline_days`` before ``start``)."""
@@ -446,7 +447,7 @@ def _variant_tests(health: pl.DataFrame, bins: pl.DataFrame, scores: pl.DataFram
     return out
 
 
-def compare_variants(con: Any, start: date, end: date, control: str, treatment: str,
+def compare_variants(con: Connection, start: date, end: date, control: str, treatment: str,
                      alpha: float = 0.05) -> VariantComparison:
     """Every signal of ``treatment`` (e.g. the canary) against ``control`` over the days
     in [start, end] both served: unpaired tests (see `evallib.stats.unpaired`),
@@ -461,7 +462,8 @@ def compare_variants(con: Any, start: date, end: date, control: str, treatment: 
                            queries.variant_scores(con, days, control, treatment),
                            queries.variant_feedback(con, days, control, treatment),
                            control, treatment)
-    adjusted = benjamini_hochberg([r.p_value for _, _, r in tests]) if tests else []
+    adjusted: np.ndarray | list[float] = (
+        benjamini_hochberg([r.p_value for _, _, r in tests]) if tests else [])
     signals = []
     for (signal, direction, r), p_adj in zip(tests, adjusted, strict=True):
         up = r.delta > 1 if r.relative else r.delta > 0

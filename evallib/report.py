@@ -28,6 +28,7 @@ from .errors import EvallibError
 from .monitor import Alert, detect
 from .stats.agreement import agreement_table
 from .stats.correlation import STATUS, THRESHOLD, correlation_table, release_table
+from .warehouse import Connection
 
 __all__ = ["FLAG", "MonthlyReview", "Trends", "month_bounds", "monthly_review", "render",
            "review_trends", "to_html", "to_markdown", "write_report"]
@@ -102,7 +103,7 @@ def _with_previous(trend: pl.DataFrame, month: str, keys: list[str]) -> pl.DataF
     return rows.join(prev, on=keys, how="left").drop("month")
 
 
-def _regressions(con: Any, start: date, end: date) -> list[dict[str, Any]]:
+def _regressions(con: Connection, start: date, end: date) -> list[dict[str, Any]]:
     """Significant drops of runs started in the month against the newest approved run of
     their dataset started before each (overall per metric, and per slice of the first two
     stratum keys, Benjamini–Hochberg as in `evallib compare`)."""
@@ -151,7 +152,7 @@ class Trends:
     agreement: pl.DataFrame
 
 
-def review_trends(con: Any, n_boot: int = 1000) -> Trends:
+def review_trends(con: Connection, n_boot: int = 1000) -> Trends:
     """The `Trends` of every month with online traffic (the costly part of a review: a
     bootstrap per month × metric × feedback; the Correlation page computes it once)."""
     first, last = queries.online_date_range(con).row(0)
@@ -162,7 +163,7 @@ def review_trends(con: Any, n_boot: int = 1000) -> Trends:
                   agreement_table(queries.judge_human_counts(con, first, last), n_boot=n_boot))
 
 
-def monthly_review(con: Any, month: str, *, regressions: bool = True, checks: bool = True,
+def monthly_review(con: Connection, month: str, *, regressions: bool = True, checks: bool = True,
                    n_boot: int = 1000, trends: Trends | None = None) -> MonthlyReview:
     """The review of ``month`` (YYYY-MM) over the warehouse behind ``con``; without
     ``regressions`` no run is compared, without ``checks`` no drift or alert is computed
@@ -219,7 +220,8 @@ def _sections(r: MonthlyReview) -> list[tuple[str, str, list[str], list[list[str
              x["method"], _num(x["n"]), _num(x["r"]), _ci(x["ci_low"], x["ci_high"]),
              _num(x["prev_r"])] for x in r.correlations.iter_rows(named=True)]
     months = sorted(r.trend["month"].unique().to_list())
-    wide = {(x["metric"], x["feedback"]): {} for x in r.trend.iter_rows(named=True)}
+    wide: dict[tuple[str, str], dict[str, Any]] = {
+        (x["metric"], x["feedback"]): {} for x in r.trend.iter_rows(named=True)}
     for x in r.trend.iter_rows(named=True):
         wide[(x["metric"], x["feedback"])][x["month"]] = f"{FLAG[x['status']]} {_num(x['r'])}"
     trend = [[m, f, *(cells.get(mo, "") for mo in months)] for (m, f), cells in wide.items()]

@@ -39,6 +39,7 @@ import pyarrow as pa
 
 from .datasets import unquote_cell
 from .errors import DataError, EvallibError
+from .warehouse import Connection
 
 __all__ = ["LABEL_COLUMNS", "LabelWrite", "import_labels", "label_key", "parse_label",
            "record_labels", "retract_label", "review_queue", "sample_for_review"]
@@ -76,7 +77,7 @@ _WORDS = {"yes": 1.0, "no": 0.0, "true": 1.0, "false": 0.0, "pass": 1.0, "fail":
           "y": 1.0, "n": 0.0, "👍": 1.0, "👎": 0.0}
 
 
-def sample_for_review(con: Any, n: int, *, since: date, metric: str | None = None,
+def sample_for_review(con: Connection, n: int, *, since: date, metric: str | None = None,
                       stratified: bool = False, by: Sequence[str] = (), seed: int = 0
                       ) -> pl.DataFrame:
     """``n`` judged, not yet labelled traces (all their judged metrics, or ``metric``), as

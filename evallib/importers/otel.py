@@ -242,6 +242,7 @@ def _time(ns: int) -> datetime:
 
 def _trace_rows(spans: list[Span], rows: Rows, src: str) -> None:
     root = _root(spans)
+    assert root is not None  # only complete traces (those with a root span) get here
     trace_id, ts = root.trace_id, _time(root.start_ns)
     where = f"trace {trace_id} ({root.where.removeprefix(src + ':')})"
     llms = [s for s in spans if s.kind == "llm"]

@@ -119,7 +119,8 @@ def _prompt(r: dict, src: str, where: str) -> str:
 def _assertions(r: dict) -> list[tuple[str, dict]]:
     """(metric name, component result) per assertion; a name used twice gets ``#2``."""
     grading = r.get("gradingResult") or {}
-    out, seen = [], defaultdict(int)
+    out: list[tuple[str, dict]] = []
+    seen: defaultdict[str, int] = defaultdict(int)
     for c in grading.get("componentResults") or []:
         if not isinstance(c, dict):
             continue
@@ -133,7 +134,8 @@ def _assertions(r: dict) -> list[tuple[str, dict]]:
 def _planned(r: dict) -> list[str]:
     """Metric names of the test's assertions, for a result that was never graded."""
     test = r.get("testCase") or {}
-    seen, out = defaultdict(int), []
+    seen: defaultdict[str, int] = defaultdict(int)
+    out: list[str] = []
     for a in test.get("assert") or []:
         if isinstance(a, dict):
             name = str(a.get("metric") or a.get("type") or "assertion")

@@ -222,5 +222,7 @@ def resolve_targets(values: Sequence[str], event: str,
         else:
             raise EvallibError(f"--notify {value}: no target of that name in {path} "
                                f"(targets: {', '.join(by_name) or 'none'}), and not a URL")
-    seen: set[str] = set()
-    return [t for t in out if not (t.url in seen or seen.add(t.url))]
+    first: dict[str, Target] = {}  # the first target of each URL, in order
+    for t in out:
+        first.setdefault(t.url, t)
+    return list(first.values())

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import duckdb
 import polars as pl
 
-Connection = duckdb.DuckDBPyConnection
-
+from ..warehouse import Connection
 
 # Splitting by a stratum without a join: each score row carries its case's (or trace's)
 # strata as canonical JSON text, which Parquet dictionary-encodes (a golden set has a few

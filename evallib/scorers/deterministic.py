@@ -217,7 +217,7 @@ class Classification(Scorer):
         n_predicted = Counter(got for _, got in pairs)
         labels = [self._label(x) for x in self.args["labels"]] or sorted(n_expected | n_predicted)
         out: dict[str, float] = {"accuracy": sum(tp.values()) / len(pairs)}
-        per = {"precision": [], "recall": [], "f1": []}
+        per: dict[str, list[float]] = {"precision": [], "recall": [], "f1": []}
         for label in labels:
             fp, fn = n_predicted[label] - tp[label], n_expected[label] - tp[label]
             p = tp[label] / n_predicted[label] if n_predicted[label] else math.nan

@@ -88,7 +88,7 @@ def _asymptotic_p(diff: Floats, magnitudes: Floats, counts: NDArray[np.intp],
     n = diff.size
     zeros = int((diff == 0).sum())
     mean = (n * (n + 1) - zeros * (zeros + 1)) / 4.0
-    var = n * (n + 1) * (2 * n + 1) - zeros * (zeros + 1) * (2 * zeros + 1)
+    var: float = n * (n + 1) * (2 * n + 1) - zeros * (zeros + 1) * (2 * zeros + 1)
     ties = counts[magnitudes != 0].astype(np.float64)
     var = (var - float(np.sum(ties**3 - ties)) / 2.0) / 24.0
     if var <= 0:

@@ -6,11 +6,11 @@ warehouse's files, and upkeep (compaction, rollups, check).
 Nothing above this package reads or writes part files except through it.
 """
 
-from .db import connect, tables_present
+from .db import Connection, connect, tables_present
 from .live import Live
 from .snapshot import Snapshot, snapshot
 from .store import Store, resolve_root
 from .writer import Warehouse, dataset_version
 
-__all__ = ["Live", "Snapshot", "Store", "Warehouse", "connect", "dataset_version",
+__all__ = ["Connection", "Live", "Snapshot", "Store", "Warehouse", "connect", "dataset_version",
            "resolve_root", "snapshot", "tables_present"]

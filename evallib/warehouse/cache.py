@@ -452,12 +452,13 @@ def _download(fs: fsspec.AbstractFileSystem, files: list[Remote]
     out: list[bytes | BaseException] = []
     for ps in pieces:
         error = next((p for p in ps if isinstance(p, BaseException)), None)
-        out.append(error if error is not None else b"".join(ps))  # type: ignore[arg-type]
+        out.append(error if error is not None else b"".join(ps))
     return out
 
 
 def _rounds(files: list[Remote]) -> Iterable[list[Remote]]:
-    group, size = [], 0
+    group: list[Remote] = []
+    size = 0
     for f in files:
         if group and size + f.size > ROUND:
             yield group

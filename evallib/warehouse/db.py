@@ -25,6 +25,9 @@ from .catalog import MOMENT_COLUMNS, MOMENTS, WARM, Current, Listing, Part, curr
 from .snapshot import Snapshot, snapshot
 from .store import LISTERS, Store
 
+# What every reader above the storage layer is handed: a DuckDB connection over the views.
+Connection = duckdb.DuckDBPyConnection
+
 _DUCK_TYPES = {
     "string": "VARCHAR",
     "double": "DOUBLE",
@@ -95,7 +98,7 @@ def _sql_list(paths: list[str]) -> str:
 
 def connect(root: str | os.PathLike[str] | Store | Snapshot | None = None, *,
             threads: int | None = None, memory_limit: str | None = None,
-            read_only: bool = False) -> duckdb.DuckDBPyConnection:
+            read_only: bool = False) -> Connection:
     """Views over the warehouse as of this call, or as of ``root`` when it is a `Snapshot`
     (every table is listed once, so all queries on the connection agree; data written later
     shows up in a new connection):
@@ -150,7 +153,7 @@ def fetched(store: Store, parts: list[Part]) -> list[str]:
 
 def open_snapshot(snap: Snapshot, paths: dict[Part, str], *, threads: int | None = None,
                   memory_limit: str | None = None, read_only: bool = False
-                  ) -> duckdb.DuckDBPyConnection:
+                  ) -> Connection:
     """`connect()` over a snapshot whose parts DuckDB reads at ``paths``."""
     config: dict[str, str | int] = {}
     if threads:
@@ -194,7 +197,7 @@ def open_snapshot(snap: Snapshot, paths: dict[Part, str], *, threads: int | None
 _RUNS: dict[tuple[str, ...], pa.Table] = {}  # the runs table of these files (the last few)
 
 
-def _runs_table(con: duckdb.DuckDBPyConnection, source: tuple[str, ...]) -> None:
+def _runs_table(con: Connection, source: tuple[str, ...]) -> None:
     """The latest committed write of every run, as a table: read from its part files once
     per process while they stay the same (a dashboard renewing its snapshot for new
     traffic reads no run again)."""
@@ -213,7 +216,7 @@ def _runs_table(con: duckdb.DuckDBPyConnection, source: tuple[str, ...]) -> None
     con.unregister("_runs_rows")
 
 
-def _moment_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
+def _moment_views(con: Connection, listings: dict[str, Listing],
                   writes: dict[str, str], files: Files) -> dict[str, set[str]]:
     """Score moments: the fresh rows of the current rollups, plus the raw rows of the days
     and runs they miss (see `evallib.warehouse.rollup`). Returns, per rollup, the days
@@ -252,7 +255,7 @@ def _moment_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
             "run_metric_rollup": {p.partition for p in raw_runs if p.partition}}
 
 
-def _traffic_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
+def _traffic_views(con: Connection, listings: dict[str, Listing],
                    files: Files) -> dict[str, set[str]]:
     """Per traffic rollup (`evallib.warehouse.online_rollups`): its fresh days, plus the same
     aggregate over the raw rows of the days it misses (returned, per rollup)."""
@@ -271,7 +274,7 @@ def _traffic_views(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing],
     return missed
 
 
-def _unrolled_table(con: duckdb.DuckDBPyConnection, raw: dict[str, set[str]]) -> None:
+def _unrolled_table(con: Connection, raw: dict[str, set[str]]) -> None:
     """Per rollup, the days (runs) its views read raw: `queries.unrolled`."""
     con.execute("CREATE TABLE unrolled (rollup VARCHAR, key VARCHAR)")
     rows = [(name, key) for name, keys in raw.items() for key in sorted(keys)]
@@ -289,7 +292,7 @@ def _fresh_rows(cur: Current, table: S.Table, key: str, files: Files) -> str:
     return f"SELECT * FROM ({rows}) WHERE NOT list_contains([{stale}], {key})"
 
 
-def _unreadable_table(con: duckdb.DuckDBPyConnection, listings: dict[str, Listing]) -> None:
+def _unreadable_table(con: Connection, listings: dict[str, Listing]) -> None:
     con.execute("CREATE TABLE unreadable_files (table_name VARCHAR, path VARCHAR, "
                 "reason VARCHAR)")
     rows = [(name, p.url, why) for name, listing in listings.items()

@@ -13,13 +13,16 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .schema import Table
+
+if TYPE_CHECKING:
+    from .cache import PartCache
 
 DEFAULT_ROOT = "warehouse"
 TMP_PREFIX = "_tmp-"
@@ -66,7 +69,7 @@ class Store:
         # never see another process's new files.
         options = {} if self.is_local else {"use_listings_cache": False}
         self.fs, self.base = fsspec.core.url_to_fs(self.root, **options)
-        self._cache = None
+        self._cache: PartCache | None = None
 
     @property
     def cache(self):

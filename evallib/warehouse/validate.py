@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import polars as pl
@@ -21,7 +21,7 @@ from ..errors import DataError
 from .keys import fill_event_ids
 from .schema import FEEDBACK_KINDS, KINDS, Table
 
-Rows = Iterable[Mapping[str, Any]] | pa.Table | Any  # Any: a polars DataFrame
+Rows: TypeAlias = Iterable[Mapping[str, Any]] | pa.Table | Any  # Any: a polars DataFrame
 
 
 def to_arrow(table: Table, data: Rows, *, source: str, fill: Mapping[str, Any] | None = None
