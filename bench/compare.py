@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evallib import Warehouse, connect, queries
-from evallib.compare import compare_runs
+from evallib.analysis.compare import compare_runs
 
 BUDGET_S = 0.5
 METRICS = [(f"pass_{i}", "binary") for i in range(4)] + [

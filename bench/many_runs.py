@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from evallib import Warehouse, connect, queries  # noqa: E402
-from evallib.many_runs import compare_many  # noqa: E402
+from evallib.analysis.many_runs import compare_many  # noqa: E402
 
 BUDGET_S = 1.0
 N_RUNS = 10

@@ -1,10 +1,10 @@
 """evallib: record LLM eval results into an open Parquet warehouse and read them with DuckDB."""
 
-# evaluate is bound eagerly, not lazily: importing the submodule evallib.evaluate would
-# otherwise shadow the function of the same name (cheap: the judge's openai stays lazy).
-from .datasets import Case, Dataset, load_dataset
+# evaluate is the function (bound eagerly; its module is evallib.authoring.evaluation, so
+# nothing shadows it). Cheap: the judge's openai stays lazy.
+from .authoring.datasets import Case, Dataset, load_dataset
+from .authoring.evaluation import EvalResult, TaskResult, evaluate
 from .errors import DataError, EvallibError, RunExistsError
-from .evaluate import EvalResult, TaskResult, evaluate
 from .warehouse import Warehouse, connect, resolve_root
 
 __all__ = ["BufferedRecorder", "Case", "DataError", "Dataset", "EvalResult", "EvallibError",

@@ -355,7 +355,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs
+    from .analysis.compare import compare_runs
     from .warehouse.db import connect
 
     by = [[k.strip() for k in spec.split(",")] for spec in args.by]
@@ -415,7 +415,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _compare_many(args: argparse.Namespace) -> int:
-    from .many_runs import compare_many, grid, headline
+    from .analysis.many_runs import compare_many, grid, headline
     from .warehouse.db import connect
 
     by = [k.strip() for k in (args.by or "").split(",") if k.strip()]
@@ -447,8 +447,8 @@ def _nan_last(x: float) -> float:
 
 
 def _score_online(args: argparse.Namespace) -> int:
+    from .authoring.promote import parse_since
     from .online import resolve_scorers, score_online
-    from .promote import parse_since
 
     scorers = resolve_scorers(args.scorers, args.judge_model)
     counts = score_online(args.warehouse, scorers, parse_since(args.since),
@@ -463,8 +463,8 @@ def _score_online(args: argparse.Namespace) -> int:
 
 
 def _review_sample(args: argparse.Namespace) -> int:
-    from .promote import parse_since
-    from .review import sample_for_review, write_sheet
+    from .authoring.promote import parse_since
+    from .authoring.review import sample_for_review, write_sheet
     from .warehouse.db import connect
 
     by = [k.strip() for k in (args.by or "").split(",") if k.strip()]
@@ -480,7 +480,7 @@ def _review_sample(args: argparse.Namespace) -> int:
 
 
 def _review_import(args: argparse.Namespace) -> int:
-    from .review import import_labels
+    from .authoring.review import import_labels
 
     r = import_labels(args.path, args.warehouse, rater=args.rater)
     print(f"imported {r.imported} new labels, replaced {r.replaced} changed ones "
@@ -489,7 +489,7 @@ def _review_import(args: argparse.Namespace) -> int:
 
 
 def _judge_check(args: argparse.Namespace) -> int:
-    from .calibration import describe, judge_check, to_json
+    from .analysis.calibration import describe, judge_check, to_json
     from .warehouse.db import connect
 
     if not 0 < args.threshold <= 1:
@@ -498,7 +498,7 @@ def _judge_check(args: argparse.Namespace) -> int:
     if args.labels != "warehouse":
         import polars as pl
 
-        from .review import read_sheet
+        from .authoring.review import read_sheet
 
         rows, _, _ = read_sheet(args.labels, rater="(sheet)")
         labels = pl.DataFrame([r for r in rows if r["metric"] == args.metric], schema={
@@ -521,7 +521,7 @@ def _judge_check(args: argparse.Namespace) -> int:
 
 
 def _datasets(args: argparse.Namespace) -> int:
-    from .datasets import datasets_report, render_datasets
+    from .authoring.datasets import datasets_report, render_datasets
     from .warehouse.db import connect
 
     with connect(args.warehouse) as con:
@@ -534,7 +534,7 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from .promote import parse_since, promote_failing
+    from .authoring.promote import parse_since, promote_failing
 
     result = promote_failing(args.warehouse, args.dataset, since=parse_since(args.since),
                              until=args.until and parse_since(args.until),
@@ -544,7 +544,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _export_failures(args: argparse.Namespace) -> int:
-    from .export import failing_cases, to_csv, write_csv
+    from .analysis.export import failing_cases, to_csv, write_csv
     from .warehouse.db import connect
 
     with connect(args.warehouse) as con:
@@ -561,8 +561,7 @@ def _export_failures(args: argparse.Namespace) -> int:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from .gate import load_policy, run_gate
-    from .gate_report import junit, markdown, terminal
+    from .analysis.gate import junit, load_policy, markdown, run_gate, terminal
     from .warehouse import Warehouse
     from .warehouse.db import connect
 
@@ -618,11 +617,11 @@ def _num(v: float, sign: bool = False) -> str:
 def _alerts(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .monitor import check
-    from .promote import parse_since
+    from .analysis.monitor import record_alerts
+    from .authoring.promote import parse_since
 
     targets = _notify_targets(args, "alerts")
-    alerts = check(args.warehouse, since=args.since and parse_since(args.since),
+    alerts = record_alerts(args.warehouse, since=args.since and parse_since(args.since),
                    record=not args.no_record)
     n_open = sum(a.status == "open" for a in alerts)
     if args.json:
@@ -683,7 +682,7 @@ def _notify(args: argparse.Namespace, send: Callable[[Any], list[Any]]) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import month_bounds, monthly_review, render, write_report
+    from .analysis.report import month_bounds, monthly_review, render, write_report
     from .warehouse.db import connect
 
     month_bounds(args.month)  # a bad month is a usage error before any work

@@ -466,7 +466,7 @@ def _timestamp(value: Any) -> Any:
 
 
 def _text(value: Any) -> str | None:
-    from .datasets import as_text
+    from .authoring.datasets import as_text
 
     return as_text(value)
 
@@ -625,7 +625,7 @@ def score_online(warehouse: Any, scorers: Sequence[Any], since: Any, *, until: A
 async def _score_all(scorer: Any, samples: list[Any], concurrency: int) -> list[list[Any]]:
     import asyncio
 
-    from .evaluate import score_safely
+    from .authoring.evaluation import score_safely
 
     gate = asyncio.Semaphore(concurrency)
 

@@ -14,8 +14,8 @@ import polars as pl
 import streamlit as st
 
 from evallib import queries, resolve_root, stats
-from evallib.compare import Comparison, compare_runs
-from evallib.export import failing_cases, to_csv
+from evallib.analysis.compare import Comparison, compare_runs
+from evallib.analysis.export import failing_cases, to_csv
 from evallib.warehouse import Live
 from evallib.warehouse.db import lost_file
 
@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Warehouse:
+class WarehouseView:
     """Which warehouse this rerun reads, and which of its tables hold data."""
 
     root: str
@@ -69,12 +69,12 @@ def leave_pages_directory_mode() -> None:
         st.rerun()
 
 
-def warehouse() -> Warehouse:
+def warehouse() -> WarehouseView:
     """Resolved on every rerun, at no cost: the newest snapshot, which a background thread
     renews every ``REFRESH_SECONDS`` (re-listing only what can have changed)."""
     root = resolve_root()
     snap = _live(root).snapshot()
-    return Warehouse(root, snap.present, snap.key)
+    return WarehouseView(root, snap.present, snap.key)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -125,7 +125,7 @@ def _comparison(root: str, snapshot: str, candidate: str, baseline: str,
 
 def comparison(candidate: str, baseline: str, by: tuple[tuple[str, ...], ...] = (),
                alpha: float = 0.05, cluster: str | None = None) -> Comparison:
-    """Cached `evallib.compare.compare_runs` (shared by sessions: read-only)."""
+    """Cached `evallib.analysis.compare.compare_runs` (shared by sessions: read-only)."""
     wh = warehouse()
     return _comparison(wh.root, wh.snapshot, candidate, baseline, by, alpha, cluster)
 
@@ -143,11 +143,13 @@ def failures_csv(run_id: str, baseline: str | None = None) -> bytes:
 
 # Computations over the warehouse the Online, Correlation and Runs × slices pages cache
 # (results are read-only, shared by sessions): name → "module:function" taking a connection first.
-ANALYSES = {"alerts": "evallib.monitor:detect", "canary": "evallib.monitor:compare_variants",
-            "review": "evallib.report:monthly_review", "trends": "evallib.report:review_trends",
-            "many_runs": "evallib.many_runs:compare_many",
-            "review_agreement": "evallib.calibration:review_agreement",
-            "golden_sets": "evallib.datasets:datasets_overview"}
+ANALYSES = {"alerts": "evallib.analysis.monitor:detect",
+            "canary": "evallib.analysis.monitor:compare_variants",
+            "review": "evallib.analysis.report:monthly_review",
+            "trends": "evallib.analysis.report:review_trends",
+            "many_runs": "evallib.analysis.many_runs:compare_many",
+            "review_agreement": "evallib.analysis.calibration:review_agreement",
+            "golden_sets": "evallib.authoring.datasets:datasets_overview"}
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner="Computing…")
@@ -162,7 +164,7 @@ def _analysis(root: str, snapshot: str, name: str, args: tuple[Any, ...],
 
 def analysis(name: str, *args: Any, **kwargs: Any) -> Any:
     """Cached ``ANALYSES[name](con, *args, **kwargs)``, e.g. ``analysis("alerts", start,
-    end)`` is `evallib.monitor.detect` over the window."""
+    end)`` is `evallib.analysis.monitor.detect` over the window."""
     if name not in ANALYSES:
         raise ValueError(f"unknown analysis {name!r}")
     wh = warehouse()
@@ -304,7 +306,7 @@ def filters() -> Filters:
 OFFLINE, ONLINE = "Offline", "Online"  # the source picker's options; its value is in the URL
 
 
-def pick_source(wh: Warehouse) -> str:
+def pick_source(wh: WarehouseView) -> str:
     """Offline (a run of the golden set) or Online (production traces of the sidebar's
     days), of those the warehouse holds; bound to the URL."""
     available = [s for s, ok in ((OFFLINE, wh.has_offline), (ONLINE, wh.has_online)) if ok]

@@ -1,4 +1,4 @@
-"""The Runs × slices page's tables and heatmap, shaped from `evallib.many_runs.ManyRuns`.
+"""The Runs × slices page's tables and heatmap, shaped from `evallib.analysis.many_runs.ManyRuns`.
 Pure polars and plotly: no streamlit, no SQL. Labels from the data are HTML-escaped
 (plotly renders a subset of HTML); traces carry ``meta={"role": ...}`` as in `pages._charts`.
 """
@@ -13,7 +13,7 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from evallib.many_runs import ManyRuns, slice_label
+from evallib.analysis.many_runs import ManyRuns, slice_label
 
 WORSE, BETTER, SAME, REFERENCE = "worse", "better", "no significant change", "reference"
 Z_LIMIT = 4.0

@@ -1,7 +1,7 @@
 """Plotly figures of the Online and Correlation pages. No streamlit, no SQL.
 
 The correlation, agreement and drift figures are the monthly report's own
-(`evallib.report`), so the page and the document show the same pictures. Labels from the
+(`evallib.analysis.report`), so the page and the document show the same pictures. Labels from the
 data are HTML-escaped; every data trace carries ``meta={"role": "series"}`` (bands: "band",
 counts: "count") as in `pages._charts`.
 """
@@ -18,9 +18,9 @@ import polars as pl
 from plotly.colors import hex_to_rgb, qualitative
 from plotly.subplots import make_subplots
 
-from evallib.drift import DriftResult
-from evallib.monitor import Alert
-from evallib.report import (
+from evallib.analysis.drift import DriftResult
+from evallib.analysis.monitor import Alert
+from evallib.analysis.report import (
     agreement_figure,
     binned_figure,
     correlation_trend_figure,

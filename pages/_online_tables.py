@@ -10,8 +10,8 @@ from typing import Any
 
 import polars as pl
 
-from evallib.drift import DriftResult
-from evallib.monitor import Alert, VariantComparison
+from evallib.analysis.drift import DriftResult
+from evallib.analysis.monitor import Alert, VariantComparison
 from evallib.stats.correlation import STATUS
 
 NONE = "(none)"

@@ -12,7 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from evallib.rag import CLASSES
+from evallib.analysis.rag import CLASSES
 from pages._tables import MISSING
 
 CLASS_COLORS = {"retrieval": "#ff7f0e", "both": "#d62728", "generation": "#9467bd",
@@ -130,7 +130,7 @@ def delta_heatmap(rows: pl.DataFrame, values: dict[str, dict[str, str]], key: st
 
 def mix_bars(mixes: pl.DataFrame, key: str, key2: str | None) -> go.Figure:
     """Each stratum's share of the golden set beside its share of production traffic
-    (`evallib.coverage.strata_mixes`), largest traffic share on top."""
+    (`evallib.analysis.coverage.strata_mixes`), largest traffic share on top."""
     labels = [escape(f"{a} · {b}" if key2 else str(a)) for a, b in
               mixes.select("stratum", "stratum2").fill_null(MISSING).iter_rows()]
     fig = go.Figure()
@@ -181,7 +181,7 @@ def retrieval_curve(metrics: pl.DataFrame, k: int) -> go.Figure:
 def attribution_bars(table: pl.DataFrame, base: pl.DataFrame | None = None,
                      labels: tuple[str, str] = ("baseline", "run")) -> go.Figure:
     """Failing cases per stratum (a bar each, overall = "all") split by class, each part
-    labelled with its count and share. From `evallib.rag.attribution_table`; with ``base``
+    labelled with its count and share. From `evallib.analysis.rag.attribution_table`; with ``base``
     (the baseline's table) each stratum gets two bars, the baseline's above the run's."""
     strata = list(dict.fromkeys(table["stratum"].to_list()))
     sides = [(labels[1], table)] if base is None else [(labels[0], base), (labels[1], table)]

@@ -1,6 +1,6 @@
 """The Review page's parts: who is labelling, the session's queue and labels, one item as
 the rater sees it, and the agreement tables and figure. Writes go through
-`evallib.review` (the path `evallib review import` takes)."""
+`evallib.authoring.review` (the path `evallib review import` takes)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from evallib.calibration import THRESHOLD
+from evallib.analysis.calibration import THRESHOLD
+from evallib.authoring.review import record_labels, retract_label, review_queue
 from evallib.errors import EvallibError
-from evallib.review import record_labels, retract_label, review_queue
 from evallib.warehouse import Warehouse
 from pages._common import query
 
@@ -255,7 +255,7 @@ def ci(value: float, low: float, high: float, fmt: str = "{:.2f}") -> str:
 
 
 def calibration_rows(table: pl.DataFrame) -> pl.DataFrame:
-    """`evallib.calibration.calibrate` for display: status in words, each statistic with
+    """`evallib.analysis.calibration.calibrate` for display: status in words, each statistic with
     its 95% interval."""
     rows = [{"judge version": r["judge_version"], "status": STATUS.get(r["status"], r["status"]),
              "n": r["n"],

@@ -1,5 +1,5 @@
-"""Tables the Slices and RAG pages show, shaped from query results and `evallib.rag` /
-`evallib.coverage` frames. Pure polars: no streamlit, no SQL."""
+"""Tables the Slices and RAG pages show, shaped from query results and `evallib.analysis.rag` /
+`evallib.analysis.coverage` frames. Pure polars: no streamlit, no SQL."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from evallib.rag import CLASSES, id_column, with_stratum
+from evallib.analysis.rag import CLASSES, id_column, with_stratum
 from pages._tables import MISSING, SMALL_N, _strata_text, interval_text, slice_label
 
 NONE = "(none)"  # "no second key" / "no baseline" in the pickers
@@ -84,7 +84,7 @@ def metric_slice_rows(slices: pl.DataFrame, metric: str) -> pl.DataFrame:
 
 
 def mix_table(mixes: pl.DataFrame, key: str, key2: str | None) -> pl.DataFrame:
-    """`evallib.coverage.strata_mixes` for display: stratum values, both shares and counts,
+    """`evallib.analysis.coverage.strata_mixes` for display: stratum values, both shares and counts,
     and ``golden − traffic`` in points; strata the golden set lacks marked."""
     cols = [pl.col("stratum").alias(key)] + ([pl.col("stratum2").alias(key2)] if key2 else [])
     return mixes.select(
@@ -97,8 +97,9 @@ def mix_table(mixes: pl.DataFrame, key: str, key2: str | None) -> pl.DataFrame:
 
 
 def coverage_table(weighted: pl.DataFrame) -> pl.DataFrame:
-    """`evallib.coverage.production_weighted` for display: the plain and production-weighted
-    mean with intervals, the difference, ``differs`` where it exceeds its uncertainty."""
+    """`evallib.analysis.coverage.production_weighted` for display: the plain and
+    production-weighted mean with intervals, the difference, ``differs`` where it exceeds
+    its uncertainty."""
     def text(mean: str, low: str, high: str) -> list[str]:
         return [interval_text(m, lo, hi, k) for m, lo, hi, k in
                 weighted.select(mean, low, high, "kind").iter_rows()]
@@ -143,7 +144,7 @@ def generation_table(gen: pl.DataFrame, first: list[str]) -> pl.DataFrame:
 
 
 def attribution_display(table: pl.DataFrame) -> pl.DataFrame:
-    """`evallib.rag.attribution_table` for display: share as "35% [26%, 45%]"."""
+    """`evallib.analysis.rag.attribution_table` for display: share as "35% [26%, 45%]"."""
     share = [("—" if s is None else f"{s:.0%} [{lo:.0%}, {hi:.0%}]")
              for s, lo, hi in table.select("share", "ci_low", "ci_high").iter_rows()]
     return table.select(
@@ -153,7 +154,7 @@ def attribution_display(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def shift_display(shift: pl.DataFrame) -> pl.DataFrame:
-    """`evallib.rag.attribution_shift` for display, biggest moves first."""
+    """`evallib.analysis.rag.attribution_shift` for display, biggest moves first."""
     return shift.select(
         pl.when(pl.col("significant") & (pl.col("delta_n") > 0)).then(pl.lit("more"))
         .when(pl.col("significant") & (pl.col("delta_n") < 0)).then(pl.lit("fewer"))

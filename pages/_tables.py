@@ -235,7 +235,7 @@ def case_table(case_scores: pl.DataFrame, metric: str, where: dict[str, str] | N
                status: str | None) -> pl.DataFrame:
     """The cases behind one metric (in one slice, of one status): both scores, what each run
     answered, the judge's reasons and the strata, regressions by size first."""
-    from evallib.export import case_status
+    from evallib.analysis.export import case_status
 
     rows = case_scores.filter(pl.col("metric") == metric)
     for key, value in (where or {}).items():

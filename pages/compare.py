@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from evallib.compare import CASE_FIELDS, min_detectable, power_line
-from evallib.export import to_csv
+from evallib.analysis.compare import CASE_FIELDS, min_detectable, power_line
+from evallib.analysis.export import to_csv
 from pages import _charts as charts
 from pages import _tables as tables
 from pages import _ui as ui

@@ -7,7 +7,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from evallib import coverage
+from evallib.analysis import coverage
 from pages import _datasets_charts as charts
 from pages import _rag_charts as rcharts
 from pages import _slices_tables as stables

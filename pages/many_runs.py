@@ -7,8 +7,8 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from evallib.export import to_csv
-from evallib.many_runs import MAX_RUNS, default_reference, default_runs, headline
+from evallib.analysis.export import to_csv
+from evallib.analysis.many_runs import MAX_RUNS, default_reference, default_runs, headline
 from pages import _many_runs_view as view
 from pages._common import (
     analysis,

@@ -8,7 +8,7 @@ from datetime import timedelta
 import polars as pl
 import streamlit as st
 
-from evallib.drift import drift_report
+from evallib.analysis.drift import drift_report
 from pages import _online_charts as charts
 from pages import _online_tables as tables
 from pages import _ui as ui

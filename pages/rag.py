@@ -1,6 +1,6 @@
 """RAG: was a failure retrieval's or generation's? Retrieval quality at every cut k, the
 generator's quality given the evidence it had, and every failing case attributed (overall,
-per slice, against a baseline), down to the cases and a CSV. Definitions: `evallib.rag`."""
+per slice, against a baseline), down to the cases and a CSV. Definitions: `evallib.analysis.rag`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from datetime import timedelta
 import polars as pl
 import streamlit as st
 
-from evallib import rag
-from evallib.export import to_csv
+from evallib.analysis import rag
+from evallib.analysis.export import to_csv
 from pages import _rag_charts as rcharts
 from pages import _slices_tables as stables
 from pages import _tables as tables

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from evallib.calibration import THRESHOLD
+from evallib.analysis.calibration import THRESHOLD
 from pages import _review_parts as R
 from pages._common import (
     OFFLINE,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evallib import coverage
-from evallib.export import to_csv
+from evallib.analysis import coverage
+from evallib.analysis.export import to_csv
 from pages import _charts as charts
 from pages import _rag_charts as rcharts
 from pages import _slices_tables as stables

@@ -8,7 +8,7 @@ from pages import _charts as charts
 from pages import _ui as ui
 from pages._common import (
     Filters,
-    Warehouse,
+    WarehouseView,
     filters,
     get_started,
     leave_pages_directory_mode,
@@ -38,7 +38,7 @@ def _pickers(metrics: list[str], kinds: list[str], keys: list[str], prefix: str
     return metric, None if key == OVERALL else key
 
 
-def offline(wh: Warehouse, f: Filters) -> None:
+def offline(wh: WarehouseView, f: Filters) -> None:
     if not wh.has_offline:
         get_started(wh.root, "offline runs")
         return
@@ -56,7 +56,7 @@ def offline(wh: Warehouse, f: Filters) -> None:
                "is one run's uncertainty, not a test between runs.")
 
 
-def online(wh: Warehouse, f: Filters) -> None:
+def online(wh: WarehouseView, f: Filters) -> None:
     if not wh.has_online or f.start is None:
         get_started(wh.root, "online traffic")
         return

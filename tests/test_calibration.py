@@ -1,5 +1,5 @@
-"""Judge calibration (`evallib judge-check`, evallib.calibration): numbers checked against the
-krippendorff package, statsmodels and scipy; a simulated calibrated judge and an
+"""Judge calibration (`evallib judge-check`, evallib.analysis.calibration): numbers checked
+against the krippendorff package, statsmodels and scipy; a simulated calibrated judge and an
 uncalibrated one told apart through a real warehouse; the flag's error rate by simulation;
 the demo's drift-month judge fails while the others pass."""
 
@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from evallib import Warehouse, connect
-from evallib.calibration import calibrate, humans_agreement, judge_check
+from evallib.analysis.calibration import calibrate, humans_agreement, judge_check
 from evallib.cli import main
 from evallib.stats.agreement import agreement_from_counts
 

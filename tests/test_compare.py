@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 
 from evallib import Warehouse, connect, queries
+from evallib.analysis.compare import Comparison, MetricComparison, compare_runs
 from evallib.cli import main
-from evallib.compare import Comparison, MetricComparison, compare_runs
 from evallib.errors import EvallibError
 from evallib.stats import benjamini_hochberg, paired_test
 

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from evallib.export import to_csv
+from evallib.analysis.export import to_csv
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/compare.py"
@@ -152,7 +152,7 @@ def test_downloads_are_the_cases_shown_and_the_cli_file(
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
     from evallib import connect
-    from evallib.export import failing_cases
+    from evallib.analysis.export import failing_cases
 
     served: dict[str, bytes] = {}
     store = MemoryMediaFileStorage.load_and_get_id

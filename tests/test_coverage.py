@@ -1,4 +1,4 @@
-"""Production-weighted estimates (`evallib.coverage`): hand computations, strata the golden
+"""Production-weighted estimates (`evallib.analysis.coverage`): hand computations, strata the golden
 set lacks, and the false-positive rate of the "differs" flag by simulation."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from scipy.stats import t as student_t
 
-from evallib import coverage
+from evallib.analysis import coverage
 
 Z = 1.959963984540054
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from evallib import Warehouse, connect
-from evallib.datasets import Case, Dataset, load_dataset, load_version, stored_versions
+from evallib.authoring.datasets import Case, Dataset, load_dataset, load_version, stored_versions
 from evallib.errors import DataError, EvallibError
 from evallib.warehouse import schema as S
 from evallib.warehouse.maintenance import check

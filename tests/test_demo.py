@@ -112,7 +112,7 @@ def test_baseline_failures_are_mostly_retrieval(demo):
     shares = {r["cause"]: r["n"] / total for r in causes.iter_rows(named=True)}
     assert total >= 25
     assert shares == pytest.approx(summary.failure_attribution, abs=1e-9)
-    # a retrieval miss is "both" when its answer is unfaithful too (evallib.rag)
+    # a retrieval miss is "both" when its answer is unfaithful too (evallib.analysis.rag)
     assert shares["retrieval"] + shares["both"] == pytest.approx(0.55, abs=0.04)
     assert shares["retrieval"] == pytest.approx(0.35, abs=0.04)
     assert shares["both"] == pytest.approx(0.20, abs=0.04)
@@ -321,7 +321,7 @@ def test_the_correlation_page_flags_exactly_the_drift_months_pairs(default_demo,
 
 
 def test_compare_finds_only_the_planted_slice(default_demo):
-    from evallib.compare import compare_runs
+    from evallib.analysis.compare import compare_runs
 
     summary, root = default_demo
     with evallib.connect(root) as con:
@@ -342,7 +342,7 @@ def test_every_alert_is_part_of_the_story(default_demo):
     """The detector over the whole window finds the releases that changed model (latency,
     cost), the incident (errors, tool errors, latency) and the judge swap (a score), and
     nothing else."""
-    from evallib.monitor import detect
+    from evallib.analysis.monitor import detect
 
     summary, root = default_demo
     drift_start = dt.date.fromisoformat(f"{summary.judge_drift_month}-01")

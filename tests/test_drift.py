@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from evallib import connect, queries
-from evallib.drift import band, categorical_drift, continuous_drift, drift_report, psi
+from evallib.analysis.drift import band, categorical_drift, continuous_drift, drift_report, psi
 
 
 def test_psi_by_hand_and_its_bands() -> None:
@@ -159,7 +159,7 @@ def test_whole_lengths_are_the_rollups_bins_read_back() -> None:
     drift, is the smallest length that bin holds (DuckDB runs the rollup's own SQL)."""
     import duckdb
 
-    from evallib.drift import _whole_lengths
+    from evallib.analysis.drift import _whole_lengths
     from evallib.warehouse.online_rollups import _LOG_BIN
 
     bins = duckdb.sql(f"SELECT {_LOG_BIN.format(v='v')} AS x, min(v) AS lo "
@@ -170,7 +170,7 @@ def test_whole_lengths_are_the_rollups_bins_read_back() -> None:
 def test_typical_change_is_the_wasserstein_distance() -> None:
     from scipy.stats import wasserstein_distance
 
-    from evallib.drift import _typical_change
+    from evallib.analysis.drift import _typical_change
 
     x = np.array([0.1, 0.25, 0.5, 0.8, 0.9])
     r, w = np.array([10, 20, 30, 25, 15]), np.array([5, 5, 30, 30, 30])

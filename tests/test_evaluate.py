@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from evallib import Dataset, EvallibError, TaskResult, connect, evaluate
-from evallib.datasets import Case
+from evallib.authoring.datasets import Case
 from evallib.scorers import classification, exact_match, retrieval_metric
 from evallib.scorers.base import Sample, Score, Scorer
 

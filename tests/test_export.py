@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 
 from evallib import Warehouse, connect
+from evallib.analysis.export import failing_cases, safe_cell, to_csv
 from evallib.cli import main
 from evallib.errors import EvallibError
-from evallib.export import failing_cases, safe_cell, to_csv
 
 NASTY = ['=HYPERLINK("http://evil","x")', "+1+2", "-2+3", "@SUM(A1)", "\tTAB", "\rCR",
          'comma, "quote"\nand newline', "naïve café ✓"]

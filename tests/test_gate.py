@@ -15,9 +15,18 @@ import polars as pl
 import pytest
 
 from evallib import Warehouse, connect, queries
+from evallib.analysis.gate import (
+    GateData,
+    junit,
+    load_policy,
+    markdown,
+    parse_policy,
+    run_gate,
+    terminal,
+)
+from evallib.analysis.gate.render import ICONS
+from evallib.analysis.gate.verdict import evaluate
 from evallib.cli import main
-from evallib.gate import GateData, evaluate, load_policy, parse_policy, run_gate
-from evallib.gate_report import ICONS, junit, markdown, terminal
 from evallib.stats import benjamini_hochberg, paired_inference
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "gate-policy.toml"

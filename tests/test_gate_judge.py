@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from evallib import Warehouse, connect
+from evallib.analysis.gate import PolicyError, junit, markdown, parse_policy, run_gate
 from evallib.cli import main
-from evallib.gate import PolicyError, parse_policy, run_gate
-from evallib.gate_report import junit, markdown
 
 TS = datetime(2026, 3, 2, 9, tzinfo=UTC)
 RULE = 'metric = "correctness"\njudge_calibrated = 0.8'

@@ -17,8 +17,8 @@ import pytest
 from inspect_ai.log import read_eval_log, write_eval_log
 
 from evallib import connect, queries
+from evallib.analysis.compare import compare_runs
 from evallib.cli import main
-from evallib.compare import compare_runs
 
 LOGS = Path(__file__).parent / "fixtures" / "inspect"
 LETTER = {"C": 1.0, "P": 0.5, "I": 0.0, "N": 0.0}

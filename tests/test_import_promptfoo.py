@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from evallib import connect, queries
+from evallib.analysis.compare import compare_runs
 from evallib.cli import main
-from evallib.compare import compare_runs
 
 RESULTS = Path(__file__).parent / "fixtures" / "promptfoo" / "results.json"
 DOC = json.loads(RESULTS.read_text())

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from evallib import Warehouse, connect, queries
+from evallib.analysis.monitor import detect
 from evallib.cli import main
-from evallib.monitor import detect
 from evallib.warehouse import schema as S
 from evallib.warehouse.compact import compact
 from evallib.warehouse.db import lost_file, retrying

@@ -1,4 +1,4 @@
-"""Many runs side by side (`evallib.many_runs`, `evallib compare-many`) on real Parquet
+"""Many runs side by side (`evallib.analysis.many_runs`, `evallib compare-many`) on real Parquet
 through DuckDB: a small warehouse whose answers are computed here from the raw rows, the
 same numbers as Compare's, and the demo's planted slice regression."""
 
@@ -15,10 +15,8 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
 from evallib import Warehouse, connect, queries
-from evallib.cli import main
-from evallib.compare import compare_runs
-from evallib.errors import EvallibError
-from evallib.many_runs import (
+from evallib.analysis.compare import compare_runs
+from evallib.analysis.many_runs import (
     compare_many,
     default_reference,
     default_runs,
@@ -26,6 +24,8 @@ from evallib.many_runs import (
     grid,
     headline,
 )
+from evallib.cli import main
+from evallib.errors import EvallibError
 
 N_CASES = 120
 TIERS = ("gold", "silver", "bronze")
@@ -270,7 +270,7 @@ def test_when_no_run_differs_a_view_flags_a_slice_at_most_alpha_of_the_time() ->
     five slices: the view's 45 slice tests share one reference, so they are correlated;
     Benjamini–Hochberg must still keep P(any slice flagged) near α = 0.05, and each
     all-cases test its own α. Measured 0.040 and 0.049 over 300 views."""
-    from evallib.many_runs import _cells, _with_slices
+    from evallib.analysis.many_runs import _cells, _with_slices
 
     rng = np.random.default_rng(0)
     n, order, sims = 200, [f"r{i}" for i in range(10)], 200

@@ -1,7 +1,8 @@
 """The Runs × slices page in a real Streamlit runtime (AppTest) over the demo warehouse.
 
 Which runs the page picks is recomputed from the raw Parquet files with polars; its numbers
-must be `evallib.many_runs.compare_many`'s (tested against Compare in test_many_runs.py)."""
+must be `evallib.analysis.many_runs.compare_many`'s (tested against Compare in
+test_many_runs.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from evallib import Warehouse, connect
-from evallib.many_runs import compare_many
+from evallib.analysis.many_runs import compare_many
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/many_runs.py"

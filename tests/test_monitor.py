@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from evallib import Warehouse, connect
+from evallib.analysis.monitor import Settings, alerts_from_tests, compare_variants, daily_tests
 from evallib.cli import main
-from evallib.monitor import Settings, alerts_from_tests, compare_variants, daily_tests
 from evallib.stats.unpaired import (
     bootstrap_quantile_ratio,
     mann_whitney_counts,

@@ -442,7 +442,7 @@ def _open_link(link: str):  # an AppTest
 
 def test_an_alerts_link_opens_the_online_page_on_its_days_and_metric(demo_root: str,
                                                                      monkeypatch) -> None:
-    from evallib.monitor import Alert
+    from evallib.analysis.monitor import Alert
     from evallib.notify.messages import alert_notice
 
     monkeypatch.setenv("EVALLIB_WAREHOUSE", demo_root)
@@ -461,7 +461,7 @@ def test_an_alerts_link_opens_the_online_page_on_its_days_and_metric(demo_root: 
 
 def test_a_gates_link_opens_compare_on_the_pair_and_the_failing_slice(
         demo_root: str, tmp_path: Path, monkeypatch) -> None:
-    from evallib.gate import load_policy, run_gate
+    from evallib.analysis.gate import load_policy, run_gate
     from evallib.notify.messages import gate_notice
 
     monkeypatch.setenv("EVALLIB_WAREHOUSE", demo_root)

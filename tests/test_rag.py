@@ -1,4 +1,4 @@
-"""Retrieval aggregates and failure attribution (`evallib.queries` + `evallib.rag`) against
+"""Retrieval aggregates and failure attribution (`evallib.queries` + `evallib.analysis.rag`) against
 hand computations on a small hand-written warehouse, against the per-query reference
 functions of `evallib.scorers.retrieval`, and against what the demo planted; then the RAG
 page in a real Streamlit runtime."""
@@ -16,8 +16,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import evallib
-from evallib import Warehouse, queries, rag
-from evallib.datasets import Dataset
+from evallib import Warehouse, queries
+from evallib.analysis import rag
+from evallib.authoring.datasets import Dataset
 from evallib.scorers import (
     citation_hit_rate,
     context_precision,
@@ -391,7 +392,7 @@ def _open(**params: str) -> AppTest:
 
 
 def _raw_attribution(root: str, run: str, k: int = 5) -> dict[str, str]:
-    """The rules of evallib.rag recomputed from the raw Parquet with polars."""
+    """The rules of evallib.analysis.rag recomputed from the raw Parquet with polars."""
     scores = pl.read_parquet(f"{root}/scores/run_id={run}/*.parquet")
     cases = pl.read_parquet(f"{root}/cases/run_id={run}/*.parquet")
     ret = pl.read_parquet(f"{root}/retrievals/run_id={run}/*.parquet")
@@ -482,7 +483,7 @@ def test_page_online_source(demo_app) -> None:
 
 def _raw_online_classes(root: str, k: int = 5) -> pl.DataFrame:
     """Every failing correctness score of the demo's traffic, classified from the raw
-    Parquet files by the rules of `evallib.rag`: its trace and retrievals of the week up to
+    Parquet files by the rules of `evallib.analysis.rag`: its trace and retrievals of the week up to
     the score's day, the faithfulness verdict of the same day. trace_id, date, stratum
     (query_type), outcome."""
     def read(table: str) -> pl.DataFrame:

@@ -10,8 +10,14 @@ import polars as pl
 import pytest
 
 from evallib import connect
+from evallib.analysis.report import (
+    month_bounds,
+    monthly_review,
+    review_trends,
+    to_html,
+    to_markdown,
+)
 from evallib.cli import main
-from evallib.report import month_bounds, monthly_review, review_trends, to_html, to_markdown
 
 
 def _months(root: str) -> tuple[str, str]:

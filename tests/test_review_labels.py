@@ -1,5 +1,5 @@
-"""The one path labels take into the warehouse (`evallib.review.record_labels`, used by the
-Review page and by `evallib review import`): the same keys and rules both ways, labels of
+"""The one path labels take into the warehouse (`evallib.authoring.review.record_labels`, used by
+the Review page and by `evallib review import`): the same keys and rules both ways, labels of
 a run's cases, taking a label back, and the page's stratified queue."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 
 from evallib import DataError, Warehouse, connect
+from evallib.authoring.review import record_labels, retract_label, review_queue
 from evallib.cli import main
-from evallib.review import record_labels, retract_label, review_queue
 from evallib.warehouse.db import lost_file
 
 TS = datetime(2026, 3, 2, 9, tzinfo=UTC)

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 
 from evallib import Warehouse, connect, load_dataset
+from evallib.authoring.datasets import load_version
 from evallib.cli import main
-from evallib.datasets import load_version
 
 TS = datetime(2026, 3, 2, 9, tzinfo=UTC)
 SEGMENTS = ["smb"] * 12 + ["enterprise"] * 3 + ["free"] * 3

@@ -1,7 +1,7 @@
 """The Slices page in a real Streamlit runtime (AppTest) over the demo warehouse.
 
 Expected numbers come from the raw Parquet files read with polars (or, against a baseline,
-from `evallib.compare.compare_runs`, which the Compare page already checks), not from the
+from `evallib.analysis.compare.compare_runs`, which the Compare page already checks), not from the
 queries the page calls."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import evallib
-from evallib.compare import compare_runs
+from evallib.analysis.compare import compare_runs
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGE = "pages/slices.py"

@@ -389,10 +389,10 @@ def test_bh_with_degenerate_slices_keeps_fdr_and_finds_the_real_ones() -> None:
 def test_monitor_mean_test_holds_the_alpha_it_uses() -> None:
     """The alert detector's test of a day's mean against its 14 baseline days, at the
     alpha = 0.001 it uses: stationary latency-like days (ln ms, ±2% day-to-day wobble,
-    weekends at 60% traffic), 40,000 tests through `evallib.monitor._mean_test`. The
+    weekends at 60% traffic), 40,000 tests through `evallib.analysis.monitor._mean_test`. The
     random-effects z it replaced flagged 0.0041 of such days (tests/test_monitor.py runs
     every signal through the whole detector)."""
-    from evallib.monitor import _mean_test
+    from evallib.analysis.monitor import _mean_test
 
     rng = np.random.default_rng(1001)
     reps, days, k = 200, 214, 14
@@ -416,7 +416,7 @@ def gate_fail_probability(n: int, drop: float, threshold: float = 0.02, rule: st
     "point drop > threshold and McNemar mid-p < alpha"."""
     from scipy.special import ndtr
 
-    from evallib.gate import drop_verdict
+    from evallib.analysis.gate.verdict import drop_verdict
     from evallib.stats.difference import tango_z
 
     r, i, prob = discordant_outcomes(n, base_rate, -drop, rho)

@@ -12,7 +12,7 @@ tells the same true story:
 - the newest run is a release candidate whose prompt change breaks one slice (billing × hard)
   while the overall mean stays put; it is built from the approved baseline's outcomes, so
   the slice drop and the flat overall delta hold at any seed (the baseline's failure causes
-  in evallib.rag's classes, 35% retrieval / 20% both / 35% generation / 10% other, are
+  in evallib.analysis.rag's classes, 35% retrieval / 20% both / 35% generation / 10% other, are
   calibrated: a retrieval miss is "both" when its answer is also unfaithful);
 - production traffic follows the live release, with daily and weekly cycles, an incident day
   and a canary whose broken tool schema triples tool errors (so its quality dips); users'

@@ -160,7 +160,7 @@ def _corrected(expected: pa.Array, n_added: int) -> pa.Array:
 
 def _store_version(wh: Warehouse, version: str, case_id: pa.Array,
                    fixed: dict[str, pa.Array]) -> None:
-    """The golden set's cases as this version (what `evallib.datasets` stores: input and
+    """The golden set's cases as this version (what `evallib.authoring.datasets` stores: input and
     expected as JSON text), so a run's dataset_version names its exact cases."""
     table = pa.table({
         "dataset": pa.repeat(pa.scalar(DATASET), len(case_id)),

@@ -116,7 +116,7 @@ def _calibrate_causes(outcome: _Outcome, pop: _Population, ret: _Retrieval) -> N
 
 def _attribution(outcome: _Outcome, pop: _Population, ret: _Retrieval,
                  hallucinating: np.ndarray) -> dict[str, float]:
-    """Why the run's failed cases failed (evallib.rag's classes): no gold document in the
+    """Why the run's failed cases failed (evallib.analysis.rag's classes): no gold document in the
     top 5 and a faithful answer (retrieval) or an unfaithful one (both), one there and the
     answer still wrong (generation), or no gold document exists (other)."""
     failing = ~outcome.correct & ~outcome.error

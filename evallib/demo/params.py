@@ -44,7 +44,8 @@ FIRST_SKILL, BASELINE_SKILL = -0.75, -0.10
 RETRIEVERS = (("hybrid-bm25-e5", 0.75), ("hybrid-bm25-e5+rerank", 1.10))
 SLICE_DROP = 0.28  # the candidate's correctness drop in REGRESSION_SLICE
 OVERALL_DELTA = 0.004  # … while its overall paired delta stays at +0.4 points
-# The baseline's failure mix (evallib.rag's classes: retrieval + both = the retrieval misses).
+# The baseline's failure mix (evallib.analysis.rag's classes: retrieval + both = the retrieval
+# misses).
 FAILURE_CAUSES = {"retrieval": 0.35, "both": 0.20, "generation": 0.35, "other": 0.10}
 FAITHFUL = 4.0  # faithfulness passes from 4 on the 1-5 scale (scores._METRICS)
 

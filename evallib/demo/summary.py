@@ -23,7 +23,7 @@ class DemoSummary:
     regressed_run_id: str
     regression_slice: dict[str, str]
     correctness: dict[str, float]  # baseline/candidate × overall/slice
-    failure_attribution: dict[str, float]  # baseline failures, evallib.rag's four classes
+    failure_attribution: dict[str, float]  # baseline failures, evallib.analysis.rag's four classes
     judge_drift_month: str
     judge_feedback_spearman: dict[str, float]  # judge correctness vs thumbs: outside/drift
     incident_day: dt.date | None

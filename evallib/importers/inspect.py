@@ -15,8 +15,10 @@ import os
 from collections import defaultdict
 from typing import Any
 
+from ..authoring.evaluation import (
+    _epoch_rows,  # one definition of the epoch rows for every producer
+)
 from ..errors import DataError, EvallibError
-from ..evaluate import _epoch_rows  # one definition of the epoch rows for every producer
 from ..scorers.base import Score, args_hash
 from ..warehouse import Warehouse
 from .common import Rows, as_text, kind_of, short_hash, slug, strata_from

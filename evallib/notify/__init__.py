@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .. import queries
-from ..monitor import Alert
+from ..analysis.monitor import Alert
 from .config import Settings, Target, load_settings, resolve_targets
 from .messages import Notice, alert_notice, gate_notice, json_body, slack_body
 from .send import Delivery, post
@@ -129,8 +129,8 @@ def notify_alerts(root: str | os.PathLike[str] | None, alerts: Sequence[Alert],
 def notify_gate(root: str | os.PathLike[str] | None, result: Any,
                 targets: Sequence[Target], settings: Settings | None = None
                 ) -> list[Outcome]:
-    """What ``evallib gate --notify`` does with a `evallib.gate.GateResult`: nothing for a
-    clean pass."""
+    """What ``evallib gate --notify`` does with a `evallib.analysis.gate.GateResult`:
+    nothing for a clean pass."""
     settings = settings or load_settings()
     notice = gate_notice(result, settings.dashboard_url)
     if notice is None:

@@ -32,13 +32,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from ..monitor import SIGNALS, Alert
+from ..analysis.monitor import SIGNALS, Alert
 
 __all__ = ["SCHEMA", "Notice", "alert_notice", "gate_notice", "json_body", "slack_body"]
 
 SCHEMA = "evallib.notification/1"
 MAX_GATE_ROWS = 8  # rows named in a message; the link and the JSON body carry all
-BASELINE_DAYS = 14  # the detector's trailing window (evallib.monitor.Settings)
+BASELINE_DAYS = 14  # the detector's trailing window (evallib.analysis.monitor.Settings)
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,8 @@ def gate_notice(result: Any, dashboard: str | None) -> Notice | None:
     """A gate that failed ("fail:…") or passed only because failures were waived
     ("waived:…"); None for a clean pass. The digest after the colon changes when other
     rows fail or are waived, so a changed verdict is told again. ``result``: a
-    `evallib.gate.GateResult`."""
-    from ..gate_policy import slice_label
+    `evallib.analysis.gate.GateResult`."""
+    from ..analysis.gate.policy import slice_label
 
     bad = [o for o in result.outcomes if o.status in ("fail", "waived")]
     if not bad:

@@ -188,7 +188,7 @@ SELECT evidence, metric, """ + _POOLED + """
 FROM e g GROUP BY GROUPING SETS ((evidence, metric), (metric))
 ORDER BY metric, evidence NULLS LAST"""
 
-# Online failure attribution: what `evallib.rag.classify` decides, from the columns of the
+# Online failure attribution: what `evallib.analysis.rag.classify` decides, from the columns of the
 # rollup `online_rag_failures` (and of `_ONLINE_FAILURES` below, which lists them).
 _FAILURE_OUTCOME = """CASE WHEN NOT has_docs THEN 'not attributed'
         WHEN NOT judged THEN 'other' WHEN first_relevant <= $k THEN 'generation'
@@ -301,7 +301,7 @@ def _check_k(k: int) -> None:
 def attribution_items(con: Connection, run_id: str, k: int, answer: str,
                       faithfulness: str, failing_only: bool = False) -> pl.DataFrame:
     """One row per case of the run scored on ``answer`` (or only the failing ones: answer
-    failed, no error), with what `evallib.rag.classify` needs: failed, errored, faithful
+    failed, no error), with what `evallib.analysis.rag.classify` needs: failed, errored, faithful
     (pass flag of ``faithfulness``; null if unscored), n_docs (retrieved), n_judged (with a
     relevance label), relevant_in_k, first_relevant, cited_relevant; and the case's
     strata_json, the answer's value, error. Texts and reasons: `attribution_details`."""
@@ -312,9 +312,10 @@ def attribution_items(con: Connection, run_id: str, k: int, answer: str,
 def online_attribution_counts(con: Connection, start: date, end: date, k: int, answer: str,
                               faithfulness: str) -> pl.DataFrame:
     """Production's failing answers of UTC days [start, end] (``answer`` did not pass, the
-    trace did not error), counted per ``strata_json`` × ``outcome`` (`evallib.rag.CLASSES`
-    or not attributed) in column ``w``: what `evallib.rag.attribution_table` takes. From the
-    daily rollup: a score's trace, error and retrievals are those of the week up to its day;
+    trace did not error), counted per ``strata_json`` × ``outcome``
+    (`evallib.analysis.rag.CLASSES` or not attributed) in column ``w``: what
+    `evallib.analysis.rag.attribution_table` takes. From the daily rollup: a score's trace,
+    error and retrievals are those of the week up to its day;
     its ``faithfulness`` ('' = none) verdict is the one scored the same day. k ≤ RAG_MAX_K."""
     _check_k(k)
     return _frame(con, f"""{_FAILURE_ROWS}
@@ -346,7 +347,7 @@ def online_failures(con: Connection, start: date, end: date, k: int, answer: str
                     stratum: str | None = None, limit: int = 2000) -> pl.DataFrame:
     """The newest ``limit`` failing answers of [start, end] counted by `online_failure_days`
     (pass the days that hold them: every day of [start, end] is read), one row each with what
-    `evallib.rag.classify` reads (``outcome`` set) and ``trace_id``, ``date``, ``refusal``;
+    `evallib.analysis.rag.classify` reads (``outcome`` set) and ``trace_id``, ``date``, ``refusal``;
     newest first."""
     _check_k(k)
     return _frame(con, _ONLINE_FAILURES, start=start, end=end, k=k, answer=answer,

@@ -18,7 +18,7 @@ A policy (TOML) lists ``[[rules]]``; each names a ``metric`` and exactly one che
 - ``max`` with ``stat = "mean" | "p50" | "p95" | "p99"``: an absolute budget;
 - ``judge_calibrated``: every judge version that scored the metric in the candidate is
   calibrated against human labels: its Krippendorff alpha's 95% interval lies above this
-  (0.8 is the usual bar); no labels is not calibrated (`evallib.calibration`).
+  (0.8 is the usual bar); no labels is not calibrated (`evallib.analysis.calibration`).
 
 ``latency_ms``, ``cost_usd``, ``tokens_in`` and ``tokens_out`` come from the cases table,
 every other metric from the scores. ``where = {stratum = value | [values]}`` and
@@ -26,7 +26,7 @@ every other metric from the scores. ``where = {stratum = value | [values]}`` and
 hold in every slice. ``[[risk_acceptances]]`` waive failures of a named rule (optionally one
 ``slice``) or of one ``case_id`` in min_pass_rate rules, until ``expires``.
 
-Reading the policy lives in `evallib.gate_policy`. A policy mistake (unknown key, wrong
+Reading the policy lives in `evallib.analysis.gate.policy`. A policy mistake (unknown key, wrong
 type, no check or two, unknown metric, a filter no case matches) raises `PolicyError` naming
 the file, the rule and the key: exit 2, no verdict.
 """
@@ -44,27 +44,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from . import queries
-from .errors import EvallibError
-from .gate_policy import (
+from ... import queries
+from ...errors import EvallibError
+from ...warehouse import Connection
+from .policy import (
     CASE_METRICS,
-    CHECKS,
-    ON_INCONCLUSIVE,
     STATS,
     Acceptance,
     Policy,
-    PolicyError,
     Rule,
-    load_policy,
-    parse_policy,
-    slice_label,
 )
-from .warehouse import Connection
 
-__all__ = ["CASE_METRICS", "CHECKS", "ON_INCONCLUSIVE", "Acceptance", "GateData", "GateResult",
-           "Outcome", "Policy", "PolicyError", "Rule", "RunRef", "drop_verdict", "evaluate",
-           "fmt", "load_policy", "parse_policy", "rule_status", "run_gate", "slice_json",
-           "slice_label"]
+__all__ = ["GateData", "GateResult", "Outcome", "RunRef", "drop_verdict", "evaluate", "fmt",
+           "rule_status", "run_gate", "slice_json"]
 
 RELATIVE = ("max_drop", "max_increase_pct")  # need a baseline
 POWER = 0.8  # the power "how many cases would decide" an inconclusive max_drop plans for
@@ -160,7 +152,7 @@ def run_gate(con: Connection, candidate: str, policy: Policy, baseline: str = "a
     """Evaluate ``policy`` on ``candidate`` against ``baseline`` (a run id, or "approved":
     the newest approved run of the same dataset started before the candidate). ``cluster``
     (a stratum key, or input/expected) overrides the policy's."""
-    from .compare import compare_runs
+    from ..compare import compare_runs
 
     if cluster is not None:
         policy = replace(policy, cluster=cluster)
@@ -192,7 +184,7 @@ def evaluate(policy: Policy, data: GateData, today: date) -> tuple[list[Outcome]
 
 def _run(con: Connection, ref: str, role: str) -> RunRef:
     """The run ``ref`` names: a run id, or a run name (its newest run)."""
-    from .compare import resolve_run
+    from ..compare import resolve_run
 
     run_id = resolve_run(con, ref, role)
     rows = queries.runs_by_id(con, [run_id])
@@ -230,7 +222,7 @@ class GateData:
         judges = {}
         for r in policy.rules:
             if r.check == "judge_calibrated" and r.metric in known:
-                from .calibration import judge_status
+                from ..calibration import judge_status
 
                 judges[(r.metric, r.threshold)] = judge_status(con, cand, r.metric,
                                                                threshold=r.threshold)
@@ -253,7 +245,7 @@ CLUSTER = "\x00cluster"  # the cases' cluster key, when the policy clusters
 
 def _with_cluster(con: Connection, cases: pl.DataFrame, run_id: str, key: str) -> pl.DataFrame:
     """``cases`` with each case's cluster key (null: a cluster of its own)."""
-    from .compare import CASE_FIELDS
+    from ..compare import CASE_FIELDS
 
     if key in CASE_FIELDS:
         fields = queries.case_scores(con, run_id).select("case_id", pl.col(key).alias(CLUSTER))
@@ -369,7 +361,7 @@ def _max_drop(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
               alpha: float) -> Outcome:
     """The drop and, for a tested rule, its interval and one-sided p-values against the
     threshold; `_decide` turns them into fail, pass or inconclusive."""
-    from .stats import paired_inference
+    from ...stats import paired_inference
 
     kind = frame["kind"][0]
     base, cand = frame["base"].to_numpy(), frame["value"].to_numpy()
@@ -500,7 +492,7 @@ def _decide(outcomes: list[Outcome], policy: Policy) -> list[Outcome]:
     Benjamini–Hochberg over the one-sided p-values of every tested max_drop of the gate
     (each slice × rule); pass when the interval lies within; inconclusive otherwise, which
     the policy's on_inconclusive turns into a warning, a failure or a pass."""
-    from .stats import benjamini_hochberg
+    from ...stats import benjamini_hochberg
 
     tested = [i for i, o in enumerate(outcomes) if o.status == "pending"]
     adjusted: np.ndarray | list[float] = (

@@ -26,9 +26,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from ..errors import EvallibError
+from ..online import DEFAULT_REDACTOR, Redactor, strata_dict
 from .datasets import Case, Dataset, load_dataset, write_atomic
-from .errors import EvallibError
-from .online import DEFAULT_REDACTOR, Redactor, strata_dict
 
 __all__ = ["PromoteResult", "normalise_input", "promote_failing"]
 
@@ -82,7 +82,7 @@ def promote_failing(warehouse: Any, dataset_path: str | os.PathLike[str], *, sin
                     limit: int | None = None, dry_run: bool = False,
                     redactor: Redactor | None = DEFAULT_REDACTOR) -> PromoteResult:
     """Append failing production traces to the golden set at ``dataset_path``."""
-    from .warehouse import Warehouse
+    from ..warehouse import Warehouse
 
     wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     path = Path(dataset_path)

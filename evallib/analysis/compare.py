@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from . import queries
-from .errors import EvallibError
-from .stats import PairedResult, benjamini_hochberg, min_detectable_drop, paired_test
-from .warehouse import Connection
+from .. import queries
+from ..errors import EvallibError
+from ..stats import PairedResult, benjamini_hochberg, min_detectable_drop, paired_test
+from ..warehouse import Connection
 
 __all__ = ["CASE_FIELDS", "Comparison", "MetricComparison", "SliceComparison", "compare_runs",
            "grouping_keys", "min_detectable", "power_line", "resolve_run"]
@@ -297,7 +297,7 @@ def _adjust(p_values: list[float]) -> list[float]:
 def _design_effect(diff: np.ndarray, keys: list[Any]) -> float:
     """How much wider clustering makes the standard error of the mean difference
     (CR2 over naive), at least 1; 1 when either cannot be estimated."""
-    from .stats.paired import _cluster_codes
+    from ..stats.paired import _cluster_codes
 
     codes = _cluster_codes(keys)
     if diff.size < 2 or codes.max() < 1 or not np.std(diff) > 0:

@@ -1,7 +1,7 @@
 """Many runs of one dataset side by side: each run's mean per slice of one metric with its
 95% interval and n, each run against a reference run, and the cases whose outcome flips.
 
-Each run is tested against the reference exactly as `evallib.compare` tests a candidate
+Each run is tested against the reference exactly as `evallib.analysis.compare` tests a candidate
 against its baseline: cases aligned by ``case_id``, pairs scored in both runs, the kind's
 paired test (`evallib.stats.paired_test`), a case's slice read from the run's own strata
 (a case without one of the keys is left out of the slices, not of "all cases"). As on
@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from . import queries
+from .. import queries
+from ..errors import EvallibError
+from ..stats import TESTS, benjamini_hochberg, mean_interval, paired_test
+from ..warehouse import Connection
 from .compare import resolve_run
-from .errors import EvallibError
-from .gate_policy import slice_label
-from .stats import TESTS, benjamini_hochberg, mean_interval, paired_test
-from .warehouse import Connection
+from .gate.policy import slice_label
 
 __all__ = ["MAX_RUNS", "Cell", "ManyRuns", "RunColumn", "compare_many", "default_reference",
            "default_runs", "flaky_cases", "grid", "headline", "slice_label"]

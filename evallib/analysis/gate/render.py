@@ -1,8 +1,9 @@
 """What a gate run says: a terminal table, Markdown for the pull request, JUnit XML for CI.
 
 All three lead with the verdict (pass, fail, or inconclusive), carry compare's warnings,
-and name the slices and cases behind a failure; none recomputes anything (`evallib.gate`
-decides). An icon never stands alone: the status word goes next to it.
+and name the slices and cases behind a failure; none recomputes anything
+(`evallib.analysis.gate.verdict` decides). An icon never stands alone: the status word goes
+next to it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 
-from .gate import GateResult, Outcome, Rule, fmt, rule_status, slice_label
+from .policy import Rule, slice_label
+from .verdict import GateResult, Outcome, fmt, rule_status
 
 __all__ = ["junit", "markdown", "terminal"]
 

@@ -30,10 +30,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import DataError, EvallibError
-from .warehouse import Connection
-from .warehouse import schema as S
-from .warehouse.validate import to_arrow
+from ..errors import DataError, EvallibError
+from ..warehouse import Connection
+from ..warehouse import schema as S
+from ..warehouse.validate import to_arrow
 
 if TYPE_CHECKING:
     import polars as pl
@@ -43,7 +43,7 @@ __all__ = ["FIELDS", "Case", "Dataset", "load_dataset", "load_version", "stored_
 
 FIELDS = ("case_id", "input", "expected", "strata", "tags", "relevant_docs", "metadata")
 FORMATS = (".jsonl", ".csv", ".parquet")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what evallib.export.safe_cell guards
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what evallib.analysis.export.safe_cell guards
 _JSON_COLUMNS = b"evallib.json_columns"  # Parquet written by `save`: these hold JSON text
 
 
@@ -105,7 +105,7 @@ class Dataset:
     @cached_property
     def version(self) -> str:
         """Content hash, independent of row order (see the module docstring)."""
-        from .warehouse.writer import dataset_version
+        from ..warehouse.writer import dataset_version
 
         rows = [{"case_id": c.case_id, "input": as_text(c.input),
                  "expected": as_text(c.expected), "strata": dict(c.strata) or None,
@@ -148,7 +148,7 @@ class Dataset:
 
     def store(self, warehouse: Any = None) -> str:
         """Store this version's cases in the warehouse (once per version); returns it."""
-        from .warehouse import Warehouse
+        from ..warehouse import Warehouse
 
         wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
         if not wh.store.list_parts(S.DATASET_CASES, self.version):
@@ -163,7 +163,7 @@ class Dataset:
         if fmt == ".csv":
             import polars as pl
 
-            from .export import to_csv
+            from ..analysis.export import to_csv
 
             data = to_csv(pl.DataFrame(_csv_rows(self.cases), infer_schema_length=None))
         elif fmt == ".jsonl":
@@ -202,7 +202,7 @@ def load_dataset(path: str | os.PathLike[str], name: str | None = None) -> Datas
 
 def stored_versions(warehouse: Any = None) -> list[str]:
     """Dataset versions stored in the warehouse."""
-    from .warehouse import Warehouse
+    from ..warehouse import Warehouse
 
     wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     top = wh.store.table_dir(S.DATASET_CASES)
@@ -217,7 +217,7 @@ def stored_versions(warehouse: Any = None) -> list[str]:
 
 def load_version(version: str, warehouse: Any = None) -> Dataset:
     """The exact cases of a stored version (what a run with this dataset_version used)."""
-    from .warehouse import Warehouse
+    from ..warehouse import Warehouse
 
     wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     parts = wh.store.list_parts(S.DATASET_CASES, version)
@@ -494,7 +494,7 @@ def datasets_overview(con: Connection, dataset: str | None = None
                       ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Every golden set's (or ``dataset``'s) `version_history`, `growth_by_month` and
     `queries.version_runs`: the Datasets page's facts."""
-    from . import queries
+    from .. import queries
 
     versions = queries.dataset_versions(con, dataset)
     membership = queries.dataset_membership(con, dataset)
@@ -507,7 +507,7 @@ def datasets_report(con: Connection, dataset: str | None = None,
     """What `evallib datasets` prints: per golden set its versions (oldest first, against
     the one before), growth per month and the runs of each version; with ``diff`` (old,
     new), the cases that differ between two versions."""
-    from . import queries
+    from .. import queries
 
     history, growth, runs = datasets_overview(con, dataset)
     if dataset is not None and not history.height:

@@ -42,12 +42,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from . import queries
-from .stats.unpaired import UnpairedResult
-from .warehouse import Connection
+from .. import queries
+from ..stats.unpaired import UnpairedResult
+from ..warehouse import Connection
 
 __all__ = ["SIGNALS", "Alert", "Settings", "VariantComparison", "VariantSignal",
-           "alerts_from_tests", "check", "compare_variants", "daily_tests", "detect",
+           "alerts_from_tests", "compare_variants", "daily_tests", "detect", "record_alerts",
            "shared_days"]
 
 # signal → (label, kind: rate | mean, direction that is bad, how the change is judged)
@@ -303,14 +303,14 @@ def detect(con: Connection, start: date, end: date, settings: Settings | None = 
                              s), tests
 
 
-def check(root: str | os.PathLike[str] | None = None, since: date | None = None,
+def record_alerts(root: str | os.PathLike[str] | None = None, since: date | None = None,
           record: bool = True, settings: Settings | None = None) -> list[Alert]:
     """What `evallib alerts` does: detect over [since (default: 30 days before the newest
     day with traffic, or the first day of an alert still recorded open), newest day],
     record the alerts that are new or changed since their last recorded row (a recorded
     open alert that is no longer flagged is recorded closed), and return them, open first."""
-    from .warehouse import Warehouse
-    from .warehouse.db import connect
+    from ..warehouse import Warehouse
+    from ..warehouse.db import connect
 
     with connect(root) as con:
         newest = queries.online_date_range(con)["last_day"][0]
@@ -391,7 +391,7 @@ def _counts(frame: pl.DataFrame, by: str, value: str, a: str, b: str
 def _variant_tests(health: pl.DataFrame, bins: pl.DataFrame, scores: pl.DataFrame,
                    feedback: pl.DataFrame, c: str, t: str
                    ) -> list[tuple[str, str, UnpairedResult]]:
-    from .stats.unpaired import (
+    from ..stats.unpaired import (
         bootstrap_quantile_ratio,
         mann_whitney_counts,
         two_proportions,
@@ -452,7 +452,7 @@ def compare_variants(con: Connection, start: date, end: date, control: str, trea
     """Every signal of ``treatment`` (e.g. the canary) against ``control`` over the days
     in [start, end] both served: unpaired tests (see `evallib.stats.unpaired`),
     Benjamini–Hochberg over the signals; *worse* = significant in the bad direction."""
-    from .stats import benjamini_hochberg
+    from ..stats import benjamini_hochberg
 
     days = shared_days(queries.online_variant_days(con, start, end), control, treatment)
     if not days:

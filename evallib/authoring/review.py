@@ -37,9 +37,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from ..errors import DataError, EvallibError
+from ..warehouse import Connection
 from .datasets import unquote_cell
-from .errors import DataError, EvallibError
-from .warehouse import Connection
 
 __all__ = ["LABEL_COLUMNS", "LabelWrite", "import_labels", "label_key", "parse_label",
            "record_labels", "retract_label", "review_queue", "sample_for_review"]
@@ -131,7 +131,7 @@ def _strata_text(strata_json: str | None) -> str:
 
 def write_sheet(df: pl.DataFrame, out: str | os.PathLike[str], *, force: bool = False) -> None:
     """The labelling CSV (UTF-8, quoted, formula-safe), never over a sheet being filled."""
-    from .export import write_csv
+    from ..analysis.export import write_csv
 
     target = Path(out)
     if target.exists() and not force:
@@ -188,7 +188,7 @@ def import_labels(path: str | os.PathLike[str], warehouse: Any, *, rater: str | 
                   ) -> ImportResult:
     """Store the labelled rows of a sheet; a bad row raises `DataError` naming its line and
     field, and then nothing is stored."""
-    from .warehouse import Warehouse
+    from ..warehouse import Warehouse
 
     wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     rows, lines, skipped = read_sheet(path, rater=rater)
@@ -259,7 +259,7 @@ def record_labels(warehouse: Any, rows: Sequence[dict[str, Any]], *, source: str
     those stored already as they are (a changed one replaces the earlier one). A label of
     an unknown trace or case, or a non-0/1 label of a binary metric, raises `DataError`
     naming its row (``lines[i]`` when given) and field, and then nothing is stored."""
-    from .warehouse import Warehouse
+    from ..warehouse import Warehouse
 
     wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     rows = [{**r, "trace_id": r.get("trace_id") or None, "run_id": r.get("run_id") or None,
@@ -332,10 +332,10 @@ def retract_label(warehouse: Any, row: dict[str, Any]) -> bool:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from .warehouse import Warehouse
-    from .warehouse import schema as S
-    from .warehouse.catalog import REPLACES, list_table
-    from .warehouse.store import stamp_of
+    from ..warehouse import Warehouse
+    from ..warehouse import schema as S
+    from ..warehouse.catalog import REPLACES, list_table
+    from ..warehouse.store import stamp_of
 
     wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     key, at = label_key(row), row["labeled_at"]

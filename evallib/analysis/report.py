@@ -3,10 +3,10 @@
 Do offline metrics predict online outcomes, is the judge still agreeing with people, did
 production drift, what alerted, which gates failed and which runs regressed. The numbers
 come from the same functions the dashboard's Online and Correlation pages use
-(`evallib.stats.correlation`, `evallib.stats.agreement`, `evallib.drift`,
-`evallib.monitor`, `evallib.compare`); the figures are built here (plotly, no streamlit) and
-the pages draw the same ones. HTML output is self-contained: plotly.js is inlined once,
-nothing is fetched when the file is opened.
+(`evallib.stats.correlation`, `evallib.stats.agreement`, `evallib.analysis.drift`,
+`evallib.analysis.monitor`, `evallib.analysis.compare`); the figures are built here (plotly,
+no streamlit) and the pages draw the same ones. HTML output is self-contained: plotly.js is
+inlined once, nothing is fetched when the file is opened.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import Any
 
 import polars as pl
 
-from . import queries
+from .. import queries
+from ..errors import EvallibError
+from ..stats.agreement import agreement_table
+from ..stats.correlation import STATUS, THRESHOLD, correlation_table, release_table
+from ..warehouse import Connection
 from .drift import DriftResult, drift_report
-from .errors import EvallibError
 from .monitor import Alert, detect
-from .stats.agreement import agreement_table
-from .stats.correlation import STATUS, THRESHOLD, correlation_table, release_table
-from .warehouse import Connection
 
 __all__ = ["FLAG", "MonthlyReview", "Trends", "month_bounds", "monthly_review", "render",
            "review_trends", "to_html", "to_markdown", "write_report"]
@@ -395,8 +395,8 @@ def binned_figure(cells: pl.DataFrame, feedback: str = "thumbs") -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from .stats.correlation import binned_feedback
-    from .stats.intervals import mean_interval
+    from ..stats.correlation import binned_feedback
+    from ..stats.intervals import mean_interval
 
     rows = cells.filter(pl.col("feedback") == feedback)
     groups = [(metric, m) for (metric,), m in rows.sort("metric").group_by(
@@ -471,7 +471,7 @@ def agreement_figure(trend: pl.DataFrame) -> Any:
     """Krippendorff's alpha of judge vs humans, month by month, per metric."""
     import plotly.graph_objects as go
 
-    from .stats.agreement import ALPHA_THRESHOLD
+    from ..stats.agreement import ALPHA_THRESHOLD
 
     fig = _figure(320)
     for i, ((metric,), rows) in enumerate(trend.sort("month").group_by(

@@ -52,7 +52,7 @@ from datetime import date
 import numpy as np
 import polars as pl
 
-from .stats import benjamini_hochberg, paired_test, wilson_interval
+from ..stats import benjamini_hochberg, paired_test, wilson_interval
 
 __all__ = [
     "CLASSES",

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from .stats import t_interval, wilson_interval
-from .stats.agreement import _LEVEL, agreement_from_counts
-from .stats.intervals import CONFIDENCE
-from .warehouse import Connection
+from ..stats import t_interval, wilson_interval
+from ..stats.agreement import _LEVEL, agreement_from_counts
+from ..stats.intervals import CONFIDENCE
+from ..warehouse import Connection
 
 __all__ = ["MIN_N", "THRESHOLD", "Calibration", "ReviewAgreement", "calibrate", "confusion",
            "describe", "humans_agreement", "judge_check", "judge_status", "review_agreement",
@@ -79,7 +79,7 @@ class Calibration:
 
 def _one(metric: str, version: str, pairs: pl.DataFrame, threshold: float, n_boot: int,
          seed: int) -> Calibration:
-    from .stats.correlation import correlation
+    from ..stats.correlation import correlation
 
     kind = str(pairs["kind"][0])
     cells = pairs.group_by("judge", "human").len()
@@ -152,7 +152,7 @@ def _unit_pairs(values: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def _humans_alpha(values: pl.DataFrame, kind: str, n_boot: int, seed: int,
                   threshold: float) -> dict[str, Any]:
-    from .stats.agreement import _alpha_cells
+    from ..stats.agreement import _alpha_cells
 
     item, a, b, w, vals = _unit_pairs(values)
     units = int(item.max()) + 1 if item.size else 0
@@ -213,8 +213,8 @@ def judge_check(con: Connection, metric: str, labels: pl.DataFrame | None = None
     labeler, value; e.g. a labelling sheet not imported)."""
     from datetime import date
 
-    from . import queries
-    from .errors import EvallibError
+    from .. import queries
+    from ..errors import EvallibError
 
     known = set(queries.metrics(con)["metric"]) | set(queries.online_review_metrics(
         con, date.min, date.max)["metric"])
@@ -245,7 +245,7 @@ def review_agreement(con: Connection, metric: str, *, threshold: float = THRESHO
                      n_boot: int = 1000, seed: int = 0) -> ReviewAgreement:
     """Judge vs humans (per version, and pooled) beside humans vs humans, on every human
     label of ``metric`` in the warehouse."""
-    from . import queries
+    from .. import queries
 
     pairs = queries.label_pairs(con, metric)
     values = queries.label_values(con, metric).with_columns(pl.lit(metric).alias("metric"))
@@ -261,7 +261,7 @@ def judge_status(con: Connection, run_id: str, metric: str, *, threshold: float 
                  ) -> list[tuple[str, int, Calibration | None]]:
     """Each judge version that scored ``metric`` in a run (with how many scores) and its
     calibration over every human label of ``metric`` it scored (None: no labels)."""
-    from . import queries
+    from .. import queries
 
     used = queries.run_judge_versions(con, run_id, metric)
     table, _ = judge_check(con, metric, threshold=threshold)

@@ -21,9 +21,9 @@ from typing import Any
 
 import polars as pl
 
-from . import queries
-from .errors import EvallibError
-from .warehouse import Connection
+from .. import queries
+from ..errors import EvallibError
+from ..warehouse import Connection
 
 __all__ = ["case_status", "failing_cases", "safe_cell", "to_csv", "write_csv"]
 

@@ -1,7 +1,7 @@
 """Gate policies: a TOML file of ``[[rules]]`` and ``[[risk_acceptances]]``, checked so that
 a typo stops the gate (exit 2, naming the file, the rule and the key) instead of passing it.
 
-See `evallib.gate` for what each check means; this module only reads and validates.
+See `evallib.analysis.gate.verdict` for what each check means; this module only reads and validates.
 Rules are numbered from 1 in messages (``rules[3]`` is the third ``[[rules]]`` table).
 """
 
@@ -18,7 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import EvallibError
+from ...errors import EvallibError
 
 __all__ = ["CASE_METRICS", "CHECKS", "ON_INCONCLUSIVE", "STATS", "Acceptance", "Policy",
            "PolicyError", "Rule", "load_policy", "parse_policy", "slice_label"]

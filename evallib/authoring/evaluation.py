@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import EvallibError
+from ..scorers.base import Sample, Score, Scorer
+from ..warehouse.schema import KINDS
 from .datasets import Case, Dataset, as_text, load_dataset
-from .errors import EvallibError
-from .scorers.base import Sample, Score, Scorer
-from .warehouse.schema import KINDS
 
 __all__ = ["EvalResult", "TaskResult", "evaluate", "evaluate_async"]
 
@@ -131,7 +131,7 @@ async def evaluate_async(task: Task, dataset: Dataset | str | os.PathLike[str],
                          warehouse: Any = None, progress: bool | None = None,
                          **run: Any) -> EvalResult:
     """`evaluate` for callers that already run an event loop."""
-    from .warehouse import Warehouse
+    from ..warehouse import Warehouse
 
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     scorer_list = [scorers] if isinstance(scorers, Scorer) else list(scorers)

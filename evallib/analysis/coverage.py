@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from .stats import mean_interval
+from ..stats import mean_interval
 
 __all__ = ["MIN_N", "MISSING", "production_weighted", "strata_mixes"]
 
