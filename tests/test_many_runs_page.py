@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from evallib import Warehouse, connect
@@ -153,5 +154,6 @@ def test_one_run_or_an_empty_warehouse(tmp_path, monkeypatch) -> None:
         {"run_id": "only", "name": "only", "dataset": "d"},
         [{"case_id": "c1"}], [{"case_id": "c1", "metric": "m", "value": 1.0,
                                "kind": "binary"}])
+    st.cache_resource.clear()  # what the Refresh button does: a new snapshot
     at = _open()
     assert "a comparison needs two" in _text(at)
