@@ -33,10 +33,8 @@ the file, the rule and the key: exit 2, no verdict.
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -47,104 +45,12 @@ import polars as pl
 from ... import queries
 from ...errors import EvallibError
 from ...warehouse import Connection
-from .policy import (
-    CASE_METRICS,
-    STATS,
-    Acceptance,
-    Policy,
-    Rule,
-)
+from .checks import CHECKS_BY_NAME, CLUSTER, RELATIVE, drop_verdict, judge_calibrated, slice_column
+from .outcome import GateResult, Outcome, RunRef, fmt, rule_status, slice_json
+from .policy import CASE_METRICS, Acceptance, Policy, Rule
 
 __all__ = ["GateData", "GateResult", "Outcome", "RunRef", "drop_verdict", "evaluate", "fmt",
            "rule_status", "run_gate", "slice_json"]
-
-RELATIVE = ("max_drop", "max_increase_pct")  # need a baseline
-POWER = 0.8  # the power "how many cases would decide" an inconclusive max_drop plans for
-
-
-# --- evaluation ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunRef:
-    run_id: str
-    name: str
-    dataset: str
-    started_at: datetime
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One rule on one slice (``slice`` None: on all the rule's cases)."""
-
-    rule: Rule
-    slice: dict[str, str] | None
-    status: str  # pass | fail | inconclusive | waived | skipped
-    observed: float  # pass rate, drop, increase in %, or the statistic
-    n: int
-    baseline: float = math.nan  # the baseline's mean (checks against a baseline)
-    candidate: float = math.nan  # the candidate's mean, rate or statistic
-    p_value: float = math.nan
-    p_adjusted: float = math.nan
-    message: str = ""
-    owner: str | None = None
-    cases: tuple[str, ...] = ()  # failing or regressed case ids, worst first
-    power: str | None = None  # an inconclusive max_drop: how many cases would decide
-    low: float = math.nan  # a tested max_drop: the drop's 95% interval
-    high: float = math.nan
-    p_within: float = math.nan  # one-sided p of "drop ≥ threshold" (p_value: "≤")
-    inconclusive: bool = False  # the test could not decide (status says what that does)
-
-
-@dataclass
-class GateResult:
-    gate_id: str
-    candidate: RunRef
-    baseline: RunRef
-    baseline_how: str  # "approved" (found) or "given"
-    policy: Policy
-    warnings: list[str]
-    outcomes: list[Outcome]
-    notes: list[str]
-    created_at: datetime
-
-    @property
-    def verdict(self) -> str:
-        """fail (any failure) | inconclusive (none, but an inconclusive max_drop under
-        on_inconclusive = "warn") | pass."""
-        for status in ("fail", "inconclusive"):
-            if any(o.status == status for o in self.outcomes):
-                return status
-        return "pass"
-
-    @property
-    def exit_code(self) -> int:
-        """1 on fail; 0 on pass and on inconclusive (warn): the report carries it."""
-        return 1 if self.verdict == "fail" else 0
-
-    def by_rule(self) -> list[tuple[Rule, list[Outcome]]]:
-        return [(r, [o for o in self.outcomes if o.rule is r]) for r in self.policy.rules]
-
-    def rows(self) -> list[dict[str, Any]]:
-        """The ``gate_results`` rows of this gate run."""
-        return [{"gate_id": self.gate_id, "run_id": self.candidate.run_id,
-                 "baseline_id": self.baseline.run_id, "policy_hash": self.policy.sha,
-                 "position": i, "rule": o.rule.name, "metric": o.rule.metric,
-                 "check_type": o.rule.check, "slice": slice_json(o.slice),
-                 "status": o.status, "observed": _finite(o.observed),
-                 "threshold": o.rule.threshold, "baseline_value": _finite(o.baseline),
-                 "n": o.n, "p_adjusted": _finite(o.p_adjusted), "message": o.message,
-                 "owner": o.owner, "created_at": self.created_at}
-                for i, o in enumerate(self.outcomes)]
-
-
-def rule_status(outcomes: list[Outcome]) -> str:
-    """A rule fails if any slice fails; else inconclusive if any is; waived if any is
-    waived and none fails."""
-    for status in ("fail", "inconclusive", "waived", "pass"):
-        if any(o.status == status for o in outcomes):
-            return status
-    return "skipped"
 
 
 def run_gate(con: Connection, candidate: str, policy: Policy, baseline: str = "approved", *,
@@ -240,7 +146,6 @@ class GateData:
                                                                 "passed")
 
 
-CLUSTER = "\x00cluster"  # the cases' cluster key, when the policy clusters
 
 
 def _with_cluster(con: Connection, cases: pl.DataFrame, run_id: str, key: str) -> pl.DataFrame:
@@ -266,7 +171,7 @@ def _evaluate(rule: Rule, data: GateData, policy: Policy) -> list[Outcome]:
             f"{', '.join(data.cand_metrics) or 'no metric'}, and its cases give "
             f"{', '.join(CASE_METRICS)}")
     if rule.check == "judge_calibrated":
-        return [_judge_calibrated(rule, data.judges.get((rule.metric, rule.threshold), []))]
+        return [judge_calibrated(rule, data.judges.get((rule.metric, rule.threshold), []))]
     cases = _matching_cases(rule, data)
     frame = cases.join(data.values(rule.metric), on="case_id", how="inner")
     if rule.check in RELATIVE:
@@ -282,7 +187,7 @@ def _evaluate(rule: Rule, data: GateData, policy: Policy) -> list[Outcome]:
                          "(use max_drop or max)")
     if not rule.by:
         return [_check(rule, None, frame, policy.alpha)]
-    cols = [_col(k) for k in rule.by]
+    cols = [slice_column(k) for k in rule.by]
     frame = frame.drop_nulls(cols).sort([*cols, "case_id"])
     return [_check(rule, dict(zip(rule.by, key, strict=True)), group, policy.alpha)
             for key, group in frame.group_by(cols, maintain_order=True)]
@@ -298,7 +203,7 @@ def _check(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
             return Outcome(rule, slice_, "skipped", math.nan, 0,
                            message="no case with a value in both runs"
                            if rule.check in RELATIVE else "no case with a value")
-    return _CHECKS[rule.check](rule, slice_, frame, alpha)
+    return CHECKS_BY_NAME[rule.check](rule, slice_, frame, alpha)
 
 
 def _matching_cases(rule: Rule, data: GateData) -> pl.DataFrame:
@@ -312,15 +217,15 @@ def _matching_cases(rule: Rule, data: GateData) -> pl.DataFrame:
                              f"(keys: {', '.join(sorted(keys)) or 'none'})")
     used = dict.fromkeys([*rule.where, *rule.by])
     full = cases.select("case_id", "tags", *([CLUSTER] if CLUSTER in cases.columns else []),
-                        *(pl.col("strata").map.get(k).alias(_col(k)) for k in used))
+                        *(pl.col("strata").map.get(k).alias(slice_column(k)) for k in used))
     frame = full
     for key, values in rule.where.items():
-        seen = set(full[_col(key)].drop_nulls())
+        seen = set(full[slice_column(key)].drop_nulls())
         missing = [v for v in values if v not in seen]
         if missing:
             raise rule.error(f"no case of run {data.cand_id} has {key} = {missing[0]!r} "
                              f"(values: {', '.join(sorted(seen))})")
-        frame = frame.filter(pl.col(_col(key)).is_in(list(values)))
+        frame = frame.filter(pl.col(slice_column(key)).is_in(list(values)))
     if rule.tags:
         seen = set(cases["tags"].explode().drop_nulls())
         missing = [t for t in rule.tags if t not in seen]
@@ -332,159 +237,6 @@ def _matching_cases(rule: Rule, data: GateData) -> pl.DataFrame:
     if not frame.height:
         raise rule.error(f"no case of run {data.cand_id} matches both 'where' and 'tags'")
     return frame.drop("tags")
-
-
-def _col(key: str) -> str:
-    return f"\x00stratum:{key}"  # cannot clash with a real column
-
-
-def _min_pass_rate(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
-                   alpha: float) -> Outcome:
-    flag = (frame["passed"] if frame["passed"].null_count() < frame.height
-            else frame["value"] == 1.0)
-    scored = flag.drop_nulls()
-    n, unscored = scored.len(), flag.null_count()
-    if not n:
-        return Outcome(rule, slice_, "skipped", math.nan, 0, message="no scored cases")
-    rate = float(scored.cast(pl.Float64).mean())
-    failing = tuple(frame.filter(flag.not_().fill_null(False))["case_id"])
-    ok = rate >= rule.threshold - 1e-12
-    msg = (f"pass rate {fmt(rate)} ({n - len(failing)} of {n}) "
-           f"{'≥' if ok else 'below'} {fmt(rule.threshold)}")
-    if unscored:
-        msg += f"; {unscored} unscored, not counted"
-    return Outcome(rule, slice_, "pass" if ok else "fail", rate, n, candidate=rate,
-                   message=msg, cases=failing)
-
-
-def _max_drop(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
-              alpha: float) -> Outcome:
-    """The drop and, for a tested rule, its interval and one-sided p-values against the
-    threshold; `_decide` turns them into fail, pass or inconclusive."""
-    from ...stats import paired_inference
-
-    kind = frame["kind"][0]
-    base, cand = frame["base"].to_numpy(), frame["value"].to_numpy()
-    keys = frame[CLUSTER].to_list() if CLUSTER in frame.columns else None
-    r, inference = paired_inference(base, cand, kind, alpha, clusters=keys)
-    drop = -r.delta
-    regressed = frame.filter(pl.col("value") < pl.col("base")) \
-        .sort([pl.col("value") - pl.col("base"), "case_id"])["case_id"]
-    if not rule.significant or inference is None:
-        exceeds = drop > rule.threshold + 1e-12
-        msg = (f"{fmt(r.baseline)} → {fmt(r.candidate)}, drop {drop:.3f} "
-               f"{'>' if exceeds else '≤'} {fmt(rule.threshold)}")
-        if rule.significant:  # nothing to test: say why, and let the policy decide
-            return Outcome(rule, slice_, "inconclusive", drop, r.n, r.baseline, r.candidate,
-                           message=f"{msg}, untested ({r.reason}): inconclusive",
-                           cases=tuple(regressed), inconclusive=True)
-        return Outcome(rule, slice_, "fail" if exceeds else "pass", drop, r.n, r.baseline,
-                       r.candidate, message=msg, cases=tuple(regressed))
-    low, high = -inference.high, -inference.low
-    msg = (f"{fmt(r.baseline)} → {fmt(r.candidate)}, drop {drop:.3f} "
-           f"[{_signed(low)}, {_signed(high)}]")
-    return Outcome(rule, slice_, "pending", drop, r.n, r.baseline, r.candidate,
-                   p_value=inference.p_below(-rule.threshold),
-                   p_within=inference.p_above(-rule.threshold), message=msg,
-                   cases=tuple(regressed), low=low, high=high,
-                   power=_cases_to_decide(r.n, drop, low, high, rule.threshold, alpha))
-
-
-def _signed(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:.3f}"
-
-
-def drop_verdict(p_beyond: Any, p_within: Any, alpha: float) -> Any:
-    """fail | pass | inconclusive from the one-sided p-values of "drop ≤ threshold" and
-    "drop ≥ threshold" (element-wise on arrays, for simulations): each side at alpha/2, so
-    a fail is exactly "the drop's 1 - alpha interval lies beyond the threshold"."""
-    beyond, within = np.asarray(p_beyond) < alpha / 2, np.asarray(p_within) < alpha / 2
-    out = np.where(beyond, "fail", np.where(within, "pass", "inconclusive"))
-    return str(out) if out.ndim == 0 else out
-
-
-def _max_increase_pct(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
-                      alpha: float) -> Outcome:
-    b, c = float(frame["base"].mean()), float(frame["value"].mean())
-    pct = (c - b) / abs(b) * 100 if b else (0.0 if c == b else math.copysign(math.inf, c))
-    ok = pct <= rule.threshold + 1e-9
-    worst = frame.sort([pl.col("base") - pl.col("value"), "case_id"]) \
-        .filter(pl.col("value") > pl.col("base"))["case_id"]
-    msg = (f"mean {fmt(b)} → {fmt(c)} ({pct:+.1f}% {'≤' if ok else '>'} "
-           f"{rule.threshold:g}%) on {frame.height} cases")
-    return Outcome(rule, slice_, "pass" if ok else "fail", pct, frame.height, b, c,
-                   message=msg, cases=tuple(worst))
-
-
-def _max(rule: Rule, slice_: dict[str, str] | None, frame: pl.DataFrame,
-         alpha: float) -> Outcome:
-    q = STATS[rule.stat]
-    col = frame["value"]
-    stat = float(col.mean() if q is None else col.quantile(q, interpolation="linear"))
-    ok = stat <= rule.threshold + 1e-9
-    top = frame.sort(["value", "case_id"], descending=[True, False])
-    if q is not None:
-        top = top.filter(pl.col("value") > rule.threshold)
-    msg = f"{rule.stat} {fmt(stat)} {'≤' if ok else '>'} {fmt(rule.threshold)}"
-    return Outcome(rule, slice_, "pass" if ok else "fail", stat, frame.height,
-                   candidate=stat, message=msg,
-                   cases=tuple(top["case_id"]) if not ok else ())
-
-
-def _judge_calibrated(rule: Rule, judges: list[tuple[str, int, Any]]) -> Outcome:
-    """Pass when every judge version that scored the metric has its alpha interval above
-    the threshold; observed = the lowest interval bound (NaN: a version has no labels)."""
-    if not judges:
-        return Outcome(rule, None, "skipped", math.nan, 0,
-                       message=f"no {rule.metric} score of the candidate has a value")
-    parts, lows, n, ok = [], [], 0, True
-    for version, _, c in judges:
-        if c is None:
-            parts.append(f"{version}: no human labels of {rule.metric} it scored")
-            lows.append(math.nan)
-            ok = False
-            continue
-        good = c.status == "calibrated" and c.alpha_low >= rule.threshold - 1e-12
-        ok &= good
-        n += c.n
-        lows.append(c.alpha_low)
-        parts.append(f"{version}: alpha {fmt(c.alpha)} [{fmt(c.alpha_low)}, "
-                     f"{fmt(c.alpha_high)}] on {c.n:,} labels, "
-                     f"{'calibrated' if good else 'not calibrated'} "
-                     f"({'interval above' if good else 'needs an interval above'} "
-                     f"{fmt(rule.threshold)})")
-    observed = math.nan if any(math.isnan(x) for x in lows) else min(lows)
-    return Outcome(rule, None, "pass" if ok else "fail", observed, n, candidate=observed,
-                   message="; ".join(parts))
-
-
-_CHECKS = {"min_pass_rate": _min_pass_rate, "max_drop": _max_drop,
-           "max_increase_pct": _max_increase_pct, "max": _max}
-
-
-def _cases_to_decide(n: int, drop: float, low: float, high: float, threshold: float,
-                     alpha: float) -> str | None:
-    """"about 2,900 cases would decide (80% power)": how many cases put the interval of a
-    drop like this one wholly on one side of the threshold, from this interval's width."""
-    from scipy.special import ndtri
-
-    gap = abs(drop - threshold)
-    if not (math.isfinite(low) and math.isfinite(high)) or n < 2:
-        return None
-    if gap < 1e-12:
-        return f"the drop sits on the threshold {threshold:g}: no number of cases decides it"
-    se = (high - low) / (2 * float(ndtri(0.975)))
-    needed = n * ((float(ndtri(1 - alpha / 2)) + float(ndtri(POWER))) * se / gap) ** 2
-    if needed <= n:
-        return None
-    return (f"about {_about(math.ceil(needed))} cases would decide whether a drop of "
-            f"{drop:.3f} is within {threshold:g} ({POWER:.0%} power)")
-
-
-def _about(n: int) -> str:
-    """Two significant digits: 2,873 → "2,900"."""
-    digits = len(str(int(n)))
-    return f"{round(n, -(digits - 2)) if digits > 2 else n:,}"
 
 
 def _decide(outcomes: list[Outcome], policy: Policy) -> list[Outcome]:
@@ -571,33 +323,3 @@ def _case_waivers(o: Outcome, acceptances: tuple[Acceptance, ...],
         return []
     rate = o.observed + len(by_case) / o.n
     return list(by_case.values()) if rate >= o.rule.threshold - 1e-12 else []
-
-
-# --- formatting shared by the reports -----------------------------------------------------
-
-
-def fmt(x: float) -> str:
-    """A number as a reader wants it: 0.933, 0.00457, 3,388."""
-    if x is None or math.isnan(x):
-        return "-"
-    if math.isinf(x):
-        return "∞" if x > 0 else "-∞"
-    if x == 0:
-        return "0"
-    if abs(x) >= 100:
-        return f"{x:,.0f}"
-    if abs(x) >= 10:
-        return f"{x:.1f}"
-    if abs(x) >= 0.01:
-        return f"{x:.3f}"
-    return f"{x:.3g}"
-
-
-def slice_json(s: Mapping[str, str] | None) -> str | None:
-    return None if not s else json.dumps(dict(sorted(s.items())), separators=(",", ":"),
-                                         ensure_ascii=False)
-
-
-def _finite(x: float) -> float | None:
-    return None if x is None or math.isnan(x) else x
-
