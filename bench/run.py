@@ -40,9 +40,9 @@ import many_runs as many_runs_bench  # noqa: E402  (bench/many_runs.py)
 from evallib import Warehouse, connect, queries  # noqa: E402
 from evallib.analysis import rag  # noqa: E402
 from evallib.analysis.calibration import review_agreement  # noqa: E402
+from evallib.analysis.golden_sets import datasets_overview  # noqa: E402
 from evallib.analysis.monitor import compare_variants, detect  # noqa: E402
 from evallib.analysis.report import monthly_review, review_trends  # noqa: E402
-from evallib.authoring.datasets import datasets_overview  # noqa: E402
 from evallib.warehouse.db import tables_present  # noqa: E402
 from evallib.warehouse.schema import ONLINE_SCORES, SCORES  # noqa: E402
 from evallib.warehouse.store import Store  # noqa: E402

@@ -149,7 +149,7 @@ ANALYSES = {"alerts": "evallib.analysis.monitor:detect",
             "trends": "evallib.analysis.report:review_trends",
             "many_runs": "evallib.analysis.many_runs:compare_many",
             "review_agreement": "evallib.analysis.calibration:review_agreement",
-            "golden_sets": "evallib.authoring.datasets:datasets_overview"}
+            "golden_sets": "evallib.analysis.golden_sets:datasets_overview"}
 
 
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner="Computing…")

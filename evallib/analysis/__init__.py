@@ -5,6 +5,7 @@ make them trustworthy. Each module is one question; none writes the warehouse ex
 - `compare`: a candidate run against a baseline, paired, overall and per slice;
 - `many_runs`: several runs against one reference, per slice;
 - `gate`: the release gate (a policy file, a verdict, an exit code);
+- `golden_sets`: golden-set versions over time;
 - `coverage`: the golden set's strata mix beside production's;
 - `rag`: retrieval metrics and failure attribution;
 - `drift`, `monitor`: production's distributions and alerts;
@@ -14,5 +15,5 @@ make them trustworthy. Each module is one question; none writes the warehouse ex
 Modules load on import of their own name (plotly and scipy only where needed).
 """
 
-__all__ = ["calibration", "compare", "coverage", "drift", "export", "gate", "many_runs",
-           "monitor", "rag", "report"]
+__all__ = ["calibration", "compare", "coverage", "drift", "export", "gate", "golden_sets",
+           "many_runs", "monitor", "rag", "report"]

@@ -70,7 +70,7 @@ def judge_check(args: argparse.Namespace) -> int:
 
 
 def datasets(args: argparse.Namespace) -> int:
-    from ..authoring.datasets import datasets_report, render_datasets
+    from ..analysis.golden_sets import datasets_report, render_datasets
     from ..warehouse.db import connect
 
     with connect(args.warehouse) as con:
