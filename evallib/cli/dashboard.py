@@ -26,13 +26,26 @@ def demo(args: argparse.Namespace) -> int:
 def dashboard(args: argparse.Namespace) -> int:
     from ..warehouse.store import resolve_root
 
-    app = Path(__file__).resolve().parents[2] / "app.py"
-    if not app.exists():
-        raise EvallibError(f"cannot find the dashboard entry {app} (run from a source checkout)")
+    app = dashboard_entry()
     env = {**os.environ, "EVALLIB_WAREHOUSE": resolve_root(args.warehouse)}
     cmd = [sys.executable, "-m", "streamlit", "run", str(app),
            "--server.address", "127.0.0.1", "--server.port", str(args.port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+           "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "minimal"]
     print(f"Eval Flywheel on http://127.0.0.1:{args.port}  (warehouse {env['EVALLIB_WAREHOUSE']})",
           file=sys.stderr)
-    return subprocess.call(cmd, env=env, cwd=app.parent)
+    # A checkout's .streamlit/ (config; secrets for login) applies; an installed package
+    # reads the current directory's, as `streamlit run` does.
+    checkout = (app.parent / ".streamlit").is_dir()
+    return subprocess.call(cmd, env=env, cwd=app.parent if checkout else None)
+
+
+def dashboard_entry() -> Path:
+    """app.py: inside the installed package (the wheel carries the top level's app.py and
+    pages/ as evallib/dashboard/), else at a source checkout's top level."""
+    package = Path(__file__).resolve().parents[1]
+    for app in (package / "dashboard" / "app.py", package.parent / "app.py"):
+        if app.is_file():
+            return app
+    raise EvallibError(f"cannot find the dashboard entry app.py in {package / 'dashboard'} "
+                       f"or {package.parent}")
