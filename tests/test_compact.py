@@ -192,6 +192,10 @@ def test_cli_dry_run_date_and_before(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert plan["dry_run"] and len(plan["merged"]) == 3 * 3
     assert {m["rows"] for m in plan["merged"] if m["table"] == "online_traces"} == {2 * BATCH}
     assert sorted(tmp_path.rglob("*.parquet")) == files  # nothing changed
+    ago = (datetime.now(UTC).date() - DAYS[1]).days  # `--before 7d`, as every date flag takes
+    assert main(["compact", "--warehouse", str(tmp_path), "--dry-run", "--json",
+                 "--before", f"{ago}d"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["merged"]) == 3  # DAYS[0]'s three tables
 
     assert main(["compact", "--warehouse", str(tmp_path), "--date", str(DAYS[1]),
                  "--grace", "0"]) == 0

@@ -225,6 +225,8 @@ def test_one_current_file_per_rollup(rolled: Path, tmp_path: Path,
         assert len(list((root / name).glob("part-*.parquet"))) == 1
     assert main(["rollup", "--warehouse", str(root), "--since", "June"]) == 2
     assert "--since: 'June' is not a date" in capsys.readouterr().err
+    assert main(["rollup", "--warehouse", str(root), "--since", "7d", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["days"] == 0  # nothing new since
 
 
 def test_since_leaves_earlier_days_raw(rolled: Path, tmp_path: Path) -> None:

@@ -26,7 +26,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ..errors import EvallibError
 from ..online import DEFAULT_REDACTOR, Redactor, strata_dict
 from .datasets import Case, Dataset, load_dataset, write_atomic
 
@@ -167,17 +166,3 @@ def _text(value: Any) -> str:
 def _short(text: str, limit: int = 70) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def parse_since(value: str) -> date:
-    """``YYYY-MM-DD``, or ``7d`` for seven days ago (UTC)."""
-    from datetime import UTC, datetime, timedelta
-
-    m = re.fullmatch(r"(\d+)d", value.strip())
-    if m:
-        return datetime.now(UTC).date() - timedelta(days=int(m.group(1)))
-    try:
-        return date.fromisoformat(value.strip()[:10])
-    except ValueError:
-        raise EvallibError(f"{value!r} is not a date (YYYY-MM-DD) or a number of days (7d)") \
-            from None

@@ -4,9 +4,10 @@ day options, and the --notify targets."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ..errors import EvallibError
@@ -39,12 +40,17 @@ def size(n: float) -> str:
 
 
 def day(value: str | None, option: str) -> date | None:
+    """Every date flag: ``YYYY-MM-DD``, or ``7d`` for seven days ago (UTC); None stays None."""
     if value is None:
         return None
+    m = re.fullmatch(r"(\d+)d", value.strip())
+    if m:
+        return datetime.now(UTC).date() - timedelta(days=int(m.group(1)))
     try:
-        return date.fromisoformat(value)
+        return date.fromisoformat(value.strip()[:10])
     except ValueError:
-        raise EvallibError(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
+        raise EvallibError(f"{option}: {value!r} is not a date (YYYY-MM-DD) or a number of "
+                           "days (7d)") from None
 
 
 def notify_targets(args: argparse.Namespace, event: str) -> list[Any]:

@@ -6,16 +6,15 @@ import argparse
 import json
 import sys
 
-from ._common import json_default, notify, notify_targets, print_table
+from ._common import day, json_default, notify, notify_targets, print_table
 
 
 def score_online(args: argparse.Namespace) -> int:
-    from ..authoring.promote import parse_since
     from ..online import resolve_scorers, score_online
 
     scorers = resolve_scorers(args.scorers, args.judge_model)
-    counts = score_online(args.warehouse, scorers, parse_since(args.since),
-                          until=args.until and parse_since(args.until), limit=args.limit,
+    counts = score_online(args.warehouse, scorers, day(args.since, "--since"),
+                          until=day(args.until, "--until"), limit=args.limit,
                           concurrency=args.concurrency)
     for metric, c in counts.items():
         print(f"{metric}: {c['scored']} scored, {c['unscored']} unscored")
@@ -29,10 +28,9 @@ def alerts(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from ..analysis.monitor import record_alerts
-    from ..authoring.promote import parse_since
 
     targets = notify_targets(args, "alerts")
-    alerts = record_alerts(args.warehouse, since=args.since and parse_since(args.since),
+    alerts = record_alerts(args.warehouse, since=day(args.since, "--since"),
                    record=not args.no_record)
     n_open = sum(a.status == "open" for a in alerts)
     if args.json:

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("score-online", online.score_online, "score sampled production traces that have "
                 "no score yet for each scorer's metric")
     p.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD, or 7d")
-    p.add_argument("--until", metavar="DATE")
+    p.add_argument("--until", metavar="DATE", help="YYYY-MM-DD, or 7d")
     p.add_argument("--scorers", required=True, metavar="NAME[,NAME]",
                    help="evallib.scorers factories, retrieval metrics (recall@5, mrr) or "
                         "module:attribute")
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failing", action="store_true", required=True,
                    help="traces with a failing score")
     p.add_argument("--since", required=True, metavar="DATE", help="YYYY-MM-DD, or 7d")
-    p.add_argument("--until", metavar="DATE")
+    p.add_argument("--until", metavar="DATE", help="YYYY-MM-DD, or 7d")
     p.add_argument("--dataset", required=True, metavar="FILE",
                    help="the golden set (.jsonl, .csv or .parquet)")
     p.add_argument("--metric", metavar="M", help="failing on this metric (default: any)")
@@ -193,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("compact", upkeep.compact, "merge each day's small online part files into one "
                 "(atomic: readers never see a row twice or miss one)")
     days = p.add_mutually_exclusive_group()
-    days.add_argument("--date", metavar="YYYY-MM-DD", help="only this day's partitions")
-    days.add_argument("--before", metavar="YYYY-MM-DD", help="only days before this one")
+    days.add_argument("--date", metavar="DATE", help="only this day's partitions "
+                      "(YYYY-MM-DD, or 7d)")
+    days.add_argument("--before", metavar="DATE", help="only days before this one "
+                      "(YYYY-MM-DD, or 7d)")
     p.add_argument("--grace", type=float, default=0.0, metavar="SECONDS",
                    help="keep the merged originals until the new file is this old (default "
                         "0: deleted at once, so plain Parquet readers never count a row "
@@ -213,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
                    help="duckdb (default, in process) or spark (pyspark: the `spark` extra "
                         "and Java 17; local mode unless EVALLIB_SPARK_MASTER is set)")
-    p.add_argument("--since", metavar="YYYY-MM-DD",
-                   help="only days from this one, and runs started from it")
+    p.add_argument("--since", metavar="DATE",
+                   help="only days from this one, and runs started from it (YYYY-MM-DD, "
+                        "or 7d)")
     p.add_argument("--grace", type=float, default=600.0, metavar="SECONDS",
                    help="delete superseded rollups once the new one is this old (default 600)")
     p.add_argument("--json", action="store_true")

@@ -8,17 +8,16 @@ import json
 import sys
 
 from ..errors import EvallibError
-from ._common import json_default
+from ._common import day, json_default
 
 
 def review_sample(args: argparse.Namespace) -> int:
-    from ..authoring.promote import parse_since
     from ..authoring.review import sample_for_review, write_sheet
     from ..warehouse.db import connect
 
     by = [k.strip() for k in (args.by or "").split(",") if k.strip()]
     with connect(args.warehouse) as con:
-        sheet = sample_for_review(con, args.n, since=parse_since(args.since),
+        sheet = sample_for_review(con, args.n, since=day(args.since, "--since"),
                                   metric=args.metric, stratified=args.stratified, by=by,
                                   seed=args.seed)
     write_sheet(sheet, args.out, force=args.force)
@@ -83,10 +82,10 @@ def datasets(args: argparse.Namespace) -> int:
 
 
 def promote(args: argparse.Namespace) -> int:
-    from ..authoring.promote import parse_since, promote_failing
+    from ..authoring.promote import promote_failing
 
-    result = promote_failing(args.warehouse, args.dataset, since=parse_since(args.since),
-                             until=args.until and parse_since(args.until),
+    result = promote_failing(args.warehouse, args.dataset, since=day(args.since, "--since"),
+                             until=day(args.until, "--until"),
                              metric=args.metric, limit=args.limit, dry_run=args.dry_run)
     print(("dry run: " if args.dry_run else "") + result.describe())
     return 0
