@@ -15,18 +15,19 @@ from typing import Any
 
 import plotly.graph_objects as go
 import polars as pl
-from plotly.colors import hex_to_rgb, qualitative
+from plotly.colors import hex_to_rgb
 from plotly.subplots import make_subplots
 
-from pages._tables import MISSING, SMALL_N, human
+from evallib.vocabulary import MISSING, PALETTE
+from pages._tables import SMALL_N, human
 
-PALETTE = qualitative.Plotly + qualitative.D3
 RELEASE_COLOR = "rgba(120, 120, 120, 0.7)"
 NEWEST_COLOR = "#d62728"
 APPROVED_SYMBOL, RUN_SYMBOL = "diamond", "circle"
 
 
-def _color(i: int, alpha: float | None = None) -> str:
+def series_color(i: int, alpha: float | None = None) -> str:
+    """The i-th series' colour (the shared palette, cycled), optionally translucent."""
     c = PALETTE[i % len(PALETTE)]
     if alpha is None:
         return c
@@ -100,12 +101,12 @@ def offline_trend(trend: pl.DataFrame, metric: str, stratum_key: str | None = No
         fig.add_trace(go.Scatter(
             x=_dodge(rows["started_at"], i, len(series)), y=mean.to_list(), name=label,
             mode="lines+markers", meta={"role": "series"},
-            line={"color": _color(i), "width": 2},
-            marker={"color": _color(i), "size": [12 if a else 7 for a in approved],
+            line={"color": series_color(i), "width": 2},
+            marker={"color": series_color(i), "size": [12 if a else 7 for a in approved],
                     "symbol": [APPROVED_SYMBOL if a else RUN_SYMBOL for a in approved],
                     "line": {"width": 1, "color": "white"}},
             error_y={"type": "data", "visible": True, "thickness": 1.2 if solo else 1,
-                     "width": 3 if solo else 0, "color": _color(i, 0.6 if solo else 0.3),
+                     "width": 3 if solo else 0, "color": series_color(i, 0.6 if solo else 0.3),
                      "array": (rows["ci_high"] - mean).fill_null(0).to_list(),
                      "arrayminus": (mean - rows["ci_low"]).fill_null(0).to_list()},
             customdata=[(escape(r[0]), *r[1:]) for r in
@@ -140,12 +141,12 @@ def online_daily(daily: pl.DataFrame, releases: pl.DataFrame, metric: str,
                            pl.col("ci_low").fill_null(pl.col("mean")))
         fig.add_trace(go.Scatter(
             x=days + days[::-1], y=band["ci_high"].to_list() + band["ci_low"].to_list()[::-1],
-            fill="toself", fillcolor=_color(i, 0.18), line={"width": 0}, hoverinfo="skip",
+            fill="toself", fillcolor=series_color(i, 0.18), line={"width": 0}, hoverinfo="skip",
             showlegend=False, legendgroup=label, name=f"{label} 95% CI", meta={"role": "band"},
         ), row=1, col=1)
         fig.add_trace(go.Scatter(
             x=days, y=rows["mean"].to_list(), name=label, legendgroup=label,
-            mode="lines", line={"color": _color(i), "width": 2}, meta={"role": "series"},
+            mode="lines", line={"color": series_color(i), "width": 2}, meta={"role": "series"},
             customdata=rows.select("n", "ci_low", "ci_high").rows(),
             hovertemplate=(f"%{{x|%a %Y-%m-%d}} ({label})<br>{metric} %{{y:.3f}} "
                            "[%{customdata[1]:.3f}, %{customdata[2]:.3f}]<br>"
@@ -153,7 +154,7 @@ def online_daily(daily: pl.DataFrame, releases: pl.DataFrame, metric: str,
         ), row=1, col=1)
         fig.add_trace(go.Bar(
             x=days, y=rows["n"].to_list(), name=f"{label} n", legendgroup=label,
-            marker_color=_color(i, 0.55), showlegend=False, meta={"role": "count"},
+            marker_color=series_color(i, 0.55), showlegend=False, meta={"role": "count"},
             hovertemplate=f"%{{x|%Y-%m-%d}} ({label})<br>n = %{{y}}<extra></extra>",
         ), row=2, col=1)
     start = daily["day"].min() if daily.height else None

@@ -15,7 +15,6 @@ from typing import Any
 
 import plotly.graph_objects as go
 import polars as pl
-from plotly.colors import hex_to_rgb, qualitative
 from plotly.subplots import make_subplots
 
 from evallib.analysis.drift import DriftResult
@@ -27,22 +26,14 @@ from evallib.analysis.report import (
     drift_figure,
     release_figure,
 )
-from pages._online_tables import OTHER
+from evallib.vocabulary import MISSING
+from pages._charts import series_color
 
 __all__ = ["agreement_figure", "binned_figure", "correlation_trend_figure", "cost",
            "drift_distribution", "drift_figure", "feedback", "latency", "rates",
            "release_figure", "volume_quality"]
 
-PALETTE = qualitative.Plotly + qualitative.D3
 ALERT_FILL = "rgba(214, 39, 40, 0.10)"
-
-
-def _color(i: int, alpha: float | None = None) -> str:
-    c = PALETTE[i % len(PALETTE)]
-    if alpha is None:
-        return c
-    r, g, b = hex_to_rgb(c)
-    return f"rgba({r}, {g}, {b}, {alpha})"
 
 
 def _groups(df: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
@@ -54,7 +45,7 @@ def _groups(df: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
     values = sorted(v for v in df["grp"].unique().to_list() if v is not None)
     out = [(escape(str(v)), df.filter(pl.col("grp") == v)) for v in values]
     missing = df.filter(pl.col("grp").is_null())
-    return out + ([(OTHER, missing)] if missing.height else [])
+    return out + ([(MISSING, missing)] if missing.height else [])
 
 
 def _figure(rows: int, titles: Sequence[str], height: int) -> go.Figure:
@@ -82,7 +73,7 @@ def _line(fig: go.Figure, x: list[Any], y: list[Any], name: str, i: int, row: in
           dash: str = "solid", show: bool = True, fmt: str = ".3f") -> None:
     fig.add_trace(go.Scatter(
         x=x, y=y, name=name, legendgroup=name, showlegend=show, mode="lines",
-        line={"color": _color(i), "width": 2, "dash": dash}, meta={"role": "series"},
+        line={"color": series_color(i), "width": 2, "dash": dash}, meta={"role": "series"},
         hovertemplate=f"{name}: %{{y:{fmt}}}<extra></extra>"), row=row, col=1)
 
 
@@ -99,14 +90,14 @@ def volume_quality(table: pl.DataFrame, quality: pl.DataFrame, metric: str | Non
         hi = rows["ci_high"].fill_null(rows["mean"]).to_list()
         lo = rows["ci_low"].fill_null(rows["mean"]).to_list()
         fig.add_trace(go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself",
-                                 fillcolor=_color(i, 0.18), line={"width": 0},
+                                 fillcolor=series_color(i, 0.18), line={"width": 0},
                                  hoverinfo="skip", showlegend=False, legendgroup=label,
                                  meta={"role": "band"}), row=1, col=1)
         _line(fig, x, rows["mean"].to_list(), label, i, 1)
     for i, (label, rows) in enumerate(_groups(table)):
         fig.add_trace(go.Bar(x=rows["bucket"].to_list(), y=rows["n"].to_list(), name=label,
                              legendgroup=label, showlegend=False, meta={"role": "count"},
-                             marker_color=_color(i, 0.6),
+                             marker_color=series_color(i, 0.6),
                              hovertemplate=f"{label}: %{{y}} traces<extra></extra>"),
                       row=2, col=1)
     _mark_alerts(fig, alerts, [f"quality:{metric}"], hourly)
@@ -192,7 +183,7 @@ def drift_distribution(d: DriftResult) -> go.Figure:
     labels = [escape(b[0]) for b in d.bins]
     for i, (name, idx) in enumerate((("reference", 1), ("window", 2))):
         fig.add_trace(go.Bar(x=labels, y=[b[idx] for b in d.bins], name=name,
-                             marker_color=_color(i, 0.8), meta={"role": "series"},
+                             marker_color=series_color(i, 0.8), meta={"role": "series"},
                              hovertemplate=f"{name}: %{{y:.1%}}<extra></extra>"))
     fig.update_layout(barmode="group", height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       title={"text": f"{escape(d.feature)}: {escape(d.moved)}",

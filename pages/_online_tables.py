@@ -13,9 +13,9 @@ import polars as pl
 from evallib.analysis.drift import DriftResult
 from evallib.analysis.monitor import Alert, VariantComparison
 from evallib.stats.correlation import STATUS
+from evallib.vocabulary import MISSING  # traces without a value for the split
 
 NONE = "(none)"
-OTHER = "(missing)"  # traces without a value for the split
 RATE_SIGNALS = ("error_rate", "refusal_rate", "tool_error_rate")
 
 
@@ -75,7 +75,7 @@ def health_display(table: pl.DataFrame, hourly: bool = False) -> pl.DataFrame:
     pct = [*RATE_SIGNALS, "pass_rate", "thumbs_up_share"]
     return table.with_columns(
         pl.col("bucket").dt.strftime("%Y-%m-%d %H:00" if hourly else "%Y-%m-%d"),
-        pl.col("grp").cast(pl.String).fill_null(OTHER if table["grp"].null_count()
+        pl.col("grp").cast(pl.String).fill_null(MISSING if table["grp"].null_count()
                                                 < table.height else "all traffic"),
         *[(pl.col(c) * 100) for c in pct if c in table.columns])
 

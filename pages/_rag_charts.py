@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from evallib.analysis.rag import CLASSES
-from pages._tables import MISSING
+from evallib.vocabulary import MISSING
 
 CLASS_COLORS = {"retrieval": "#ff7f0e", "both": "#d62728", "generation": "#9467bd",
                 "other": "#7f7f7f"}

@@ -9,7 +9,8 @@ from typing import Any
 import polars as pl
 
 from evallib.analysis.rag import CLASSES, id_column, with_stratum
-from pages._tables import MISSING, SMALL_N, _strata_text, interval_text, slice_label
+from evallib.vocabulary import MISSING
+from pages._tables import SMALL_N, _strata_text, interval_text, slice_label
 
 NONE = "(none)"  # "no second key" / "no baseline" in the pickers
 ALL = "All cases"

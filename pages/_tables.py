@@ -6,7 +6,6 @@ from typing import Any
 
 import polars as pl
 
-MISSING = "(missing)"  # label of cases that have no value for the chosen stratum key
 SCALE = {"ordinal": 4.0}  # a 1–5 scale spans 4 points; pass rates and 0–1 scores span 1
 
 

@@ -9,6 +9,7 @@ import polars as pl
 import streamlit as st
 
 from evallib.analysis.drift import drift_report
+from evallib.analysis.monitor import Settings
 from pages import _online_charts as charts
 from pages import _online_tables as tables
 from pages import _ui as ui
@@ -172,10 +173,12 @@ def drift_tab(first_day) -> None:  # a date
 
 
 def alerts_tab(alerts: list, tests, recorded) -> None:  # frames
-    st.caption("Each day against the 14 days before it, one-sided in the bad direction: "
-               "Fisher's exact test for rates (allowing for day-to-day overdispersion), a "
-               "random-effects z for means (ln latency, cost, scores). A day is flagged at "
-               "p < 0.001 and a practical minimum change; consecutive flagged days are one "
+    s = Settings()  # what analysis("alerts", …) detects with
+    st.caption(f"Each day against the {s.baseline_days} days before it, one-sided in the bad "
+               "direction: Fisher's exact test for rates (allowing for day-to-day "
+               "overdispersion), a random-effects z for means (ln latency, cost, scores). A "
+               f"day is flagged at p < {s.alpha:g} and a practical minimum change; "
+               "consecutive flagged days are one "
                "alert. Simulated on stationary traffic, fewer than 1 day in 100 raises any "
                "alert. `evallib alerts` records them and exits 1 while one is open.")
     if alerts:

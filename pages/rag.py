@@ -12,6 +12,7 @@ import streamlit as st
 
 from evallib.analysis import rag
 from evallib.analysis.export import to_csv
+from evallib.vocabulary import TRACE_DAYS_BACK
 from pages import _rag_charts as rcharts
 from pages import _slices_tables as stables
 from pages import _tables as tables
@@ -307,8 +308,9 @@ def online(wh, f) -> None:
         if listed.height == 0:
             return pl.DataFrame(schema={"trace_id": pl.String})
         # texts of the traces (of the week before their score) and the answer's reason
-        return query("online_attribution_details", listed["date"].min() - timedelta(days=7),
-                     listed["date"].max(), k, answer, tuple(listed["trace_id"]))
+        first = listed["date"].min() - timedelta(days=TRACE_DAYS_BACK)
+        return query("online_attribution_details", first, listed["date"].max(), k, answer,
+                     tuple(listed["trace_id"]))
 
     def listing(cls: str | None, key: str | None, stratum: str | None
                 ) -> tuple[pl.DataFrame, int]:

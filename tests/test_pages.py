@@ -241,3 +241,13 @@ def test_the_sidebar_says_what_is_not_rolled_up(monkeypatch: pytest.MonkeyPatch,
     assert hint() == []
     wh.record_online([{"trace_id": "new", "timestamp": now}])  # today's, raw again: quiet
     assert hint() == []
+
+
+def test_the_shared_palette_is_plotlys_then_d3s() -> None:
+    """evallib.vocabulary spells the palette out (importing plotly there would load it for
+    every `import evallib`); it must stay the one the charts were drawn with."""
+    from plotly.colors import qualitative
+
+    from evallib.vocabulary import PALETTE
+
+    assert tuple(qualitative.Plotly + qualitative.D3) == PALETTE

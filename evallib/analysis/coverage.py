@@ -35,11 +35,11 @@ import numpy as np
 import polars as pl
 
 from ..stats import mean_interval
+from ..vocabulary import MISSING  # the stratum of rows without the key
 
 __all__ = ["MIN_N", "MISSING", "production_weighted", "strata_mixes"]
 
 MIN_N = 5  # below this many cases a stratum's own variance is too noisy: pool it
-MISSING = "(missing)"  # the stratum of rows without the key
 _CELL = ("stratum", "stratum2")
 
 

@@ -53,6 +53,7 @@ import numpy as np
 import polars as pl
 
 from ..stats import benjamini_hochberg, paired_test, wilson_interval
+from ..vocabulary import MISSING  # stratum value of items without the key
 
 __all__ = [
     "CLASSES",
@@ -70,7 +71,6 @@ __all__ = [
 CLASSES = ("retrieval", "both", "generation", "other")
 NOT_ATTRIBUTED = "not attributed"  # failing, but no retrieval rows to attribute it with
 OUTCOMES = ("pass", *CLASSES, NOT_ATTRIBUTED, "error", "unscored")
-MISSING = "(missing)"  # stratum value of items without the key
 
 
 def id_column(items: pl.DataFrame) -> str:

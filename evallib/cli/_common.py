@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from ..errors import EvallibError
 
@@ -39,6 +39,10 @@ def size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+@overload
+def day(value: str, option: str) -> date: ...
+@overload
+def day(value: None, option: str) -> None: ...
 def day(value: str | None, option: str) -> date | None:
     """Every date flag: ``YYYY-MM-DD``, or ``7d`` for seven days ago (UTC); None stays None."""
     if value is None:

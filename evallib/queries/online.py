@@ -9,6 +9,7 @@ from typing import Any
 
 import polars as pl
 
+from ..vocabulary import TRACE_DAYS_BACK
 from ._sql import _MOMENTS, _POOLED, _STRATUM, Connection, _frame
 
 __all__ = [
@@ -115,8 +116,8 @@ _FEEDBACK = """count_if(f.kind = 'thumbs' AND f.value IS NOT NULL)::BIGINT AS n_
            count_if(f.kind = 'edit')::BIGINT AS n_edit,
            count_if(f.kind = 'comment')::BIGINT AS n_comment"""
 # Traces a score or a feedback event may belong to: scored or answered up to a week later.
-_TRACES_OF = """(SELECT trace_id, release, variant, strata FROM online_traces
-                 WHERE date BETWEEN CAST($start AS DATE) - 7 AND $end)"""
+_TRACES_OF = f"""(SELECT trace_id, release, variant, strata FROM online_traces
+                 WHERE date BETWEEN CAST($start AS DATE) - {TRACE_DAYS_BACK} AND $end)"""
 # The listed days (both compared variants served on them): the range prunes partitions,
 # the list keeps exactly those days.
 _DAYS = "date BETWEEN $first AND $last AND list_contains($days, date)"
@@ -323,7 +324,8 @@ def variant_scores(con: Connection, days: Sequence[date], a: str, b: str) -> pl.
         FROM online_scores s
         JOIN (SELECT trace_id, variant FROM online_traces
               WHERE {_DAYS} AND variant IN ($a, $b)) t USING (trace_id)
-        WHERE s.date BETWEEN $first AND CAST($last AS DATE) + 7 AND s.value IS NOT NULL
+        WHERE s.date BETWEEN $first AND CAST($last AS DATE) + {TRACE_DAYS_BACK}
+          AND s.value IS NOT NULL
         GROUP BY t.variant, s.metric, 4 ORDER BY ALL""", a=a, b=b, **_days_params(days))
 
 
@@ -335,7 +337,7 @@ def variant_feedback(con: Connection, days: Sequence[date], a: str, b: str) -> p
         FROM feedback f
         JOIN (SELECT trace_id, variant FROM online_traces
               WHERE {_DAYS} AND variant IN ($a, $b)) t USING (trace_id)
-        WHERE f.date BETWEEN $first AND CAST($last AS DATE) + 7
+        WHERE f.date BETWEEN $first AND CAST($last AS DATE) + {TRACE_DAYS_BACK}
           AND f.kind IN ('thumbs', 'rating') AND f.value IS NOT NULL
         GROUP BY ALL ORDER BY ALL""", a=a, b=b, **_days_params(days))
 

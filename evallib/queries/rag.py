@@ -8,6 +8,7 @@ from datetime import date
 
 import polars as pl
 
+from ..vocabulary import MISSING, TRACE_DAYS_BACK
 from ..warehouse import schema as S
 from ._sql import _POOLED, _STRATUM, Connection, _frame
 
@@ -201,10 +202,10 @@ _FAILURE_ROWS = """WITH r AS (
     has AS (SELECT DISTINCT date FROM r WHERE faith = $faith AND $faith <> ''),
     g AS (SELECT * FROM r WHERE faith = $faith
                                 OR (faith = '' AND date NOT IN (SELECT date FROM has)))"""
-_IN_STRATUM = ("($key IS NULL OR coalesce(" + _STRATUM + ", '(missing)') = $stratum)")
+_IN_STRATUM = ("($key IS NULL OR coalesce(" + _STRATUM + f", '{MISSING}') = $stratum)")
 # The same failing answers one by one, as the rollup counts them: the trace, its error and
 # retrievals of the week up to the score's day, the faithfulness verdict of that day.
-_ONLINE_FAILURES = """WITH a AS (
+_ONLINE_FAILURES = f"""WITH a AS (
         SELECT date, trace_id, value, strata_json FROM online_scores
         WHERE date BETWEEN $start AND $end AND metric = $answer
           AND coalesce(NOT passed, kind = 'binary' AND value = 0)),
@@ -212,15 +213,15 @@ _ONLINE_FAILURES = """WITH a AS (
     t AS (SELECT ak.date, ak.trace_id, bool_or(t.error IS NOT NULL) AS errored,
                  bool_or(t.refusal) AS refusal
           FROM ak JOIN online_traces t ON t.trace_id = ak.trace_id
-               AND t.date BETWEEN ak.date - 7 AND ak.date
-          WHERE t.date BETWEEN $start - 7 AND $end
+               AND t.date BETWEEN ak.date - {TRACE_DAYS_BACK} AND ak.date
+          WHERE t.date BETWEEN $start - {TRACE_DAYS_BACK} AND $end
           GROUP BY ak.date, ak.trace_id),
     e AS (SELECT ak.date, ak.trace_id, count(*) AS n_docs, count(d.relevant) AS n_judged,
                  min(d.rank) FILTER (WHERE d.relevant) AS first_relevant,
                  coalesce(bool_or(d.relevant AND d.cited), false) AS cited_relevant
           FROM ak JOIN online_retrievals d ON d.trace_id = ak.trace_id
-               AND d.date BETWEEN ak.date - 7 AND ak.date
-          WHERE d.date BETWEEN $start - 7 AND $end
+               AND d.date BETWEEN ak.date - {TRACE_DAYS_BACK} AND ak.date
+          WHERE d.date BETWEEN $start - {TRACE_DAYS_BACK} AND $end
           GROUP BY ak.date, ak.trace_id),
     f AS (SELECT date, trace_id,
                  bool_or(CASE WHEN passed IS NOT NULL THEN passed

@@ -15,6 +15,7 @@ from datetime import date
 
 import polars as pl
 
+from ..vocabulary import TRACE_DAYS_BACK
 from ._sql import Connection, _frame
 
 __all__ = [
@@ -139,11 +140,11 @@ def review_trace(con: Connection, trace_id: str, day: date, metric: str) -> pl.D
     are read."""
     return _frame(con, f"""
         WITH t AS (SELECT * FROM online_traces WHERE trace_id = $id
-                     AND date BETWEEN $day::DATE - 7 AND $day),
+                     AND date BETWEEN $day::DATE - {TRACE_DAYS_BACK} AND $day),
              s AS (SELECT kind, value, rationale, scorer_version FROM online_scores
                    WHERE trace_id = $id AND metric = $metric AND date = $day LIMIT 1),
              r AS (SELECT {_RETRIEVED} AS retrieved FROM online_retrievals
-                   WHERE trace_id = $id AND date BETWEEN $day::DATE - 7 AND $day)
+                   WHERE trace_id = $id AND date BETWEEN $day::DATE - {TRACE_DAYS_BACK} AND $day)
         SELECT t.trace_id, t.timestamp, t.release, t.variant, to_json(t.strata)::VARCHAR
                AS strata, t.input, t.output, NULL::VARCHAR AS expected, r.retrieved,
                s.kind, s.value AS judge, s.rationale,

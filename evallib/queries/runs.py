@@ -8,6 +8,7 @@ from datetime import date, datetime
 
 import polars as pl
 
+from ..vocabulary import TRACE_DAYS_BACK
 from ._sql import _POOLED, _POOLED_MEAN_SD, _STRATUM, Connection, _frame
 
 __all__ = [
@@ -116,10 +117,11 @@ def unrolled(con: Connection) -> pl.DataFrame:
     the views aggregate its raw rows: the same answers, slower. ``days``: distinct days of
     production traffic read raw by any rollup's view, but the newest week's (late scores
     and feedback keep changing those until the next rollup); ``runs``: runs read raw."""
-    return _frame(con, """
+    return _frame(con, f"""
         WITH d AS (SELECT DISTINCT TRY_CAST(key AS DATE) AS day FROM unrolled
                    WHERE rollup <> 'run_metric_rollup')
-        SELECT (SELECT count(*) FROM d WHERE day < (SELECT max(day) FROM d) - 7) AS days,
+        SELECT (SELECT count(*) FROM d
+                WHERE day < (SELECT max(day) FROM d) - {TRACE_DAYS_BACK}) AS days,
                (SELECT count(*) FROM unrolled WHERE rollup = 'run_metric_rollup') AS runs""")
 
 

@@ -24,10 +24,9 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from ..vocabulary import TRACE_DAYS_BACK
 from . import schema as S
 from .catalog import Listing, Part
-
-TRACE_DAYS_BACK = 7  # a score or feedback event belongs to a trace of up to a week before
 
 
 @dataclass(frozen=True)

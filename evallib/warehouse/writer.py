@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import DataError, RunExistsError
+from ..vocabulary import TRACE_DAYS_BACK
 from . import keys
 from . import schema as S
 from .catalog import list_table
@@ -229,7 +230,8 @@ class Warehouse:
             wanted = pc.unique(pc.filter(scores["trace_id"], missing))
             days = pc.filter(scores["date"], missing)
             hi = pc.max(days).as_py()
-            lo = pc.min(days).as_py() - timedelta(days=7)  # a trace precedes its scores
+            # a trace precedes its scores by at most TRACE_DAYS_BACK
+            lo = pc.min(days).as_py() - timedelta(days=TRACE_DAYS_BACK)
             window = [str(lo + timedelta(d)) for d in range((hi - lo).days + 1)]
             # only those days' current, readable files: no connection over the warehouse
             files = [p.path for p in list_table(self.store, S.ONLINE_TRACES, window).parts]
