@@ -9,7 +9,7 @@ import streamlit as st
 
 from evallib.analysis import coverage
 from pages import _datasets_charts as charts
-from pages import _rag_charts as rcharts
+from pages import _slices_charts as scharts
 from pages import _slices_tables as stables
 from pages._common import (
     analysis,
@@ -86,7 +86,7 @@ def mix_section(version: str, f) -> None:
     st.caption(f"Version `{version}` (the newest) against production traces "
                f"{f.start:%Y-%m-%d} → {f.end:%Y-%m-%d} (sidebar days); the Slices page "
                "weighs each metric by the traffic mix.")
-    st.plotly_chart(rcharts.mix_bars(mixes, key, None), key="mix_chart", config=PLOT)
+    st.plotly_chart(scharts.mix_bars(mixes, key, None), key="mix_chart", config=PLOT)
     st.dataframe(stables.mix_table(mixes, key, None), hide_index=True, key="mix_table",
                  column_config={c: st.column_config.NumberColumn(format="percent")
                                 for c in ("golden set", "production")})

@@ -3,7 +3,7 @@ day (or hour by hour), alerts, canary against control, and drift."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import polars as pl
 import streamlit as st
@@ -14,6 +14,7 @@ from pages import _online_charts as charts
 from pages import _online_tables as tables
 from pages import _ui as ui
 from pages._common import (
+    Filters,
     analysis,
     filters,
     get_started,
@@ -32,7 +33,8 @@ PCT = {"format": "%.2f%%"}
 DRIFT_WINDOWS = {"last day": 1, "last 7 days": 7, "last 28 days": 28}
 
 
-def health_tab(metrics: list[str], kinds: list[str], keys: list[str], alerts: list) -> None:
+def health_tab(f: Filters, metrics: list[str], kinds: list[str], keys: list[str],
+               alerts: list) -> None:
     c1, c2, c3 = st.columns([1, 1, 1])
     grain = c1.segmented_control("View", GRAINS, default=GRAINS[0], key="grain",
                                  bind="query-params", required=True)
@@ -75,7 +77,7 @@ def health_tab(metrics: list[str], kinds: list[str], keys: list[str], alerts: li
                      key="health_table", column_config=HEALTH_COLUMNS)
 
 
-def canary_tab() -> None:
+def canary_tab(f: Filters) -> None:
     days = query("online_variant_days", f.start, f.end)
     variants = (days.group_by("variant").agg(pl.col("n").sum()).drop_nulls("variant")
                 .sort("n", descending=True)["variant"].to_list())
@@ -129,7 +131,7 @@ def canary_tab() -> None:
     right.plotly_chart(charts.rates(daily), key="canary_rates", config=PLOT)
 
 
-def drift_tab(first_day) -> None:  # a date
+def drift_tab(f: Filters, first_day: date) -> None:
     choice = st.segmented_control("Window", list(DRIFT_WINDOWS), default="last 7 days",
                                   key="drift_window", bind="query-params", required=True)
     window = tables.drift_window(f.end, max(first_day, f.start), DRIFT_WINDOWS[choice])
@@ -256,11 +258,11 @@ ui.verdict(online_verdict(alerts, f.start, f.end))
 health_view, canary_view, drift_view, alerts_view = st.tabs(
     ["Health", "Canary", "Drift", "Alerts"], key="view", bind="query-params")
 with health_view:
-    health_tab(metric_names, metric_kinds, query("online_strata_keys")["key"].to_list(),
+    health_tab(f, metric_names, metric_kinds, query("online_strata_keys")["key"].to_list(),
                alerts)
 with canary_view:
-    canary_tab()
+    canary_tab(f)
 with drift_view:
-    drift_tab(first_day)
+    drift_tab(f, first_day)
 with alerts_view:
     alerts_tab(alerts, tests, recorded)

@@ -14,7 +14,7 @@ from evallib.analysis import rag
 from evallib.analysis.export import to_csv
 from evallib.vocabulary import TRACE_DAYS_BACK
 from pages import _rag_charts as rcharts
-from pages import _slices_tables as stables
+from pages import _rag_tables as rtables
 from pages import _tables as tables
 from pages import _ui as ui
 from pages._common import (
@@ -27,6 +27,7 @@ from pages._common import (
     url_choice,
     warehouse,
 )
+from pages._slices_tables import ALL, NONE  # the pickers' words
 from pages._verdicts import rag_verdict
 
 MAX_K = 10
@@ -64,7 +65,7 @@ def _pickers(names: list[str], kinds: list[str], keys: list[str]
     answer = a.selectbox("Answer metric", rates, key="answer", bind="query-params",
                          index=rates.index("correctness") if "correctness" in rates else 0,
                          help="A case fails when this metric does not pass.")
-    faiths = [stables.NONE, *names]
+    faiths = [NONE, *names]
     faith = b.selectbox("Faithfulness metric", faiths, key="faith", bind="query-params",
                         index=faiths.index("faithfulness") if "faithfulness" in faiths else 0,
                         help="Splits retrieval misses: an unfaithful answer makes it 'both'.")
@@ -74,7 +75,7 @@ def _pickers(names: list[str], kinds: list[str], keys: list[str]
     key = d.selectbox("Per slice of", keys, key="rag_key", bind="query-params",
                       help="The stratum key the failure attribution is split by.") \
         if keys else None  # cases without strata: overall only
-    return answer, None if faith == stables.NONE else faith, k, key
+    return answer, None if faith == NONE else faith, k, key
 
 
 def retrieval(metrics: pl.DataFrame, k: int, what: str) -> None:
@@ -84,7 +85,7 @@ def retrieval(metrics: pl.DataFrame, k: int, what: str) -> None:
         st.info(f"No {what} has retrieved documents with relevance labels.",
                 icon=":material/search:")
         return
-    at = stables.retrieval_at(metrics, k)
+    at = rtables.retrieval_at(metrics, k)
     cards = st.columns(len(CARDS))
     for card, (name, label) in zip(cards, CARDS, strict=True):
         row = at.get(name)
@@ -110,7 +111,7 @@ def generation(gen: pl.DataFrame, answer: str, faith: str | None, what: str) -> 
         st.info(f"No {what} with retrievals is scored.")
         return
     first = [answer, *([faith] if faith else []), "cites_relevant", "refusal"]
-    st.dataframe(stables.generation_table(gen, first), hide_index=True, key="generation",
+    st.dataframe(rtables.generation_table(gen, first), hide_index=True, key="generation",
                  column_config={"metric": TEXT("metric", pinned=True),
                                 "kind": TEXT("kind", width="small"),
                                 "all": TEXT(f"every {what} with retrievals")})
@@ -161,7 +162,7 @@ def attribution(items: pl.DataFrame, base_items: pl.DataFrame | None, key: str |
     if base_shown is not None:
         chart.caption("Each slice: the baseline's failing cases (upper bar) above the run's.")
     st.session_state["_attribution_rows"] = list(per.select("stratum", "class").iter_rows())
-    table.dataframe(stables.attribution_display(per), hide_index=True,
+    table.dataframe(rtables.attribution_display(per), hide_index=True,
                     key="attribution_table", on_select=_pick_row, selection_mode="single-row",
                     column_config={"stratum": TEXT(key or "stratum", pinned=True),
                                    "n": NUM(f"failing {what}s"),
@@ -181,7 +182,7 @@ def shift(base_items: pl.DataFrame, items: pl.DataFrame, key: str | None, name: 
     st.caption("Per class, the failing cases both runs scored, each run's count and share; "
                "a paired McNemar test of 'fails with this class', Benjamini–Hochberg "
                f"adjusted (overall and per {key} separately). Biggest moves first.")
-    st.dataframe(stables.shift_display(both), hide_index=True, key="shift_table",
+    st.dataframe(rtables.shift_display(both), hide_index=True, key="shift_table",
                  column_config={
                      "stratum": TEXT(key or "stratum", pinned=True),
                      "class": TEXT("class", pinned=True),
@@ -202,15 +203,15 @@ def cases(items: pl.DataFrame, key: str | None, what: str, details: Details,
     a, b = st.columns([3, 2])
     cls = a.segmented_control("Class", ["all", *rag.CLASSES], key="rag_class",
                               bind="query-params", default="all", required=True)
-    stratum = stables.ALL
+    stratum = ALL
     if key is not None:
-        slices = [stables.ALL, *sorted(set(rag.with_stratum(items, key)["stratum"]))]
+        slices = [ALL, *sorted(set(rag.with_stratum(items, key)["stratum"]))]
         stratum = b.selectbox(key, slices, key="rag_slice", bind="query-params")
     picked, total = listing(None if cls == "all" else cls, key,
-                            None if stratum == stables.ALL else stratum)
+                            None if stratum == ALL else stratum)
     if total > picked.height:
         st.caption(f"The newest {picked.height:,} of {total:,} {what}s.")
-    picked = stables.with_details(picked, details(picked))
+    picked = rtables.with_details(picked, details(picked))
     st.caption(f"{picked.height:,} {what}s; select one to read it in full.")
     event = st.dataframe(picked, hide_index=True, key="class_cases", on_select="rerun",
                          selection_mode="single-row", column_config={
@@ -247,11 +248,11 @@ def offline(f) -> None:  # pages._common.Filters
     left, right = st.columns(2)
     run = left.selectbox("Run", ids, format_func=labels.get, key="rag_run",
                          index=ids.index(url_choice(ids, "run", newest)))
-    bases = [stables.NONE, *[i for i in ids if i != run]]
-    default = approved if approved in bases else stables.NONE
+    bases = [NONE, *[i for i in ids if i != run]]
+    default = approved if approved in bases else NONE
     baseline = right.selectbox(
         "Against baseline", bases, key="rag_baseline",
-        format_func=lambda r: "(none)" if r == stables.NONE else labels[r],
+        format_func=lambda r: "(none)" if r == NONE else labels[r],
         index=bases.index(url_choice(bases, "vs", default)),
         help="Default: the newest approved run before the newest run.")
     st.query_params["run"], st.query_params["vs"] = run, baseline
@@ -259,7 +260,7 @@ def offline(f) -> None:  # pages._common.Filters
     answer, faith, k, key = _pickers(m["metric"].to_list(), m["kind"].to_list(),
                                      query("strata_keys", f.dataset)["key"].to_list())
     items = rag.classify(query("attribution_items", run, k, answer, faith or "", False))
-    base_items = None if baseline == stables.NONE else rag.classify(
+    base_items = None if baseline == NONE else rag.classify(
         query("attribution_items", baseline, k, answer, faith or "", False))
     moved = None if base_items is None else pl.concat(
         [rag.attribution_shift(base_items, items, None, ALPHA)]
@@ -275,7 +276,7 @@ def offline(f) -> None:  # pages._common.Filters
 
     def listing(cls: str | None, key: str | None, stratum: str | None
                 ) -> tuple[pl.DataFrame, int]:
-        picked = stables.class_cases(items, cls, key, stratum)
+        picked = rtables.class_cases(items, cls, key, stratum)
         return picked.head(LIST_LIMIT), picked.height
 
     attribution(items, base_items, key, "case", labels.get(baseline, ""), details, listing)
@@ -320,7 +321,7 @@ def online(wh, f) -> None:
         first = rag.newest_days(days, LIST_LIMIT) or f.end  # only the days that hold them
         rows = query("online_failures", first, f.end, *pair, classes, key, stratum,
                      LIST_LIMIT)
-        return stables.class_cases(rows, cls, key, stratum), int(days["n"].sum())
+        return rtables.class_cases(rows, cls, key, stratum), int(days["n"].sum())
 
     attribution(counts, None, key, "trace", "", details, listing)
 

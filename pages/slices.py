@@ -10,7 +10,7 @@ import streamlit as st
 from evallib.analysis import coverage
 from evallib.analysis.export import to_csv
 from pages import _charts as charts
-from pages import _rag_charts as rcharts
+from pages import _slices_charts as scharts
 from pages import _slices_tables as stables
 from pages import _tables as tables
 from pages import _ui as ui
@@ -84,7 +84,7 @@ def _grid(grid, metric: str, key: str, key2: str | None, what: str) -> dict:
                "can show there). Intervals are each cell's own, not a test between cells. "
                f"Click a cell (or a table row) to read its {what}s.")
     heat, table = st.tabs(["Heatmap", "Table"])
-    heat.plotly_chart(rcharts.cell_heatmap(grid, metric, key, key2), key="cell_heatmap",
+    heat.plotly_chart(scharts.cell_heatmap(grid, metric, key, key2), key="cell_heatmap",
                       config=ui.PLOT, on_select=ui.on_cell_click("cell_heatmap", _set_cell),
                       selection_mode="points")
     st.session_state["_cell_rows"] = grid["cell"].to_list()
@@ -161,7 +161,7 @@ def offline(f) -> None:  # pages._common.Filters
                    f"z; ● = significant; small = fewer than {tables.SMALL_N} cases. Click a "
                    "cell to read its cases.")
         heat, table, every = st.tabs(["Heatmap", "Table", "Every metric"])
-        heat.plotly_chart(rcharts.delta_heatmap(rows, values, key, key2),
+        heat.plotly_chart(scharts.delta_heatmap(rows, values, key, key2),
                           key="delta_heatmap", config=ui.PLOT, selection_mode="points",
                           on_select=ui.on_cell_click("delta_heatmap", _set_cell))
         st.session_state["_cell_rows"] = rows["slice"].to_list()
@@ -231,7 +231,7 @@ def coverage_section(run: str, key: str, key2: str | None, f) -> None:
                   "set lacks." if lacking.height else "Every stratum of the traffic is in "
                   "the golden set."))
     chart, table = st.tabs(["Mix", "Table"])
-    chart.plotly_chart(rcharts.mix_bars(mixes, key, key2), key="mix_chart",
+    chart.plotly_chart(scharts.mix_bars(mixes, key, key2), key="mix_chart",
                        config={"displaylogo": False})
     table.dataframe(stables.mix_table(mixes, key, key2), hide_index=True, key="mix_table",
                     column_config={
