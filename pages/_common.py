@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import duckdb
 import polars as pl
@@ -16,7 +16,7 @@ import streamlit as st
 from evallib import queries, resolve_root, stats
 from evallib.analysis.compare import Comparison, compare_runs
 from evallib.analysis.export import failing_cases, to_csv
-from evallib.warehouse import Live
+from evallib.warehouse import Connection, Live
 from evallib.warehouse.db import lost_file
 
 REFRESH_SECONDS = 30  # the snapshot is renewed this often, in the background
@@ -24,6 +24,8 @@ TTL_SECONDS = 3600  # results are cached per snapshot key: new data gives a new 
 MAX_ENTRIES = 256
 _SUMMARY_COLUMNS = {"kind", "n", "mean", "sd"}
 T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -141,43 +143,37 @@ def failures_csv(run_id: str, baseline: str | None = None) -> bytes:
     return _failures_csv(wh.root, wh.snapshot, run_id, baseline)
 
 
-# Computations over the warehouse the Online, Correlation and Runs × slices pages cache
-# (results are read-only, shared by sessions): name → "module:function" taking a connection first.
-ANALYSES = {"alerts": "evallib.analysis.monitor:detect",
-            "canary": "evallib.analysis.monitor:compare_variants",
-            "review": "evallib.analysis.report:monthly_review",
-            "trends": "evallib.analysis.report:review_trends",
-            "many_runs": "evallib.analysis.many_runs:compare_many",
-            "review_agreement": "evallib.analysis.calibration:review_agreement",
-            "golden_sets": "evallib.analysis.golden_sets:datasets_overview"}
-
-
 @st.cache_data(ttl=TTL_SECONDS, max_entries=32, show_spinner="Computing…")
-def _analysis(root: str, snapshot: str, name: str, args: tuple[Any, ...],
+def _analysis(root: str, snapshot: str, module: str, function: str, args: tuple[Any, ...],
               kwargs: tuple[tuple[str, Any], ...]) -> Any:
     import importlib
 
-    module, function = ANALYSES[name].split(":")
     run = getattr(importlib.import_module(module), function)
     return _read(root, snapshot, lambda cur: run(cur, *args, **dict(kwargs)))
 
 
-def analysis(name: str, *args: Any, **kwargs: Any) -> Any:
-    """Cached ``ANALYSES[name](con, *args, **kwargs)``, e.g. ``analysis("alerts", start,
-    end)`` is `evallib.analysis.monitor.detect` over the window."""
-    if name not in ANALYSES:
-        raise ValueError(f"unknown analysis {name!r}")
+def analysis(fn: Callable[Concatenate[Connection, P], R], *args: P.args,
+             **kwargs: P.kwargs) -> R:
+    """Cached ``fn(con, *args, **kwargs)`` for a computation of `evallib.analysis` over the
+    warehouse, called like the function without its connection: ``analysis(detect, start,
+    end)``. Results are shared by sessions: treat them as read-only."""
+    if not fn.__module__.startswith("evallib.analysis."):
+        raise ValueError(f"{fn.__module__}.{fn.__name__} is not an evallib.analysis function")
     wh = warehouse()
-    return _analysis(wh.root, wh.snapshot, name, tuple(args), tuple(sorted(kwargs.items())))
+    return _analysis(wh.root, wh.snapshot, fn.__module__, fn.__name__, tuple(args),
+                     tuple(sorted(kwargs.items())))
 
 
-def query(name: str, *args: Any) -> pl.DataFrame:
-    """Cached ``evallib.queries.<name>(con, *args)``; summaries come with 95% ``ci_low`` /
-    ``ci_high``. Results are shared by sessions: treat them as read-only."""
-    if name not in queries.__all__:
-        raise ValueError(f"unknown query {name!r}")
+def query(fn: Callable[Concatenate[Connection, P], pl.DataFrame], *args: P.args,
+          **kwargs: P.kwargs) -> pl.DataFrame:
+    """Cached ``fn(con, *args)`` for a function of `evallib.queries`, called like the function
+    without its connection: ``query(Q.online_health, start, end, …)``; summaries come with
+    95% ``ci_low`` / ``ci_high``. Results are shared by sessions: treat them as read-only."""
+    if kwargs or getattr(queries, fn.__name__, None) is not fn:
+        raise ValueError(f"{fn.__module__}.{fn.__name__}: not an evallib.queries function "
+                         "called with positional arguments")
     wh = warehouse()
-    return _query(wh.root, wh.snapshot, name, tuple(args))
+    return _query(wh.root, wh.snapshot, fn.__name__, tuple(args))
 
 
 def sidebar() -> Filters:
@@ -188,11 +184,11 @@ def sidebar() -> Filters:
     sb.code(wh.root, language=None, wrap_lines=True)
     dataset = start = end = None
     if wh.has_offline:
-        names = query("datasets")["dataset"].to_list()
+        names = query(queries.datasets)["dataset"].to_list()
         dataset = sb.selectbox("Dataset (offline)", names, key="dataset", bind="query-params",
                                help="Golden dataset shown on Runs and offline Trends.")
     if wh.has_online:
-        first, last = query("online_date_range").row(0)
+        first, last = query(queries.online_date_range).row(0)
         if first is not None:
             picked = sb.date_input("Days (online)", (first, last), min_value=first,
                                    max_value=last, key="days", bind="query-params",
@@ -234,7 +230,7 @@ def require_login() -> None:
 def unreadable_warning() -> None:
     """Files the connection skipped (truncated, corrupt): the pages work without them, but
     their rows are missing until `evallib check` quarantines them and they are restored."""
-    bad = query("unreadable_files")
+    bad = query(queries.unreadable_files)
     if bad.height:
         shown = ", ".join(f"`{p}` ({why})" for p, why in bad.select("path", "reason").head(3)
                           .iter_rows())
@@ -248,7 +244,7 @@ def unrolled_hint() -> None:
     """In the sidebar, what the rollups miss before the newest week (late scores and
     feedback keep changing that until the nightly `evallib rollup`): pages aggregate those
     raw rows, with the same answers, only slower on a large warehouse."""
-    gap = query("unrolled").row(0, named=True)
+    gap = query(queries.unrolled).row(0, named=True)
     days, runs = gap["days"] or 0, gap["runs"] or 0
     if days == 0 and runs == 0:
         return

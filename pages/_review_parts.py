@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
+from evallib import queries as Q
 from evallib.analysis.calibration import THRESHOLD
 from evallib.authoring.review import record_labels, retract_label, review_queue
 from evallib.errors import EvallibError
@@ -123,7 +124,7 @@ def labelled(rater: str, metric: str) -> set[str]:
     """Items ``rater`` has labelled for ``metric``: the warehouse's (as of the cached
     snapshot, up to a minute old) without those taken back, plus this session's."""
     taken_back = st.session_state.setdefault("review_retracted", set())
-    stored = query("rater_labels", rater, metric)
+    stored = query(Q.rater_labels, rater, metric)
     keys = {Item(t, None, r, c).key for t, r, c, at in stored.select(
         "trace_id", "run_id", "case_id", "labeled_at").iter_rows()
         if (Item(t, None, r, c).key, at) not in taken_back}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from evallib import queries as Q
 from evallib.analysis.compare import CASE_FIELDS, min_detectable, power_line
 from evallib.analysis.export import to_csv
 from pages import _charts as charts
@@ -51,7 +52,7 @@ if not wh.has_offline:
     get_started(wh.root, "offline runs" if wh.has_online else "runs and no online data")
     st.stop()
 
-runs = query("runs_overview", f.dataset)
+runs = query(Q.runs_overview, f.dataset)
 if runs.height < 2:
     st.info(f"**{f.dataset}** has {runs.height} run; a comparison needs two.",
             icon=":material/compare_arrows:")
@@ -59,7 +60,7 @@ if runs.height < 2:
 
 # --- which two runs, sliced how (all in the URL, so a link reproduces the view) ----------
 candidate, baseline = run_pair(runs)
-keys = query("strata_keys", f.dataset)["key"].to_list()
+keys = query(Q.strata_keys, f.dataset)["key"].to_list()
 by = st.multiselect("Slice by", keys, default=keys[:2], key="by", bind="query-params",
                     help="Stratum keys, crossed: two keys slice by every pair of values.")
 NOT_CLUSTERED = "no clustering"
@@ -76,7 +77,7 @@ result = comparison(candidate, baseline, (tuple(by),) if by else (), ALPHA,
 headline = tables.metric_headline(result)
 slices = tables.slice_table(result)
 options = tables.slice_options(result)
-gate = query("gate_results", candidate)
+gate = query(Q.gate_results, candidate)
 metric_names = headline["metric"].to_list()
 worst = slices.row(0, named=True) if slices.height else None
 worst = worst if worst and worst["verdict"] == tables.WORSE else None
@@ -201,7 +202,7 @@ chosen = c2.selectbox("Slice", slice_names, key="case_slice", bind="query-params
 status = c3.segmented_control("Cases that", STATUSES, default="regressed", key="case_status",
                               bind="query-params", required=True)
 where = options.get(chosen)
-everything = tables.case_table(query("case_scores", candidate, baseline, metric), metric, where,
+everything = tables.case_table(query(Q.case_scores, candidate, baseline, metric), metric, where,
                                None)
 cases = everything if status == "all" else everything.filter(everything["status"] == status)
 kind = dict(headline.select("metric", "kind").iter_rows()).get(metric, "continuous")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
+from evallib import queries as Q
+from evallib.analysis.report import monthly_review, review_trends
 from evallib.stats.correlation import STATUS, THRESHOLD
 from pages import _online_charts as charts
 from pages import _online_tables as tables
@@ -38,7 +40,7 @@ wh = warehouse()
 if not wh.has_online:
     get_started(wh.root, "online traffic to correlate with")
     st.stop()
-first, last = query("online_date_range").row(0)
+first, last = query(Q.online_date_range).row(0)
 if first is None:
     get_started(wh.root, "online traffic to correlate with")
     st.stop()
@@ -50,7 +52,8 @@ month = st.selectbox("Month", months, key="month", bind="query-params",
                      help="The month under review (default: the last complete one); the "
                           "trend shows every month.")
 # every month's correlations once (their bootstraps are the cost); the month's review on top
-review = analysis("review", month, regressions=False, checks=False, trends=analysis("trends"))
+review = analysis(monthly_review, month, regressions=False, checks=False,
+                  trends=analysis(review_trends))
 
 # --- the answer first: this month's flags, new or chronic --------------------------------
 ui.verdict(correlation_verdict(month, review.correlations, review.agreement, THRESHOLD))

@@ -7,7 +7,9 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
+from evallib import queries as Q
 from evallib.analysis import coverage
+from evallib.analysis.golden_sets import datasets_overview
 from pages import _datasets_charts as charts
 from pages import _slices_charts as scharts
 from pages import _slices_tables as stables
@@ -62,7 +64,7 @@ def diff_section(history: pl.DataFrame) -> None:
     rest = [v for v in ids if v != new]
     old = right.selectbox("Older", rest, key="old", bind="query-params",
                           index=0)
-    diff = query("version_diff", old, new)
+    diff = query(Q.version_diff, old, new)
     counts = dict(diff.group_by("change").len().iter_rows())
     st.markdown(f"**{old} → {new}**: {counts.get('added', 0)} added · "
                 f"{counts.get('removed', 0)} removed · {counts.get('changed', 0)} changed")
@@ -75,14 +77,14 @@ def mix_section(version: str, f) -> None:
         st.info("No production traffic in this warehouse to compare the mix with.",
                 icon=":material/info:")
         return
-    keys = query("strata_keys", f.dataset)["key"].to_list()
+    keys = query(Q.strata_keys, f.dataset)["key"].to_list()
     if not keys:
         st.info("The cases have no strata.", icon=":material/info:")
         return
     key = st.selectbox("Stratum", keys, key="key", bind="query-params",
                        index=0)
-    traffic = query("online_strata_mix", f.start, f.end, key, None)
-    mixes = coverage.strata_mixes(query("version_strata_mix", version, key, None), traffic)
+    traffic = query(Q.online_strata_mix, f.start, f.end, key, None)
+    mixes = coverage.strata_mixes(query(Q.version_strata_mix, version, key, None), traffic)
     st.caption(f"Version `{version}` (the newest) against production traces "
                f"{f.start:%Y-%m-%d} → {f.end:%Y-%m-%d} (sidebar days); the Slices page "
                "weighs each metric by the traffic mix.")
@@ -105,7 +107,7 @@ wh, f = warehouse(), filters()
 if not wh.has_offline or f.dataset is None:
     get_started(wh.root, "golden sets (runs)")
     st.stop()
-history, growth, runs = analysis("golden_sets", f.dataset)
+history, growth, runs = analysis(datasets_overview, f.dataset)
 if not history.height:
     st.info(f"No version of {f.dataset} is known.", icon=":material/info:")
     st.stop()

@@ -7,8 +7,15 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
+from evallib import queries as Q
 from evallib.analysis.export import to_csv
-from evallib.analysis.many_runs import MAX_RUNS, default_reference, default_runs, headline
+from evallib.analysis.many_runs import (
+    MAX_RUNS,
+    compare_many,
+    default_reference,
+    default_runs,
+    headline,
+)
 from pages import _many_runs_view as view
 from pages._common import (
     analysis,
@@ -56,24 +63,24 @@ wh, f = warehouse(), filters()
 if not wh.has_offline:
     get_started(wh.root, "offline runs" if wh.has_online else "runs and no online data")
     st.stop()
-runs = query("runs_overview", f.dataset)
+runs = query(Q.runs_overview, f.dataset)
 if runs.height < 2:
     st.info(f"**{f.dataset}** has {runs.height} run; a comparison needs two.",
             icon=":material/view_column:")
     st.stop()
 
 chosen, reference = pick_runs(runs)
-m = query("metrics", f.dataset)
+m = query(Q.metrics, f.dataset)
 names, kinds = m["metric"].to_list(), m["kind"].to_list()
 left, right = st.columns(2)
 metric = left.selectbox("Metric", names, key="metric", bind="query-params",
                         index=kinds.index("binary") if "binary" in kinds else 0)
-keys = query("strata_keys", f.dataset)["key"].to_list()
+keys = query(Q.strata_keys, f.dataset)["key"].to_list()
 by = right.multiselect("Slice by", keys, default=keys[:2], key="by", bind="query-params",
                        max_selections=2,
                        help="Stratum keys, crossed: two keys slice by every pair of values.")
 
-result = analysis("many_runs", tuple(chosen), reference, metric, tuple(by))
+result = analysis(compare_many, tuple(chosen), reference, metric, tuple(by))
 worse = [c for c in result.cells if c.significant and c.delta < 0]
 if worse:
     st.error(headline(result), icon=":material/trending_down:")

@@ -8,8 +8,9 @@ from datetime import date, timedelta
 import polars as pl
 import streamlit as st
 
+from evallib import queries as Q
 from evallib.analysis.drift import drift_report
-from evallib.analysis.monitor import Settings
+from evallib.analysis.monitor import Settings, compare_variants, detect
 from pages import _online_charts as charts
 from pages import _online_tables as tables
 from pages import _ui as ui
@@ -47,9 +48,9 @@ def health_tab(f: Filters, metrics: list[str], kinds: list[str], keys: list[str]
     hourly = grain == GRAINS[1]
     start = f.end - timedelta(days=1) if hourly else f.start
     by, key = tables.split_args(split)
-    health = query("online_health", start, f.end, hourly, by, key)
-    quality = query("online_quality", start, f.end, hourly, by, key)
-    feedback = query("online_feedback", start, f.end, hourly, by, key)
+    health = query(Q.online_health, start, f.end, hourly, by, key)
+    quality = query(Q.online_quality, start, f.end, hourly, by, key)
+    feedback = query(Q.online_feedback, start, f.end, hourly, by, key)
     success = next((m for m, k in zip(metrics, kinds, strict=True) if k == "binary"), None)
     table = tables.health_table(health, quality, feedback, success)
     when = (f"{start:%Y-%m-%d} → {f.end:%Y-%m-%d}, " + ("by UTC hour" if hourly
@@ -78,7 +79,7 @@ def health_tab(f: Filters, metrics: list[str], kinds: list[str], keys: list[str]
 
 
 def canary_tab(f: Filters) -> None:
-    days = query("online_variant_days", f.start, f.end)
+    days = query(Q.online_variant_days, f.start, f.end)
     variants = (days.group_by("variant").agg(pl.col("n").sum()).drop_nulls("variant")
                 .sort("n", descending=True)["variant"].to_list())
     if len(variants) < 2:
@@ -96,7 +97,7 @@ def canary_tab(f: Filters) -> None:
     if control == treatment:
         st.info("Pick two different variants.")
         return
-    result = analysis("canary", f.start, f.end, control, treatment)
+    result = analysis(compare_variants, f.start, f.end, control, treatment)
     if not result.days:
         st.info(f"{control} and {treatment} never served on the same day in this window.")
         return
@@ -124,7 +125,7 @@ def canary_tab(f: Filters) -> None:
                                 treatment: NUM(treatment, format="%.4g"),
                                 "p": NUM("p", format="%.2g"),
                                 "p adjusted": NUM("p adjusted", format="%.2g")})
-    daily = tables.health_table(query("online_health", first, last, False, "variant", None)
+    daily = tables.health_table(query(Q.online_health, first, last, False, "variant", None)
                                 .filter(pl.col("grp").is_in([control, treatment])))
     left, right = st.columns(2)
     left.plotly_chart(charts.latency(daily, axis="log"), key="canary_latency", config=PLOT)
@@ -141,7 +142,7 @@ def drift_tab(f: Filters, first_day: date) -> None:
                 icon=":material/explore:")
         return
     ref_start, ref_end, start, end = window
-    results = drift_report(query("online_drift_counts", ref_start, ref_end, start, end))
+    results = drift_report(query(Q.online_drift_counts, ref_start, ref_end, start, end))
     moved = [d for d in results if d.flagged]
     st.caption(f"{start:%Y-%m-%d} → {end:%Y-%m-%d} against {ref_start:%Y-%m-%d} → "
                f"{ref_end:%Y-%m-%d}. Population stability index per feature (< 0.1 stable, "
@@ -175,7 +176,7 @@ def drift_tab(f: Filters, first_day: date) -> None:
 
 
 def alerts_tab(alerts: list, tests, recorded) -> None:  # frames
-    s = Settings()  # what analysis("alerts", …) detects with
+    s = Settings()  # what analysis(detect, …) detects with
     st.caption(f"Each day against the {s.baseline_days} days before it, one-sided in the bad "
                "direction: Fisher's exact test for rates (allowing for day-to-day "
                "overdispersion), a random-effects z for means (ln latency, cost, scores). A "
@@ -247,18 +248,18 @@ if not wh.has_online or f.start is None:
     get_started(wh.root, "online traffic")
     st.stop()
 
-first_day = query("online_date_range")["first_day"][0]
-m = query("online_metrics")
+first_day = query(Q.online_date_range)["first_day"][0]
+m = query(Q.online_metrics)
 metric_names, metric_kinds = m["metric"].to_list(), m["kind"].to_list()
 if not metric_names:
     st.info("Traces are recorded but none is scored yet (`evallib score-online`).")
-alerts, tests = analysis("alerts", f.start, f.end)
-recorded = query("alerts", f.start)
+alerts, tests = analysis(detect, f.start, f.end)
+recorded = query(Q.alerts, f.start)
 ui.verdict(online_verdict(alerts, f.start, f.end))
 health_view, canary_view, drift_view, alerts_view = st.tabs(
     ["Health", "Canary", "Drift", "Alerts"], key="view", bind="query-params")
 with health_view:
-    health_tab(f, metric_names, metric_kinds, query("online_strata_keys")["key"].to_list(),
+    health_tab(f, metric_names, metric_kinds, query(Q.online_strata_keys)["key"].to_list(),
                alerts)
 with canary_view:
     canary_tab(f)

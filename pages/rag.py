@@ -10,6 +10,7 @@ from datetime import timedelta
 import polars as pl
 import streamlit as st
 
+from evallib import queries as Q
 from evallib.analysis import rag
 from evallib.analysis.export import to_csv
 from evallib.vocabulary import TRACE_DAYS_BACK
@@ -238,7 +239,7 @@ def cases(items: pl.DataFrame, key: str | None, what: str, details: Details,
 
 
 def offline(f) -> None:  # pages._common.Filters
-    runs = query("runs_overview", f.dataset)
+    runs = query(Q.runs_overview, f.dataset)
     if runs.height == 0:
         get_started(warehouse().root, "offline runs")
         return
@@ -256,23 +257,23 @@ def offline(f) -> None:  # pages._common.Filters
         index=bases.index(url_choice(bases, "vs", default)),
         help="Default: the newest approved run before the newest run.")
     st.query_params["run"], st.query_params["vs"] = run, baseline
-    m = query("metrics", f.dataset)
+    m = query(Q.metrics, f.dataset)
     answer, faith, k, key = _pickers(m["metric"].to_list(), m["kind"].to_list(),
-                                     query("strata_keys", f.dataset)["key"].to_list())
-    items = rag.classify(query("attribution_items", run, k, answer, faith or "", False))
+                                     query(Q.strata_keys, f.dataset)["key"].to_list())
+    items = rag.classify(query(Q.attribution_items, run, k, answer, faith or "", False))
     base_items = None if baseline == NONE else rag.classify(
-        query("attribution_items", baseline, k, answer, faith or "", False))
+        query(Q.attribution_items, baseline, k, answer, faith or "", False))
     moved = None if base_items is None else pl.concat(
         [rag.attribution_shift(base_items, items, None, ALPHA)]
         + ([rag.attribution_shift(base_items, items, key, ALPHA)] if key else []))
     base_name = runs.filter(pl.col("run_id") == baseline)["name"].to_list()
     ui.verdict(rag_verdict(rag.attribution_table(items), moved, "case",
                            base_name[0] if base_name else ""))
-    retrieval(query("retrieval_metrics", run, MAX_K), k, "case")
-    generation(query("generation_by_evidence", run, k), answer, faith, "case")
+    retrieval(query(Q.retrieval_metrics, run, MAX_K), k, "case")
+    generation(query(Q.generation_by_evidence, run, k), answer, faith, "case")
 
     def details(listed: pl.DataFrame) -> pl.DataFrame:
-        return query("attribution_details", run, k, answer, tuple(listed["case_id"]))
+        return query(Q.attribution_details, run, k, answer, tuple(listed["case_id"]))
 
     def listing(cls: str | None, key: str | None, stratum: str | None
                 ) -> tuple[pl.DataFrame, int]:
@@ -291,18 +292,18 @@ def online(wh, f) -> None:
         bind="query-params", required=True, help="The sidebar's days, or its newest ones.")
     days = WINDOWS[window]
     start = f.start if days is None else max(f.start, f.end - timedelta(days=days - 1))
-    m = query("online_metrics")
+    m = query(Q.online_metrics)
     answer, faith, k, key = _pickers(m["metric"].to_list(), m["kind"].to_list(),
-                                     query("online_strata_keys")["key"].to_list())
+                                     query(Q.online_strata_keys)["key"].to_list())
     pair = (k, answer, faith or "")
-    counts = query("online_attribution_counts", start, f.end, *pair)
+    counts = query(Q.online_attribution_counts, start, f.end, *pair)
     ui.verdict(rag_verdict(rag.attribution_table(counts), None, "trace"))
     st.caption(f"Production traces {start:%Y-%m-%d} → {f.end:%Y-%m-%d} (UTC days) that "
                "logged their retrievals, and the scores of those days (each with its trace's "
                "retrievals of the week before). From the daily rollups: the failing traces "
                "listed are read from the newest days that hold them.")
-    retrieval(query("online_retrieval_metrics", start, f.end, MAX_K), k, "trace")
-    generation(query("online_generation_by_evidence", start, f.end, k), answer, faith,
+    retrieval(query(Q.online_retrieval_metrics, start, f.end, MAX_K), k, "trace")
+    generation(query(Q.online_generation_by_evidence, start, f.end, k), answer, faith,
                "trace")
 
     def details(listed: pl.DataFrame) -> pl.DataFrame:
@@ -310,16 +311,16 @@ def online(wh, f) -> None:
             return pl.DataFrame(schema={"trace_id": pl.String})
         # texts of the traces (of the week before their score) and the answer's reason
         first = listed["date"].min() - timedelta(days=TRACE_DAYS_BACK)
-        return query("online_attribution_details", first, listed["date"].max(), k, answer,
+        return query(Q.online_attribution_details, first, listed["date"].max(), k, answer,
                      tuple(listed["trace_id"]))
 
     def listing(cls: str | None, key: str | None, stratum: str | None
                 ) -> tuple[pl.DataFrame, int]:
         classes = tuple(rag.CLASSES) if cls is None else (cls,)
         key = key if stratum is not None else None  # "All cases": every stratum
-        days = query("online_failure_days", start, f.end, *pair, classes, key, stratum)
+        days = query(Q.online_failure_days, start, f.end, *pair, classes, key, stratum)
         first = rag.newest_days(days, LIST_LIMIT) or f.end  # only the days that hold them
-        rows = query("online_failures", first, f.end, *pair, classes, key, stratum,
+        rows = query(Q.online_failures, first, f.end, *pair, classes, key, stratum,
                      LIST_LIMIT)
         return rtables.class_cases(rows, cls, key, stratum), int(days["n"].sum())
 

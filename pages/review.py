@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import streamlit as st
 
-from evallib.analysis.calibration import THRESHOLD
+from evallib import queries as Q
+from evallib.analysis.calibration import THRESHOLD, review_agreement
 from pages import _review_parts as R
 from pages._common import (
     OFFLINE,
@@ -40,16 +41,16 @@ def pick_queue(wh, f, columns) -> R.Choice:  # the page's frame objects
         if f.start is None:
             get_started(wh.root, "online traffic")
             st.stop()
-        metrics = query("online_review_metrics", f.start, f.end)
+        metrics = query(Q.online_review_metrics, f.start, f.end)
     else:
-        runs = query("runs_overview", f.dataset)
+        runs = query(Q.runs_overview, f.dataset)
         ids = runs["run_id"].to_list()
         run_names = dict(zip(ids, runs["name"].to_list(), strict=True))
         run = st.selectbox("Run", ids, key="run", bind="query-params",
                            format_func=lambda r: f"{run_names[r]} · {r}",
                            index=0,
                            help="Label this run's cases (of the sidebar's dataset).")
-        metrics = query("run_metric_summary", [run])
+        metrics = query(Q.run_metric_summary, [run])
     names = metrics["metric"].to_list()
     if not names:
         st.info("Nothing scored here yet: no metric to label.", icon=":material/info:")
@@ -59,8 +60,8 @@ def pick_queue(wh, f, columns) -> R.Choice:  # the page's frame objects
                                      index=names.index(url_choice(names, "metric", default)),
                                      help="Give your own value on this metric's scale.")
     kind = dict(zip(names, metrics["kind"].to_list(), strict=True))[metric]
-    keys = (query("online_review_keys", f.start, f.end) if source == ONLINE else
-            query("run_review_keys", run))["key"].to_list()
+    keys = (query(Q.online_review_keys, f.start, f.end) if source == ONLINE else
+            query(Q.run_review_keys, run))["key"].to_list()
     n = st.session_state.get("n") or st.query_params.get("n", 20)  # before its widget
     by = st.session_state.get("by") or st.query_params.get_all("by")
     with st.expander(f":material/tune: Queue: {n} items, stratified by "
@@ -89,12 +90,12 @@ def pick_queue(wh, f, columns) -> R.Choice:  # the page's frame objects
 def pool_readers(c: R.Choice, rater: str):
     """The queue's pool and the metric's scale, read when a queue is first drawn."""
     if c.source == ONLINE:
-        return (lambda: query("online_review_pool", c.metric, c.start, c.end, rater, c.by,
+        return (lambda: query(Q.online_review_pool, c.metric, c.start, c.end, rater, c.by,
                               c.n, c.seed),
-                lambda: query("online_metric_scale", c.metric, c.start, c.end)
+                lambda: query(Q.online_metric_scale, c.metric, c.start, c.end)
                 .row(0, named=True))
-    return (lambda: query("run_review_pool", c.run, c.metric, rater, c.by, c.n, c.seed),
-            lambda: query("run_metric_scale", c.run, c.metric).row(0, named=True))
+    return (lambda: query(Q.run_review_pool, c.run, c.metric, rater, c.by, c.n, c.seed),
+            lambda: query(Q.run_metric_scale, c.run, c.metric).row(0, named=True))
 
 
 def labelling(root: str, rater: str, c: R.Choice) -> None:
@@ -121,9 +122,9 @@ def labelling(root: str, rater: str, c: R.Choice) -> None:
         undo_button(root)
         return
     if item.trace_id:
-        rows = query("review_trace", item.trace_id, item.day, metric)
+        rows = query(Q.review_trace, item.trace_id, item.day, metric)
     else:
-        rows = query("review_case", item.run_id, item.case_id, metric)
+        rows = query(Q.review_case, item.run_id, item.case_id, metric)
     if not rows.height:
         st.warning(f"`{item.key}` is no longer in the warehouse; skip it.",
                    icon=":material/warning:")
@@ -208,7 +209,7 @@ def undo_button(root: str) -> None:
 
 def agreement(metric: str) -> None:
     st.subheader(f"Agreement on {metric}")
-    a = analysis("review_agreement", metric)
+    a = analysis(review_agreement, metric)
     if not a.calibration.height and not a.humans["items"].sum():
         st.info(f"No human label of {metric} on an item a judge scored yet.",
                 icon=":material/info:")

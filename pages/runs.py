@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from evallib import queries as Q
 from pages import _tables as tables
 from pages import _ui as ui
 from pages._common import (
@@ -27,9 +28,9 @@ if not wh.has_offline:
     get_started(wh.root, "offline runs" if wh.has_online else "runs and no online data")
     st.stop()
 
-runs = query("runs_overview", f.dataset)
-summary = query("run_metric_summary", tuple(runs["run_id"].to_list()))
-gates = query("latest_gate_verdicts", tuple(runs["run_id"].to_list()))
+runs = query(Q.runs_overview, f.dataset)
+summary = query(Q.run_metric_summary, tuple(runs["run_id"].to_list()))
+gates = query(Q.latest_gate_verdicts, tuple(runs["run_id"].to_list()))
 all_metrics = tables.metric_order(summary)
 with st.expander(f"Metric columns ({len(all_metrics)})"):
     shown = st.multiselect("Metrics", all_metrics, default=all_metrics, key="metrics",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from evallib import queries as Q
 from evallib.analysis import coverage
 from evallib.analysis.export import to_csv
 from pages import _charts as charts
@@ -105,7 +106,7 @@ def _cell_picker(options: list[str], default: str = stables.ALL) -> str:
 
 
 def offline(f) -> None:  # pages._common.Filters
-    runs = query("runs_overview", f.dataset)
+    runs = query(Q.runs_overview, f.dataset)
     if runs.height == 0:
         get_started(warehouse().root, "offline runs")
         return
@@ -122,15 +123,15 @@ def offline(f) -> None:  # pages._common.Filters
         index=bases.index(url_choice(bases, "vs", stables.NONE)),
         help="Pick a run to see each cell's paired delta and Benjamini–Hochberg adjusted p.")
     st.query_params["run"], st.query_params["vs"] = run, baseline
-    m = query("metrics", f.dataset)
+    m = query(Q.metrics, f.dataset)
     names, kinds = m["metric"].to_list(), m["kind"].to_list()
     metric = st.selectbox("Metric", names, key="metric", bind="query-params",
                           index=kinds.index("binary") if "binary" in kinds else 0)
-    key, key2 = _keys(query("strata_keys", f.dataset)["key"].to_list())
+    key, key2 = _keys(query(Q.strata_keys, f.dataset)["key"].to_list())
     slicing = (key, key2) if key2 else (key,)
 
     if baseline == stables.NONE:
-        grid = stables.cell_grid(query("slice_summary", run, key, key2), metric, key, key2)
+        grid = stables.cell_grid(query(Q.slice_summary, run, key, key2), metric, key, key2)
         ui.verdict(cell_verdict(grid, metric, "case"))
         st.subheader("Per cell")
         if grid.height == 0:
@@ -139,7 +140,7 @@ def offline(f) -> None:  # pages._common.Filters
         chosen = _cell_picker(list(values))
         where = values.get(chosen)
         cases = tables.case_table(
-            stables.in_cell(query("case_scores", run, None, metric), where or {}),
+            stables.in_cell(query(Q.case_scores, run, None, metric), where or {}),
             metric, None, None)
         cases = stables.run_cases(cases)
     else:
@@ -184,7 +185,7 @@ def offline(f) -> None:  # pages._common.Filters
         chosen = _cell_picker(labels, worst["slice"] if worst and
                               worst["verdict"] == tables.WORSE else stables.ALL)
         where = values.get(chosen)
-        cases = tables.case_table(query("case_scores", run, baseline, metric), metric, where,
+        cases = tables.case_table(query(Q.case_scores, run, baseline, metric), metric, where,
                                   None)
 
     st.subheader("Cases")
@@ -216,13 +217,13 @@ def coverage_section(run: str, key: str, key2: str | None, f) -> None:
         st.info("No production traffic in this warehouse: coverage compares the golden set "
                 "with the strata of online traces.", icon=":material/public:")
         return
-    traffic = query("online_strata_mix", f.start, f.end, key, key2)
+    traffic = query(Q.online_strata_mix, f.start, f.end, key, key2)
     if traffic["n"].sum() == 0:
         st.info(f"No production trace between {f.start} and {f.end}.",
                 icon=":material/public:")
         return
-    mixes = coverage.strata_mixes(query("strata_mix", run, key, key2), traffic)
-    weighted = coverage.production_weighted(query("slice_summary", run, key, key2), traffic)
+    mixes = coverage.strata_mixes(query(Q.strata_mix, run, key, key2), traffic)
+    weighted = coverage.production_weighted(query(Q.slice_summary, run, key, key2), traffic)
     lacking = mixes.filter(mixes["golden_n"] == 0)
     uncovered = float(lacking["traffic_share"].sum())
     st.caption(f"Share of the run's cases per stratum beside the share of production traces "
@@ -260,12 +261,12 @@ def online(wh, f) -> None:
     if not wh.has_online or f.start is None:
         get_started(wh.root, "online traffic")
         return
-    m = query("online_metrics")
+    m = query(Q.online_metrics)
     names, kinds = m["metric"].to_list(), m["kind"].to_list()
     metric = st.selectbox("Metric", names, key="online_metric", bind="query-params",
                           index=kinds.index("binary") if "binary" in kinds else 0)
-    key, key2 = _keys(query("online_strata_keys")["key"].to_list())
-    grid = stables.cell_grid(query("online_slice_summary", f.start, f.end, key, key2), metric,
+    key, key2 = _keys(query(Q.online_strata_keys)["key"].to_list())
+    grid = stables.cell_grid(query(Q.online_slice_summary, f.start, f.end, key, key2), metric,
                              key, key2)
     ui.verdict(cell_verdict(grid, metric, "trace"))
     st.subheader("Per cell")
@@ -280,7 +281,7 @@ def online(wh, f) -> None:
     if where is None:
         st.info("Pick a cell (click it, or a row of the table) to read its traces.")
         return
-    traces = query("online_slice_traces", metric, f.start, f.end, key, where[key], key2,
+    traces = query(Q.online_slice_traces, metric, f.start, f.end, key, where[key], key2,
                    where.get(key2) if key2 else None, TRACE_LIMIT)
     st.caption(f"**{tables.human(metric)}**, {chosen}: the {traces.height} lowest-scored "
                f"traces{f' (at most {TRACE_LIMIT})' if traces.height == TRACE_LIMIT else ''};"

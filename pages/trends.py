@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from evallib import queries as Q
 from pages import _charts as charts
 from pages import _ui as ui
 from pages._common import (
@@ -42,10 +43,10 @@ def offline(wh: WarehouseView, f: Filters) -> None:
     if not wh.has_offline:
         get_started(wh.root, "offline runs")
         return
-    m = query("metrics", f.dataset)
-    keys = query("strata_keys", f.dataset)["key"].to_list()
+    m = query(Q.metrics, f.dataset)
+    keys = query(Q.strata_keys, f.dataset)["key"].to_list()
     metric, key = _pickers(m["metric"].to_list(), m["kind"].to_list(), keys, "")
-    trend = query("offline_trend", f.dataset, metric, key)
+    trend = query(Q.offline_trend, f.dataset, metric, key)
     ui.verdict(offline_trend_verdict(trend, metric, key))
     st.plotly_chart(charts.offline_trend(trend, metric, key), key="offline_chart",
                     config=ui.PLOT)
@@ -60,11 +61,11 @@ def online(wh: WarehouseView, f: Filters) -> None:
     if not wh.has_online or f.start is None:
         get_started(wh.root, "online traffic")
         return
-    m = query("online_metrics")
-    keys = query("online_strata_keys")["key"].to_list()
+    m = query(Q.online_metrics)
+    keys = query(Q.online_strata_keys)["key"].to_list()
     metric, key = _pickers(m["metric"].to_list(), m["kind"].to_list(), keys, "online_")
-    daily = query("online_daily", metric, f.start, f.end, key)
-    releases = query("online_releases", f.start, f.end)
+    daily = query(Q.online_daily, metric, f.start, f.end, key)
+    releases = query(Q.online_releases, f.start, f.end)
     ui.verdict(online_trend_verdict(daily, metric, key), key="verdict_online")
     st.plotly_chart(charts.online_daily(daily, releases, metric, key), key="online_chart",
                     config=ui.PLOT)
