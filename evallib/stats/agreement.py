@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -199,7 +200,8 @@ def agreement_from_counts(judge: ArrayLike, human: ArrayLike, counts: ArrayLike,
     codes, ci = np.unique(np.searchsorted(values, j) * len(values) + np.searchsorted(values, h),
                           return_inverse=True)
     ji, hi = np.divmod(codes, len(values))
-    cells = np.bincount(ci, weights=w, minlength=len(codes))
+    # weighted, so float64 (numpy's stubs type every bincount as integers)
+    cells = cast(Floats, np.bincount(ci, weights=w, minlength=len(codes)))
     raw = float(cells[ji == hi].sum() / n)
     kappa, k_low, k_high, weights = _kappa(ji, hi, cells, values, kind)
     alpha = float(_alpha_cells(ji, hi, cells[None], values, level)[0]) if n >= 2 else NAN

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -115,8 +115,9 @@ def _cells(x: Floats, y: Floats, w: Floats) -> _Cells:
     codes, ci = np.unique(xi.astype(np.int64) * len(ys) + yi, return_inverse=True)
     xi, yi = np.divmod(codes, max(len(ys), 1))
     by_y = np.lexsort((xi, yi))
-    return _Cells(xs, ys, xi, yi, np.bincount(ci, weights=w, minlength=len(codes)),
-                  _starts(xi), by_y, _starts(yi[by_y]))
+    # weighted, so float64 (numpy's stubs type every bincount as integers)
+    counts = cast(Floats, np.bincount(ci, weights=w, minlength=len(codes)))
+    return _Cells(xs, ys, xi, yi, counts, _starts(xi), by_y, _starts(yi[by_y]))
 
 
 def _starts(sorted_index: NDArray[np.int64]) -> NDArray[np.int64]:

@@ -282,9 +282,10 @@ def fingerprints(spec: Spec, listings: dict[str, Listing]) -> dict[str, str]:
 def joined_days(name: str, days: list[str] | set[str]) -> set[str]:
     """The days of the joined table ``name`` (of `JOINABLE`) the rows of ``days`` may join:
     the traces (retrievals) of the week up to each day, the feedback of a week either side."""
-    if WINDOWS[name] is None:
+    window = WINDOWS[name]
+    if window is None:
         return set()
-    back, ahead = WINDOWS[name]
+    back, ahead = window
     out: set[str] = set()
     for day in days:
         try:
