@@ -38,7 +38,7 @@ bench: $(STAMP)
 # The README's picture: the Compare page of the demo `make run` serves, every page in the sidebar.
 screenshot: demo
 	EVALLIB_SCREENSHOT=$(CURDIR)/docs/dashboard.png EVALLIB_BROWSER_WAREHOUSE='$(WAREHOUSE)' \
-		$(VENV)/bin/pytest -q tests/test_browser.py -k every_page_answers_first
+		$(VENV)/bin/pytest -q tests/pages/test_browser.py -k every_page_answers_first
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

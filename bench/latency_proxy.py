@@ -7,7 +7,7 @@ object storage (20-50 ms in-region). Replies pass through undelayed.
     python bench/latency_proxy.py 5078 5077 0.03 &
     AWS_ENDPOINT_URL=http://127.0.0.1:5078 evallib runs --warehouse s3://bucket/wh
 
-Used by bench/s3.py and tests/test_s3.py.
+Used by bench/s3.py and tests/warehouse/test_s3.py.
 """
 
 import asyncio

@@ -19,7 +19,7 @@ whether two intervals overlap). Stratum variances s_h²: the sample variance, po
 strata for a stratum with fewer than `MIN_N` cases; for a pass rate, in SE the add-one rate
 (x + 1) / (n + 2), so a stratum of 3 passes does not claim zero variance, and in SE(D) the
 pooled rate of all cases (a score test: under "re-weighting changes nothing" every stratum
-shares it). The false-positive rate of the flag, simulated in tests/test_coverage.py with
+shares it). The false-positive rate of the flag, simulated in tests/analysis/test_coverage.py with
 15 strata of 3 to 60 cases, is 4–6% for pass rates of 0.5 to 0.95 and for means.
 
 The plain mean's interval is the one the Runs page shows for the run (Wilson for a pass

@@ -22,7 +22,7 @@ flagged days of a signal are one alert; it is *open* while its last flagged day 
 newest day with traffic. A lasting shift (a slower model in a new release) keeps its alert
 open until it has become the baseline, at most ``baseline_days`` days.
 
-Calibrated at the alpha it uses (tests/test_monitor.py simulates stationary traffic, 1,000
+Calibrated at the alpha it uses (tests/analysis/test_monitor.py simulates stationary traffic, 1,000
 traces a day with weekend dips and day-to-day wobble; 150 × 186 days per signal): at
 alpha = 0.001 the mean tests flag 0–0.0011 of days (latency and cost 0.0011; the
 random-effects z they replaced flagged 0.0041 and 0.0032, the pass rate's count test

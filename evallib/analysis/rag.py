@@ -35,7 +35,7 @@ nearly all of them "both"; it now plants the four classes explicitly (a failed m
 faithfully from the wrong documents unless it hallucinates, about a third of them). On the
 default demo the approved baseline rc-v3.1 fails 89 cases: 31 retrieval, 18 both, 31
 generation, 9 other (35/20/35/10%), the planted `DemoSummary.failure_attribution`, and
-`classify` finds exactly those cases (tests/test_rag.py).
+`classify` finds exactly those cases (tests/analysis/test_rag.py).
 
 Rows come from `evallib.queries.attribution_items` (offline: the per-item facts, computed
 in DuckDB; here is polars over a run's cases) or, online, `online_attribution_counts` (a

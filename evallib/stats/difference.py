@@ -10,13 +10,13 @@ rejects at α/2" never disagree. `paired_test` reads its interval from here; the
   the discordant cells, inverted. Never zero-width at finite n (30 pairs with no discordant
   pair: ±0.114); coverage 0.940–1.00, exact over every outcome, at n = 30 and 400, base
   rates 0.5–0.99, drops of 0–2 points, pair correlations 0.5 and 0.85
-  (tests/test_stats_calibration.py). statsmodels 0.15 has no paired interval (its
+  (tests/properties/test_stats_calibration.py). statsmodels 0.15 has no paired interval (its
   `confint_proportions_2indep` is for independent groups), so it is written here.
 - means: Student t with Hall's (1992, JRSS B 54:221) monotone cubic transformation, which
   removes the skewness term of the t statistic. With a few large changes among many small
   ones (an eval where the candidate breaks a tenth of the cases) the plain t interval at
   n = 30 covers 0.87 and misses on one side only; this one covers 0.935 (2,000
-  replications, tests/test_stats_calibration.py).
+  replications, tests/properties/test_stats_calibration.py).
 - clustered means: CR2 (Bell–McCaffrey) standard error with their Satterthwaite degrees of
   freedom, closed form for a mean (see `cr2_mean`).
 - no spread at all (every difference, or every cluster's mean difference, the same): no

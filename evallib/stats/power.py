@@ -7,7 +7,8 @@ var(d) = p1(1−p1) + p2(1−p2) − 2ρ·√(p1(1−p1)·p2(1−p2)), p1 = p, p
 Hand-written: statsmodels' power classes take a fixed effect size, but here the spread of the
 differences itself depends on the drop. Against the simulated power of `paired_test`
 (McNemar mid-p, base rate 0.8, ρ = 0.5) the formula's 80% comes out at 78–80% for n = 30 to
-1,000 (tests/test_stats_calibration.py checks n = 400), but 71% at n = 20: optimistic below 30.
+1,000 (tests/properties/test_stats_calibration.py checks n = 400), but 71% at n = 20:
+optimistic below 30.
 """
 
 from __future__ import annotations
