@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from evallib import Warehouse, connect
@@ -152,5 +153,6 @@ def test_one_run_or_an_empty_warehouse(tmp_path, monkeypatch) -> None:
         {"run_id": "only", "name": "only", "dataset": "d"},
         [{"case_id": "c1"}], [{"case_id": "c1", "metric": "m", "value": 1.0,
                                "kind": "binary"}])
+    st.cache_resource.clear()  # the dashboard's snapshot renews every 30 s: now
     at = _open()
     assert "a comparison needs two" in _text(at)
