@@ -8,7 +8,7 @@ from datetime import timedelta
 import polars as pl
 import streamlit as st
 
-from evallib.drift import drift_report
+from evallib.drift import P_MAX, drift_report
 from pages import _online_charts as charts
 from pages import _online_tables as tables
 from pages import _ui as ui
@@ -141,10 +141,12 @@ def drift_tab(first_day) -> None:  # noqa: ANN001 - a date
     results = drift_report(query("online_drift_counts", ref_start, ref_end, start, end))
     moved = [d for d in results if d.flagged]
     st.caption(f"{start:%Y-%m-%d} → {end:%Y-%m-%d} against {ref_start:%Y-%m-%d} → "
-               f"{ref_end:%Y-%m-%d}. Population stability index per feature (< 0.1 stable, "
-               "0.1–0.25 moderate, ≥ 0.25 major), with chi-square (categories) or "
-               "Kolmogorov–Smirnov (lengths, continuous scores); with this many traces the "
-               "tests find tiny shifts, the band says whether one matters.")
+               f"{ref_end:%Y-%m-%d}. A feature moved when three agree: its test "
+               f"(chi-square for categories, Kolmogorov–Smirnov for lengths and scores, "
+               f"p < {P_MAX}), its population stability index (< 0.1 stable, 0.1–0.25 "
+               "moderate, ≥ 0.25 major) and, for lengths and scores, the typical change in "
+               "their own units (the band is capped by it). With this many traces the tests "
+               "find tiny shifts; the band says whether one matters.")
     if moved:
         st.warning("**Moved:** " + "; ".join(f"{d.feature} ({d.band}, PSI {d.psi:.2f}: "
                                               f"{d.moved})" for d in moved),
