@@ -35,13 +35,15 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PY = sys.executable
-PAGES = ("pages/runs.py", "pages/compare.py", "pages/slices.py", "pages/slices.py?source=Online",
-         "pages/rag.py", "pages/rag.py?source=Online", "pages/trends.py", "pages/online.py",
-         "pages/correlation.py")
+PAGES = ("pages/runs.py", "pages/compare.py", "pages/many_runs.py", "pages/slices.py",
+         "pages/slices.py?source=Online", "pages/rag.py", "pages/rag.py?source=Online",
+         "pages/trends.py", "pages/online.py", "pages/correlation.py",
+         "pages/review.py?rater=bench&source=Online", "pages/datasets.py")
 BUDGET = {"cli_warm_s": 3.0, "cli_cold_demo_s": 10.0, "connect_s": 2.0, "refresh_s": 1.0,
           "first_page_s": 5.0, "page_warm_s": 1.0, "page_ratio": 1.5, "visible_s": 60.0,
           "traces_per_s": 500}
@@ -176,12 +178,12 @@ def pages_child(root: str) -> None:
     os.chdir(REPO)
     first, out = None, []
     for page in PAGES:
-        path, _, source = page.partition("?source=")
+        path, _, query = page.partition("?")
         at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600)
         if path != "pages/runs.py":
             at.switch_page(path)
-        if source:
-            at.query_params["source"] = source
+        for key, value in parse_qsl(query):
+            at.query_params[key] = value
         start = time.perf_counter()
         at.run()
         cold = time.perf_counter() - start

@@ -101,7 +101,7 @@ def _read(root: str, snapshot: str, read: Callable[[duckdb.DuckDBPyConnection], 
         try:
             with _connection(root, snapshot).cursor() as cur:
                 return read(cur)
-        except duckdb.IOException as e:
+        except duckdb.Error as e:
             if attempt == 2 or not lost_file(e):
                 raise
             snapshot = _live(root).refresh(full=True).key

@@ -263,13 +263,14 @@ def _strata_text(strata: Any) -> str:
 
 
 def gate_failures(gate: pl.DataFrame) -> pl.DataFrame:
-    """The failed and waived rows of a run's latest gate (from `gate_results`), failures
-    first, with the slice spelled out."""
+    """The failed, inconclusive and waived rows of a run's latest gate (from
+    `gate_results`), in that order, with the slice spelled out."""
     import json
 
-    rows = gate.filter(pl.col("status").is_in(["fail", "waived"]))
+    order = ["fail", "inconclusive", "waived"]
+    rows = gate.filter(pl.col("status").is_in(order))
     slices = [slice_label(json.loads(s)) if s else "all cases" for s in rows["slice"].to_list()]
     return rows.with_columns(pl.Series("slice", slices, dtype=pl.String)).sort(
-        pl.col("status") != "fail", maintain_order=True).select(
+        pl.col("status").replace_strict(order, range(3)), maintain_order=True).select(
         "status", "rule", "slice", "observed", "threshold", "n", "p_adjusted", "message",
         "owner")

@@ -187,6 +187,9 @@ def _gate_sentence(gate: pl.DataFrame | None) -> tuple[str, bool]:
     if failed:
         return (f" **Release gate failed** ({when}): "
                 f"{_plural(failed, 'rule row')} failed."), True
+    if undecided := gate.filter(pl.col("status") == "inconclusive").height:
+        return (f" Release gate **inconclusive** ({when}): {_plural(undecided, 'rule row')} "
+                "could not tell a drop from noise (too few cases); nothing failed."), False
     return f" Release gate passed ({when}).", False
 
 

@@ -102,7 +102,8 @@ for w in result.warnings:
         st.warning(w, icon=":material/calculate:")
 if gate.height and (problems := tables.gate_failures(gate)).height:
     st.caption(f"Release gate of {gate['created_at'][0]:%Y-%m-%d %H:%M} against "
-               f"`{gate['baseline_id'][0]}`: the rows that failed or were waived.")
+               f"`{gate['baseline_id'][0]}`: the rows that failed, were inconclusive or "
+               "were waived.")
     st.dataframe(problems, hide_index=True, key="gate_failures", column_config={
         "p_adjusted": NUM("p adjusted", format="%.2g"),
         **ui.columns(status="status", rule="rule", slice="slice", observed="observed",

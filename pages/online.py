@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from evallib import queries as Q
-from evallib.analysis.drift import drift_report
+from evallib.analysis.drift import P_MAX, drift_report
 from evallib.analysis.monitor import Settings, compare_variants, detect
 from pages import _online_charts as charts
 from pages import _online_tables as tables
@@ -145,10 +145,12 @@ def drift_tab(f: Filters, first_day: date) -> None:
     results = drift_report(query(Q.online_drift_counts, ref_start, ref_end, start, end))
     moved = [d for d in results if d.flagged]
     st.caption(f"{start:%Y-%m-%d} → {end:%Y-%m-%d} against {ref_start:%Y-%m-%d} → "
-               f"{ref_end:%Y-%m-%d}. Population stability index per feature (< 0.1 stable, "
-               "0.1–0.25 moderate, ≥ 0.25 major), with chi-square (categories) or "
-               "Kolmogorov–Smirnov (lengths, continuous scores); with this many traces the "
-               "tests find tiny shifts, the band says whether one matters.")
+               f"{ref_end:%Y-%m-%d}. A feature moved when three agree: its test "
+               f"(chi-square for categories, Kolmogorov–Smirnov for lengths and scores, "
+               f"p < {P_MAX}), its population stability index (< 0.1 stable, 0.1–0.25 "
+               "moderate, ≥ 0.25 major) and, for lengths and scores, the typical change in "
+               "their own units (the band is capped by it). With this many traces the tests "
+               "find tiny shifts; the band says whether one matters.")
     if moved:
         st.warning("**Moved:** " + "; ".join(f"{d.feature} ({d.band}, PSI {d.psi:.2f}: "
                                               f"{d.moved})" for d in moved),

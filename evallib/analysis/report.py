@@ -131,7 +131,7 @@ def _regressions(con: Connection, start: date, end: date) -> list[dict[str, Any]
                 out.append({"run": run["name"], "run_id": run["run_id"],
                             "baseline": base["name"][0], "metric": m.metric,
                             "slice": "(all cases)", "n": m.n, "before": m.baseline,
-                            "after": m.candidate, "p_adjusted": m.p_value})
+                            "after": m.candidate, "p_adjusted": m.p_adjusted})
         for s in c.slices:
             if s.significant and s.delta < 0:
                 out.append({"run": run["name"], "run_id": run["run_id"],

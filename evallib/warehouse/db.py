@@ -10,6 +10,7 @@ files (`evallib.warehouse.cache`): those the cache holds directly, the others th
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -310,7 +311,13 @@ T = TypeVar("T")
 def lost_file(error: BaseException) -> bool:
     """Whether a query failed because a part file its snapshot listed is gone: `evallib
     compact` deleted it once merged. A new snapshot (`connect()`) reads the merged file."""
-    return isinstance(error, duckdb.IOException) and any(s in str(error) for s in _LOST)
+    if isinstance(error, duckdb.IOException):
+        return any(s in str(error) for s in _LOST)
+    # a read-only connection: DuckDB takes the missing file for a directory to search, which
+    # its allowed paths forbid
+    denied = re.search(r'Cannot access file "(.+?)(?:/\*\*/\*\.parquet)?"', str(error))
+    return (isinstance(error, duckdb.PermissionException) and denied is not None
+            and denied.group(1).endswith(".parquet") and not os.path.exists(denied.group(1)))
 
 
 def retrying(read: Callable[[], T], attempts: int = 10) -> T:
@@ -318,7 +325,7 @@ def retrying(read: Callable[[], T], attempts: int = 10) -> T:
     for attempt in range(attempts):
         try:
             return read()
-        except duckdb.IOException as e:
+        except duckdb.Error as e:
             if not lost_file(e) or attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")

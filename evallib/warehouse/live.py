@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 import duckdb
 
-from .db import open_snapshot, read_paths
+from .db import lost_file, open_snapshot, read_paths
 from .snapshot import Snapshot, snapshot
 from .store import Store
 
@@ -61,12 +61,19 @@ class Live:
     def refresh(self, full: bool = False) -> Snapshot:
         """Renew the snapshot now (``full``: list everything again)."""
         with self._lock:
-            snap = snapshot(self.store, self._snap, full=full)
-            paths = read_paths(snap)  # marks the copies used: safe from eviction
-            read = frozenset(paths.values())
-            kept = self._cons.get(snap.key)
-            if kept is None or kept[0] != read:
-                self._cons[snap.key] = (read, open_snapshot(snap, paths, read_only=True))
+            for attempt in range(3):
+                snap = snapshot(self.store, self._snap, full=full or attempt > 0)
+                paths = read_paths(snap)  # marks the copies used: safe from eviction
+                read = frozenset(paths.values())
+                kept = self._cons.get(snap.key)
+                if kept is not None and kept[0] == read:
+                    break
+                try:
+                    self._cons[snap.key] = (read, open_snapshot(snap, paths, read_only=True))
+                    break
+                except duckdb.Error as e:  # compaction deleted a listed file: list all
+                    if attempt == 2 or not lost_file(e):
+                        raise
             self._cons.move_to_end(snap.key)
             while len(self._cons) > KEEP:
                 self._cons.popitem(last=False)

@@ -393,6 +393,8 @@ def test_rag_flow_pick_a_class_and_download_it(server: str, browser_page) -> Non
     button.wait_for()  # the rerun has drawn the list of one class
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
     shown = int(re.search(r"These (\d+) cases", button.inner_text()).group(1))
+    # the very button read (a locator is resolved again at each use)
+    button = page.get_by_role("button", name=f"These {shown} cases (CSV)").last
     with page.expect_download() as download:
         button.click()
     data = Path(download.value.path()).read_bytes()

@@ -176,3 +176,26 @@ def test_rag_online_lists_traces_whenever_it_counts_some(demo_app: str) -> None:
             assert (len(listed) > 0) == (expected > 0), (cls, key, stratum, expected)
             if cls != "all":
                 assert set(listed["class"]) <= {cls}
+
+
+def test_an_inconclusive_gate_is_not_called_passed() -> None:
+    """The Compare page's gate sentence and table: a gate whose only non-passing row is
+    inconclusive says so, and lists that row after failures and before waivers."""
+    from datetime import datetime
+
+    from pages._tables import gate_failures
+    from pages._verdicts import _gate_sentence
+
+    def gate(*statuses: str) -> pl.DataFrame:
+        n = len(statuses)
+        return pl.DataFrame({"created_at": [datetime(2026, 12, 1, 9)] * n, "status": statuses,
+                             "rule": [f"r{i}" for i in range(n)], "slice": [None] * n,
+                             "observed": [0.1] * n, "threshold": [0.05] * n, "n": [40] * n,
+                             "p_adjusted": [0.2] * n, "message": ["m"] * n, "owner": [None] * n})
+
+    text, failed = _gate_sentence(gate("pass", "inconclusive"))
+    assert "inconclusive" in text and "passed" not in text and not failed
+    assert _gate_sentence(gate("pass", "pass"))[0].startswith(" Release gate passed")
+    assert _gate_sentence(gate("inconclusive", "fail"))[1]
+    rows = gate_failures(gate("waived", "pass", "inconclusive", "fail"))
+    assert rows["status"].to_list() == ["fail", "inconclusive", "waived"]

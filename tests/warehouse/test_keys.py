@@ -433,3 +433,65 @@ def test_a_reader_whose_snapshot_lost_a_file_takes_a_new_one(tmp_path: Path) -> 
         return con.sql("SELECT count(*) FROM online_traces").fetchall()[0][0]
 
     assert retrying(read) == 3 and len(calls) == 2
+
+
+def test_the_dashboards_renewal_after_an_old_day_was_compacted(tmp_path: Path) -> None:
+    """An incremental renewal re-lists only recent months: a query that finds a file of an
+    older month gone (compaction deleted it) is recognised, and a full renewal reads the
+    merged file."""
+    from evallib.warehouse import Live
+
+    wh = Warehouse(tmp_path)
+    for day in (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC),
+                datetime(2026, 5, 1, tzinfo=UTC)):
+        wh.record_online(traces=[{"trace_id": uuid.uuid4().hex, "timestamp": day}])
+    live = Live(tmp_path, every=3600)
+    try:
+        live.refresh()
+        compact(tmp_path)  # merges 2026-03-01's two files and deletes them
+        snap = live.refresh()  # incremental: May only, so the same files as before
+        with pytest.raises(duckdb.Error) as e:  # the read-only connection's own error
+            live.connection(snap.key).sql("SELECT count(*) FROM online_traces").fetchall()
+        assert lost_file(e.value)  # the dashboard then renews fully (pages/_common._read)
+        snap = live.refresh(full=True)
+        assert live.connection(snap.key).sql(
+            "SELECT count(*) FROM online_traces").fetchall() == [(3,)]
+    finally:
+        live.close()
+
+
+def test_the_dashboard_reads_on_after_an_old_day_was_compacted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Online page, open while `evallib compact` deletes files its snapshot lists (in a
+    month the 30-second renewal does not re-list): the next rerun shows the same traffic, no
+    error."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    wh = Warehouse(tmp_path)
+    for i, day in enumerate((datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC),
+                             datetime(2026, 5, 1, tzinfo=UTC))):
+        wh.record_online(traces=[{"trace_id": f"t{i}", "timestamp": day}],
+                         scores=[{"trace_id": f"t{i}", "metric": "correctness", "value": i % 2,
+                                  "kind": "binary", "timestamp": day}])
+    monkeypatch.setenv("EVALLIB_WAREHOUSE", str(tmp_path))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(str(Path(__file__).parent.parent / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/online.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    before = _shown(at)
+    assert len(before) > 3  # charts and tables of the traffic
+    compact(tmp_path)
+    st.cache_data.clear()  # as if the results had expired: the queries run again
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _shown(at) == before
+    st.cache_resource.clear()
+
+
+def _shown(at) -> list[str]:
+    """What the page shows: its charts' figures and its tables."""
+    return [*(c.proto.spec for c in at.get("plotly_chart")),
+            *(d.value.to_csv() for d in at.dataframe)]
