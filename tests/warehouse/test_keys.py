@@ -477,7 +477,7 @@ def test_the_dashboard_reads_on_after_an_old_day_was_compacted(
     monkeypatch.setenv("EVALLIB_WAREHOUSE", str(tmp_path))
     st.cache_resource.clear()
     st.cache_data.clear()
-    at = AppTest.from_file(str(Path(__file__).parent.parent / "app.py"), default_timeout=120)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=120)
     at.run()
     at.switch_page("pages/online.py").run()
     assert not at.exception, [e.value for e in at.exception]
