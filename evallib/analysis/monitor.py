@@ -47,7 +47,8 @@ from ..stats.unpaired import UnpairedResult
 from ..warehouse import Connection
 
 __all__ = ["SIGNALS", "Alert", "Settings", "VariantComparison", "VariantSignal",
-           "alerts_from_tests", "compare_variants", "daily_tests", "detect", "record_alerts",
+           "alerts_from_tests", "compare_variants", "daily_tests", "detect", "format_value",
+           "record_alerts",
            "shared_days"]
 
 # signal → (label, kind: rate | mean, direction that is bad, how the change is judged)
@@ -233,7 +234,8 @@ def _label(signal: str) -> str:
     return SIGNALS[signal][0] if signal in SIGNALS else f"{signal[8:]} (online score)"
 
 
-def _value(signal: str, v: float) -> str:
+def format_value(signal: str, v: float) -> str:
+    """A signal's value in its unit (ms, $, %), as alerts and their messages show it."""
     if signal == "latency":
         return f"{v:,.0f} ms"
     if signal == "cost":
@@ -256,8 +258,9 @@ def _message(t: dict[str, Any], first: date, days: int, release: str | None,
         change = f"{t['change']:+.3f}"
     since = f"since {first:%Y-%m-%d} ({days} days)" if days > 1 else f"on {first:%Y-%m-%d}"
     rel = f"; release {release} began serving that day" if release else ""
-    return (f"{what} {verb} {since}: {_value(signal, t['observed'])} on {t['day']:%Y-%m-%d} "
-            f"against {_value(signal, t['baseline'])} over the {settings.baseline_days} days "
+    return (f"{what} {verb} {since}: {format_value(signal, t['observed'])} on "
+            f"{t['day']:%Y-%m-%d} against {format_value(signal, t['baseline'])} over the "
+            f"{settings.baseline_days} days "
             f"before ({change}, one-sided p = {t['p_value']:.2g} < {settings.alpha:g}){rel}")
 
 

@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from ..analysis.monitor import SIGNALS, Alert
+from ..analysis.monitor import SIGNALS, Alert, format_value
 
 __all__ = ["SCHEMA", "Notice", "alert_notice", "gate_notice", "json_body", "slack_body"]
 
@@ -80,16 +80,6 @@ def _label(signal: str) -> str:
         "(online score)"
 
 
-def _value(signal: str, v: float) -> str:
-    if signal == "latency":
-        return f"{v:,.0f} ms"
-    if signal == "cost":
-        return f"${v:.5f}"
-    if signal.endswith("_rate"):
-        return f"{v:.2%}"
-    return f"{v:.3f}"
-
-
 def _change(signal: str, observed: float, baseline: float) -> tuple[float, str, str]:
     """How much it moved: relative for latency and cost, points for rates, else absolute."""
     if signal in ("latency", "cost"):
@@ -110,8 +100,8 @@ def alert_notice(alert: Alert, dashboard: str | None, first_traffic: date | None
     label, days = _label(alert.signal), (alert.last_day - alert.first_day).days + 1
     change, unit, change_text = _change(alert.signal, alert.observed, alert.baseline)
     verb = "rose" if alert.direction == "up" else "dropped"
-    what = (f"{label} {verb}: {_value(alert.signal, alert.observed)} on {alert.last_day} "
-            f"against {_value(alert.signal, alert.baseline)} over the {BASELINE_DAYS} days "
+    what = (f"{label} {verb}: {format_value(alert.signal, alert.observed)} on {alert.last_day} "
+            f"against {format_value(alert.signal, alert.baseline)} over the {BASELINE_DAYS} days "
             f"before ({change_text})")
     evidence = (f"Evidence: one-sided p = {alert.p_value:.2g} (flagged below α = "
                 f"{alert.alpha:g} per day and signal), n = {alert.n:,} on {alert.last_day}")
