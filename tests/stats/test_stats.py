@@ -485,3 +485,17 @@ def test_exact_signed_rank_by_enumeration_with_ties_and_zeros() -> None:
     distinct = rng.normal(size=25)  # no ties: scipy's exact distribution
     assert signed_rank(distinct).p_value == pytest.approx(
         sps.wilcoxon(distinct, method="exact").pvalue, rel=1e-10)
+
+
+def test_benjamini_hochberg_equals_statsmodels() -> None:
+    """scipy's BH (loaded for every compare anyway) gives statsmodels' numbers, ties, zeros
+    and ones included."""
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 10, 50, 500):
+        for _ in range(50):
+            p = rng.uniform(size=n) ** rng.uniform(0.2, 3)
+            p[rng.uniform(size=n) < 0.1] = rng.choice([0.0, 1.0, 0.05])
+            np.testing.assert_allclose(benjamini_hochberg(p),
+                                       multipletests(p, method="fdr_bh")[1], rtol=1e-12)
