@@ -391,14 +391,18 @@ def test_rag_flow_pick_a_class_and_download_it(server: str, browser_page) -> Non
     button = page.get_by_role("button", name=re.compile(r"These \d+ cases \(CSV\)")).filter(
         has_not_text=before).last
     button.wait_for()  # the rerun has drawn the list of one class
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
-    shown = int(re.search(r"These (\d+) cases", button.inner_text()).group(1))
-    # the very button read (a locator is resolved again at each use)
-    button = page.get_by_role("button", name=f"These {shown} cases (CSV)").last
-    with page.expect_download() as download:
-        button.click()
-    data = Path(download.value.path()).read_bytes()
-    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    for _ in range(5):  # under load a rerun may still be settling: read, download, compare
+        page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+        shown = int(re.search(r"These (\d+) cases", button.inner_text()).group(1))
+        # the very button read (a locator is resolved again at each use)
+        exact = page.get_by_role("button", name=f"These {shown} cases (CSV)").last
+        with page.expect_download() as download:
+            exact.click()
+        data = Path(download.value.path()).read_bytes()
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+        if len(rows) == shown and {r["class"] for r in rows} == {"both"}:
+            break
+        page.wait_for_timeout(1000)
     assert len(rows) == shown > 0
     assert {r["class"] for r in rows} == {"both"}
     assert all(r["top_k"] for r in rows)  # what the generator had, for each case
