@@ -31,7 +31,7 @@ def _score(scorer: Scorer, output: Any, expected: Any = None, **fields: Any) -> 
     return scores[0]
 
 
-def _check(scorer: Scorer, output: Any, expected: Any, want: bool) -> None:
+def assert_scores(scorer: Scorer, output: Any, expected: Any, want: bool) -> None:
     s = _score(scorer, output, expected)
     assert (s.value, s.passed, s.error) == (float(want), want, None), s
     assert s.kind == "binary" and s.rationale
@@ -57,7 +57,7 @@ EXACT = [
 
 @pytest.mark.parametrize(("output", "expected", "normalize", "want"), EXACT)
 def test_exact_match(output: Any, expected: Any, normalize: bool, want: bool) -> None:
-    _check(exact_match(normalize=normalize), output, expected, want)
+    assert_scores(exact_match(normalize=normalize), output, expected, want)
 
 
 CONTAINS = [
@@ -77,7 +77,7 @@ CONTAINS = [
 @pytest.mark.parametrize(("needles", "require", "output", "expected", "want"), CONTAINS)
 def test_contains(needles: tuple[str, ...], require: str, output: str, expected: Any,
                   want: bool) -> None:
-    _check(contains(*needles, require=require), output, expected, want)
+    assert_scores(contains(*needles, require=require), output, expected, want)
 
 
 REGEX = [
@@ -94,7 +94,7 @@ REGEX = [
 
 @pytest.mark.parametrize(("pattern", "options", "output", "want"), REGEX)
 def test_regex_match(pattern: str, options: dict[str, bool], output: str, want: bool) -> None:
-    _check(regex_match(pattern, **options), output, None, want)
+    assert_scores(regex_match(pattern, **options), output, None, want)
 
 
 PERSON = {"type": "object", "required": ["name", "age"], "additionalProperties": False,
@@ -114,7 +114,7 @@ SCHEMA = [
 
 @pytest.mark.parametrize(("output", "want"), SCHEMA)
 def test_json_schema(output: Any, want: bool) -> None:
-    _check(json_schema(PERSON), output, None, want)
+    assert_scores(json_schema(PERSON), output, None, want)
 
 
 def test_json_schema_rationale_names_the_failing_field() -> None:
@@ -143,7 +143,7 @@ NUMERIC = [
 @pytest.mark.parametrize(("output", "expected", "options", "want"), NUMERIC)
 def test_numeric_match(output: Any, expected: Any, options: dict[str, float], want: bool
                        ) -> None:
-    _check(numeric_match(**options), output, expected, want)
+    assert_scores(numeric_match(**options), output, expected, want)
 
 
 WEATHER = {"type": "object", "required": ["city"], "additionalProperties": False,
@@ -174,7 +174,7 @@ TOOL_CALLS = [
 
 @pytest.mark.parametrize(("output", "want"), TOOL_CALLS)
 def test_tool_call_args(output: Any, want: bool) -> None:
-    _check(tool_call_args(TOOLS), output, None, want)
+    assert_scores(tool_call_args(TOOLS), output, None, want)
 
 
 def test_tool_call_rationale_says_which_call_and_field() -> None:
@@ -192,7 +192,7 @@ CLASSES = [
 
 @pytest.mark.parametrize(("output", "expected", "want"), CLASSES)
 def test_classification(output: str, expected: str, want: bool) -> None:
-    _check(classification(["billing", "refund", "other"]), output, expected, want)
+    assert_scores(classification(["billing", "refund", "other"]), output, expected, want)
 
 
 def test_classification_summary_per_class_precision_recall_f1() -> None:

@@ -353,7 +353,7 @@ def _plain_polars(root: Path) -> dict[str, tuple]:
     return out
 
 
-def _agree(root: Path, step: str) -> None:
+def assert_readers_agree(root: Path, step: str) -> None:
     want = _evallib(root)
     assert _plain_duckdb(root) == want, step
     got = _plain_polars(root)
@@ -390,13 +390,13 @@ def test_plain_duckdb_and_polars_readers_get_evallibs_rows(
     wh.record_human_labels([{"trace_id": again["trace_id"][0].as_py(), "metric": "m",
                              "value": 1.0, "labeler": "ana",
                              "labeled_at": datetime(2026, 3, 1, tzinfo=UTC)}])
-    _agree(root, "imports")
+    assert_readers_agree(root, "imports")
 
     _run(wh, "run-b", 0, replace=True)
-    _agree(root, "a replaced run")
+    assert_readers_agree(root, "a replaced run")
 
     compact(root)
-    _agree(root, "compaction")
+    assert_readers_agree(root, "compaction")
 
     # a writer killed half way: an offline write never committed, a local temp file
     store = Store(root)
@@ -405,12 +405,12 @@ def test_plain_duckdb_and_polars_readers_get_evallibs_rows(
     store.write_part(S.CASES, orphan, "run-a", write_id="dead")
     day = next((root / "online_traces").iterdir())
     (day / f"{TMP_PREFIX}{uuid.uuid4().hex}.parquet{TMP_SUFFIX}").write_bytes(b"PAR1 half")
-    _agree(root, "a killed writer")
+    assert_readers_agree(root, "a killed writer")
     check(root, tmp_age=0)
-    _agree(root, "a killed writer, then check")
+    assert_readers_agree(root, "a killed writer, then check")
 
     _import(online_file, str(root), capsys)
-    _agree(root, "a re-import")
+    assert_readers_agree(root, "a re-import")
 
 
 # --- readers whose snapshot lost a file ----------------------------------------------------
