@@ -50,7 +50,7 @@ def _dodge(x: pl.Series, i: int, k: int) -> list[Any]:
     error bars of several strata at one run stay readable (hover still names the run)."""
     if k < 2 or x.len() < 2:
         return x.to_list()
-    gap = x.unique().sort().diff().median()
+    gap: Any = x.unique().sort().diff().median()  # numbers, or a timedelta between dates
     return (x + gap * (0.1 * (i - (k - 1) / 2))).to_list() if gap is not None else x.to_list()
 
 
@@ -187,14 +187,17 @@ def slice_heatmap(slices: pl.DataFrame, metrics: list[str]) -> go.Figure:
     index = {(r["slice"], r["metric"]): r for r in slices.iter_rows(named=True)}
     z, text, cells = [], [], []
     for label in rows:
-        zr, tr = [], []
+        zr: list[float | None] = []
+        tr: list[str] = []
         for metric in metrics:
             cell = index.get((label, metric))
             if cell is None or cell["delta"] is None or cell["delta"] != cell["delta"]:
-                zr.append(None), tr.append("")
+                zr.append(None)
+                tr.append("")
                 continue
             if cell["p"] is None or cell["p"] != cell["p"]:  # untestable: no colour
-                zr.append(None), tr.append("untestable")
+                zr.append(None)
+                tr.append("untestable")
                 cells.append((human(metric), names[label], [label, metric],
                               f"{escape(label)}<br>{metric}: {escape(cell['verdict'])}"))
                 continue
@@ -207,7 +210,8 @@ def slice_heatmap(slices: pl.DataFrame, metrics: list[str]) -> go.Figure:
                           f"{escape(label)}<br>{metric}: {cell['baseline']:.{digits}f} → "
                           f"{cell['candidate']:.{digits}f} (n = {cell['n']})<br>"
                           f"p = {cell['p']:.2g}, adjusted {cell['p adjusted']:.2g}"))
-        z.append(zr), text.append(tr)
+        z.append(zr)
+        text.append(tr)
     fig = go.Figure(go.Heatmap(
         z=z, x=[human(m) for m in metrics], y=[names[r] for r in rows], text=text,
         texttemplate="%{text}",

@@ -50,12 +50,20 @@ class WarehouseView:
 
 
 @dataclass(frozen=True)
+class Days:
+    """A window of UTC days of production traffic, both ends included."""
+
+    start: date
+    end: date
+
+
+@dataclass(frozen=True)
 class Filters:
-    """The shared sidebar filters: dataset for offline pages, a day window for online ones."""
+    """The shared sidebar filters: dataset for offline pages, a day window for online ones
+    (None: the warehouse has none)."""
 
     dataset: str | None = None
-    start: date | None = None
-    end: date | None = None
+    days: Days | None = None
 
 
 def leave_pages_directory_mode() -> None:
@@ -182,7 +190,7 @@ def sidebar() -> Filters:
     sb = st.sidebar
     sb.caption("Warehouse")
     sb.code(wh.root, language=None, wrap_lines=True)
-    dataset = start = end = None
+    dataset, days = None, None
     if wh.has_offline:
         names = query(queries.datasets)["dataset"].to_list()
         dataset = sb.selectbox("Dataset (offline)", names, key="dataset", bind="query-params",
@@ -193,7 +201,7 @@ def sidebar() -> Filters:
             picked = sb.date_input("Days (online)", (first, last), min_value=first,
                                    max_value=last, key="days", bind="query-params",
                                    help="UTC days of production traffic shown on Trends.")
-            start, end = _date_window(picked, first, last)
+            days = Days(*_date_window(picked, first, last))
     if sb.button("Refresh data", icon=":material/refresh:",
                  help=f"New data shows up within {REFRESH_SECONDS} s; "
                  "this lists every file again now."):
@@ -201,7 +209,7 @@ def sidebar() -> Filters:
         st.rerun()
     unreadable_warning()  # after Refresh, so it shows the new snapshot
     unrolled_hint()
-    filters = Filters(dataset, start, end)
+    filters = Filters(dataset, days)
     st.session_state["_filters"] = filters
     return filters
 
@@ -264,7 +272,7 @@ def _date_window(picked: Any, first: date, last: date) -> tuple[date, date]:
     return min(days), max(days)
 
 
-def url_choice(options: list[str], param: str, default: str | None) -> str | None:
+def url_choice(options: list[str], param: str, default: str) -> str:
     """The option the URL names in ``param`` if it is one of ``options``, else ``default``."""
     wanted = st.query_params.get(param)
     return wanted if wanted in options else default
@@ -283,11 +291,12 @@ def run_pair(runs: pl.DataFrame) -> tuple[str, str]:
     default_candidate, default_baseline = default_pair(runs)
     left, right = st.columns(2)
     candidate = left.selectbox(
-        "Candidate", ids, format_func=labels.get, key="pick_candidate",
+        "Candidate", ids, format_func=labels.__getitem__, key="pick_candidate",
         persist_state="session", index=ids.index(url_choice(ids, "candidate", default_candidate)),
         help="Default: the newest run.")
     baseline = right.selectbox(
-        "Baseline", ids, format_func=labels.get, key="pick_baseline", persist_state="session",
+        "Baseline", ids, format_func=labels.__getitem__, key="pick_baseline",
+        persist_state="session",
         index=ids.index(url_choice(ids, "baseline", default_baseline)),
         help="Default: the newest approved run before the candidate.")
     st.query_params["candidate"], st.query_params["baseline"] = candidate, baseline

@@ -108,11 +108,15 @@ def heatmap(result: ManyRuns) -> go.Figure:
     index = {(slice_label(c.slice), c.run_id): c for c in result.cells}
     z, text, hover = [], [], []
     for label in order:
-        zr, tr, hr = [], [], []
+        zr: list[float | None] = []
+        tr: list[str] = []
+        hr: list[str] = []
         for r in runs:
             c = index.get((label, r.run_id))
             if c is None or math.isnan(c.mean):
-                zr.append(None), tr.append(""), hr.append(f"{escape(label)}<br>{r.label}: —")
+                zr.append(None)
+                tr.append("")
+                hr.append(f"{escape(label)}<br>{r.label}: —")
                 continue
             word = verdict(result, r.run_id, c.significant, c.delta)
             p = c.p_adjusted if c.slice else c.p_value  # the p the verdict is read from
@@ -121,7 +125,9 @@ def heatmap(result: ManyRuns) -> go.Figure:
             tr.append(f"<b>{c.mean:.{d}f}{mark}</b><br>{_ci(c.ci_low, c.ci_high, 2)} "
                       f"n={c.n}")
             hr.append(_hover(result, label, r.label, c, word, d))
-        z.append(zr), text.append(tr), hover.append(hr)
+        z.append(zr)
+        text.append(tr)
+        hover.append(hr)
     fig = go.Figure(go.Heatmap(
         z=z, x=xs, y=[escape(s) for s in order], text=text, texttemplate="%{text}",
         textfont={"size": 11},

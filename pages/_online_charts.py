@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from html import escape
-from typing import Any
+from typing import Any, cast
 
 import plotly.graph_objects as go
 import polars as pl
@@ -123,9 +123,9 @@ def latency(table: pl.DataFrame, alerts: Sequence[Alert] = (), hourly: bool = Fa
     if axis == "log":
         fig.update_yaxes(type="log", title_text="ms (log scale)")
     elif axis == "clipped" and table.height:
-        p95 = table["latency_p95"].max()
-        top = max(v for v in (table["latency_p99"].max(), table["latency_p50"].max(), 0)
-                  if v is not None)
+        p95 = cast(float | None, table["latency_p95"].max())
+        top = max(cast(float, v) for v in (table["latency_p99"].max(),
+                                           table["latency_p50"].max(), 0) if v is not None)
         if p95 is not None and top > 1.3 * p95:
             fig.update_yaxes(range=[0, 1.3 * p95], title_text="ms (clipped)")
             fig.add_annotation(xref="paper", yref="paper", x=1, y=1, showarrow=False,

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Literal, cast
 
 import plotly.graph_objects as go
 import polars as pl
@@ -20,14 +20,15 @@ from evallib.analysis.calibration import THRESHOLD
 from evallib.authoring.review import record_labels, retract_label, review_queue
 from evallib.errors import EvallibError
 from evallib.warehouse import Warehouse
-from pages._common import query
+from pages._common import Days, query
 
 # in words: tables cannot draw icons
 STATUS = {"calibrated": "calibrated", "reliable": "reliable", "below": "below 0.8",
           "unclear": "unclear (spans 0.8)", "too few": "too few labels"}
 PLAIN = {"calibrated": "calibrated", "reliable": "reliable", "below": "below 0.8",
          "unclear": "unclear", "too few": "too few"}
-COLUMNS = {"judge version": "medium", "status": "small", "n": "small"}
+COLUMNS: dict[str, Literal["small", "medium", "large"]] = {
+    "judge version": "medium", "status": "small", "n": "small"}
 _MD = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~])")
 
 
@@ -61,8 +62,7 @@ class Choice:
     n: int
     by: tuple[str, ...]
     seed: int
-    start: date | None = None
-    end: date | None = None
+    days: Days | None = None  # online: the traces of these days
 
 
 RECENT_DAYS = 30  # the queue's default window, as `evallib review sample --since 30d`
@@ -307,8 +307,8 @@ def calibration_figure(table: pl.DataFrame) -> go.Figure:
     fig.update_layout(height=max(200, 60 * table.height + 110),
                       margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       legend={"orientation": "h", "y": 1.12, "x": 0})
+    lowest = cast(float, table["alpha_low"].fill_nan(0).min() or 0)
     fig.update_xaxes(title_text="Krippendorff's alpha, judge vs humans (95% CI)",
-                     range=[min(-0.1, float(table["alpha_low"].fill_nan(0).min() or 0) - 0.05),
-                            1.02])
+                     range=[min(-0.1, lowest - 0.05), 1.02])
     fig.update_yaxes(autorange="reversed")
     return fig

@@ -39,11 +39,13 @@ def cell_heatmap(grid: pl.DataFrame, metric: str, key: str, key2: str | None) ->
     index = {(r[key], r[key2] if key2 else "all"): r for r in grid.iter_rows(named=True)}
     z, text, cells = [], [], []
     for rv in rows:
-        zr, tr = [], []
+        zr: list[float | None] = []
+        tr: list[str] = []
         for cv in cols:
             cell = index.get((rv, cv))
             if cell is None or cell["mean"] is None:
-                zr.append(None), tr.append("")
+                zr.append(None)
+                tr.append("")
                 continue
             d = _digits(cell["kind"])
             ci = ("" if cell["ci_low"] is None else
@@ -54,7 +56,8 @@ def cell_heatmap(grid: pl.DataFrame, metric: str, key: str, key2: str | None) ->
             cells.append((escape(cv), escape(rv), cell["cell"],
                           f"{escape(cell['cell'])}<br>{metric} {cell['mean']:.{d}f} {ci}"
                           f"<br>n = {cell['n']}"))
-        z.append(zr), text.append(tr)
+        z.append(zr)
+        text.append(tr)
     fig = go.Figure(go.Heatmap(
         z=z, x=[escape(c) for c in cols], y=[escape(r) for r in rows], text=text,
         texttemplate="%{text}", colorscale="RdYlGn",
@@ -86,14 +89,17 @@ def delta_heatmap(rows: pl.DataFrame, values: dict[str, dict[str, str]], key: st
     xs = _order([k[1] for k in grid]) if key2 else ["all"]
     z, text, cells = [], [], []
     for yv in ys:
-        zr, tr = [], []
+        zr: list[float | None] = []
+        tr: list[str] = []
         for xv in xs:
             c = grid.get((yv, xv))
             if c is None or c["delta"] is None or c["delta"] != c["delta"]:
-                zr.append(None), tr.append("")
+                zr.append(None)
+                tr.append("")
                 continue
             if c["p"] is None or c["p"] != c["p"]:  # untestable: no colour
-                zr.append(None), tr.append("untestable")
+                zr.append(None)
+                tr.append("untestable")
                 cells.append((escape(xv), escape(yv), c["slice"],
                               f"{escape(c['slice'])}<br>{escape(c['verdict'])}"))
                 continue
@@ -108,7 +114,8 @@ def delta_heatmap(rows: pl.DataFrame, values: dict[str, dict[str, str]], key: st
                           f"{escape(c['slice'])}<br>{c['baseline']:.{d}f} → "
                           f"{c['candidate']:.{d}f}<br>p = {c['p']:.2g}, adjusted "
                           f"{c['p adjusted']:.2g}"))
-        z.append(zr), text.append(tr)
+        z.append(zr)
+        text.append(tr)
     fig = go.Figure(go.Heatmap(
         z=z, x=[escape(x) for x in xs], y=[escape(y) for y in ys], text=text,
         texttemplate="%{text}", zmid=0, zmin=-4, zmax=4, colorscale="RdBu",

@@ -81,11 +81,9 @@ def runs_table(runs: pl.DataFrame, summary: pl.DataFrame,
                         "run_id")
 
 
-def default_pair(runs: pl.DataFrame) -> tuple[str | None, str | None]:
+def default_pair(runs: pl.DataFrame) -> tuple[str, str]:
     """Candidate = the newest run; baseline = the newest approved run before it, else the
-    run before it. ``runs`` is newest first."""
-    if runs.height == 0:
-        return None, None
+    run before it. ``runs`` is newest first and not empty."""
     ids = runs["run_id"].to_list()
     candidate = ids[0]
     older = runs.slice(1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -108,7 +108,8 @@ def online_trend_verdict(daily: pl.DataFrame, metric: str, key: str | None) -> V
         return Verdict("info", f"No trace scored on **{human(metric)}** in these days.")
     if key is None:
         last = daily.sort("day").row(-1, named=True)
-        overall = (daily["mean"] * daily["n"]).sum() / max(daily["n"].sum(), 1)
+        total, n = cast(float, (daily["mean"] * daily["n"]).sum()), cast(int, daily["n"].sum())
+        overall = total / max(n, 1)
         return Verdict("info", f"**{human(metric)}** on production: {_num(last['mean'])} on "
                                f"{last['day']:%Y-%m-%d} (n = {last['n']:,}) against "
                                f"{_num(overall)} over the window.")

@@ -120,15 +120,15 @@ st.caption(f"{result.cases.get('common', 0)} cases in common. Each metric: a pai
            "(Tango's for pass rates), and how many cases went down, stayed or went up. "
            f"Significant at α = {ALPHA:g} after Benjamini–Hochberg over the metrics.")
 cards = st.columns(min(max(headline.height, 1), 5))
-for i, row in enumerate(headline.iter_rows(named=True)):
-    digits = 2 if row["kind"] == "ordinal" else 3
-    changed = "" if row["verdict"] == tables.SAME else f" · {row['verdict']}"
+for i, card in enumerate(headline.iter_rows(named=True)):
+    digits = 2 if card["kind"] == "ordinal" else 3
+    changed = "" if card["verdict"] == tables.SAME else f" · {card['verdict']}"
     cards[i % len(cards)].metric(
-        tables.human(row["metric"]) + changed, f"{row['candidate']:.{digits}f}",
-        delta=f"{row['delta']:+.{digits}f}", border=True,
-        delta_color="normal" if row["verdict"] != tables.SAME else "off",
-        help=f"baseline {row['baseline']:.{digits}f}; {row['verdict']} (p = {row['p']:.2g}); "
-             f"{row['regressed']} cases down, {row['improved']} up")
+        tables.human(card["metric"]) + changed, f"{card['candidate']:.{digits}f}",
+        delta=f"{card['delta']:+.{digits}f}", border=True,
+        delta_color="normal" if card["verdict"] != tables.SAME else "off",
+        help=f"baseline {card['baseline']:.{digits}f}; {card['verdict']} (p = {card['p']:.2g}); "
+             f"{card['regressed']} cases down, {card['improved']} up")
 st.dataframe(headline, hide_index=True, key="headline", column_order=(
     "verdict", "metric", "baseline", "candidate", "delta", "95% CI of delta", "p",
     "regressed", "improved", "detectable drop", "n", "unchanged", "test", "kind"),

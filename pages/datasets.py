@@ -4,6 +4,8 @@ its strata mix beside production traffic, and which runs used which version."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import polars as pl
 import streamlit as st
 
@@ -14,6 +16,7 @@ from pages import _datasets_charts as charts
 from pages import _slices_charts as scharts
 from pages import _slices_tables as stables
 from pages._common import (
+    Filters,
     analysis,
     filters,
     get_started,
@@ -35,7 +38,8 @@ def versions_section(history: pl.DataFrame, growth: pl.DataFrame) -> None:
                     delta_color="off")
     cards[2].metric("Promoted from production", int(newest["n_promoted"]), border=True,
                     help="Cases tagged `promoted` (`evallib promote`) in the newest version.")
-    per_month = (growth["promoted"] + growth["hand_written"]).mean() if growth.height else 0
+    per_month = cast(float | None, (growth["promoted"] + growth["hand_written"]).mean()
+                     if growth.height else 0)
     cards[3].metric("Growth per month", f"{per_month or 0:.0f}", border=True,
                     help="Mean new cases per month after the first version.")
     st.plotly_chart(charts.versions_figure(history), key="versions_chart", config=PLOT)
@@ -71,9 +75,10 @@ def diff_section(history: pl.DataFrame) -> None:
     st.dataframe(charts.diff_table(diff), hide_index=True, key="diff_table")
 
 
-def mix_section(version: str, f) -> None:
+def mix_section(version: str, f: Filters) -> None:
     st.subheader("Strata mix beside production")
-    if f.start is None:
+    days = f.days
+    if days is None:
         st.info("No production traffic in this warehouse to compare the mix with.",
                 icon=":material/info:")
         return
@@ -83,10 +88,10 @@ def mix_section(version: str, f) -> None:
         return
     key = st.selectbox("Stratum", keys, key="key", bind="query-params",
                        index=0)
-    traffic = query(Q.online_strata_mix, f.start, f.end, key, None)
+    traffic = query(Q.online_strata_mix, days.start, days.end, key, None)
     mixes = coverage.strata_mixes(query(Q.version_strata_mix, version, key, None), traffic)
     st.caption(f"Version `{version}` (the newest) against production traces "
-               f"{f.start:%Y-%m-%d} → {f.end:%Y-%m-%d} (sidebar days); the Slices page "
+               f"{days.start:%Y-%m-%d} → {days.end:%Y-%m-%d} (sidebar days); the Slices page "
                "weighs each metric by the traffic mix.")
     st.plotly_chart(scharts.mix_bars(mixes, key, None), key="mix_chart", config=PLOT)
     st.dataframe(stables.mix_table(mixes, key, None), hide_index=True, key="mix_table",

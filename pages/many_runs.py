@@ -39,7 +39,7 @@ def pick_runs(runs: pl.DataFrame) -> tuple[list[str], str]:
     ids = list(labels)
     wanted = [r for r in st.query_params.get_all("runs") if r in labels][:MAX_RUNS]
     chosen = st.multiselect(
-        "Runs", ids, default=wanted or default_runs(runs), format_func=labels.get,
+        "Runs", ids, default=wanted or default_runs(runs), format_func=labels.__getitem__,
         max_selections=MAX_RUNS, key="pick_runs",
         help=f"Up to {MAX_RUNS} runs of the dataset. Default: the newest run and the last "
              "five approved releases.")
@@ -49,7 +49,7 @@ def pick_runs(runs: pl.DataFrame) -> tuple[list[str], str]:
         st.info("Pick runs to compare.", icon=":material/view_column:")
         st.stop()
     reference = st.selectbox(
-        "Reference", chosen, format_func=labels.get, key="pick_reference",
+        "Reference", chosen, format_func=labels.__getitem__, key="pick_reference",
         index=chosen.index(url_choice(chosen, "reference", default_reference(runs, chosen))),
         help="Every other run is tested against this one. Default: the newest approved "
              "release before the newest run.")

@@ -15,7 +15,7 @@ from pages import _online_charts as charts
 from pages import _online_tables as tables
 from pages import _ui as ui
 from pages._common import (
-    Filters,
+    Days,
     analysis,
     filters,
     get_started,
@@ -30,11 +30,11 @@ NUM = st.column_config.NumberColumn
 TEXT = st.column_config.TextColumn
 GRAINS = ["Daily", "Hourly (last 48 h)"]
 AXES = ["clipped", "log", "full"]
-PCT = {"format": "%.2f%%"}
+PCT = "%.2f%%"
 DRIFT_WINDOWS = {"last day": 1, "last 7 days": 7, "last 28 days": 28}
 
 
-def health_tab(f: Filters, metrics: list[str], kinds: list[str], keys: list[str],
+def health_tab(days: Days, metrics: list[str], kinds: list[str], keys: list[str],
                alerts: list) -> None:
     c1, c2, c3 = st.columns([1, 1, 1])
     grain = c1.segmented_control("View", GRAINS, default=GRAINS[0], key="grain",
@@ -46,14 +46,14 @@ def health_tab(f: Filters, metrics: list[str], kinds: list[str], keys: list[str]
                           index=kinds.index("binary") if "binary" in kinds else 0) \
         if metrics else None
     hourly = grain == GRAINS[1]
-    start = f.end - timedelta(days=1) if hourly else f.start
+    start = days.end - timedelta(days=1) if hourly else days.start
     by, key = tables.split_args(split)
-    health = query(Q.online_health, start, f.end, hourly, by, key)
-    quality = query(Q.online_quality, start, f.end, hourly, by, key)
-    feedback = query(Q.online_feedback, start, f.end, hourly, by, key)
+    health = query(Q.online_health, start, days.end, hourly, by, key)
+    quality = query(Q.online_quality, start, days.end, hourly, by, key)
+    feedback = query(Q.online_feedback, start, days.end, hourly, by, key)
     success = next((m for m, k in zip(metrics, kinds, strict=True) if k == "binary"), None)
     table = tables.health_table(health, quality, feedback, success)
-    when = (f"{start:%Y-%m-%d} → {f.end:%Y-%m-%d}, " + ("by UTC hour" if hourly
+    when = (f"{start:%Y-%m-%d} → {days.end:%Y-%m-%d}, " + ("by UTC hour" if hourly
                                                           else "by UTC day"))
     st.caption(f"{when}: {health['n'].sum():,} sampled traces. Shaded days: an alert on "
                "that signal (see Alerts).")
@@ -78,9 +78,9 @@ def health_tab(f: Filters, metrics: list[str], kinds: list[str], keys: list[str]
                      key="health_table", column_config=HEALTH_COLUMNS)
 
 
-def canary_tab(f: Filters) -> None:
-    days = query(Q.online_variant_days, f.start, f.end)
-    variants = (days.group_by("variant").agg(pl.col("n").sum()).drop_nulls("variant")
+def canary_tab(window: Days) -> None:
+    served = query(Q.online_variant_days, window.start, window.end)
+    variants = (served.group_by("variant").agg(pl.col("n").sum()).drop_nulls("variant")
                 .sort("n", descending=True)["variant"].to_list())
     if len(variants) < 2:
         st.info(f"Only {variants[0] if variants else 'one variant'} served traffic in this "
@@ -97,7 +97,7 @@ def canary_tab(f: Filters) -> None:
     if control == treatment:
         st.info("Pick two different variants.")
         return
-    result = analysis(compare_variants, f.start, f.end, control, treatment)
+    result = analysis(compare_variants, window.start, window.end, control, treatment)
     if not result.days:
         st.info(f"{control} and {treatment} never served on the same day in this window.")
         return
@@ -132,10 +132,10 @@ def canary_tab(f: Filters) -> None:
     right.plotly_chart(charts.rates(daily), key="canary_rates", config=PLOT)
 
 
-def drift_tab(f: Filters, first_day: date) -> None:
+def drift_tab(days: Days, first_day: date) -> None:
     choice = st.segmented_control("Window", list(DRIFT_WINDOWS), default="last 7 days",
                                   key="drift_window", bind="query-params", required=True)
-    window = tables.drift_window(f.end, max(first_day, f.start), DRIFT_WINDOWS[choice])
+    window = tables.drift_window(days.end, max(first_day, days.start), DRIFT_WINDOWS[choice])
     if window is None:
         st.info("The window starts on the first day with traffic: there is no earlier "
                 "traffic to compare it with. Widen the days in the sidebar.",
@@ -227,14 +227,14 @@ def alerts_tab(alerts: list, tests, recorded) -> None:  # frames
 HEALTH_COLUMNS = {
     "bucket": TEXT("day (UTC)", pinned=True), "grp": TEXT("group", pinned=True),
     "n": NUM("traces", format="localized"),
-    "error_rate": NUM("errors", **PCT), "refusal_rate": NUM("refusals", **PCT),
-    "tool_error_rate": NUM("tool errors", **PCT),
+    "error_rate": NUM("errors", format=PCT), "refusal_rate": NUM("refusals", format=PCT),
+    "tool_error_rate": NUM("tool errors", format=PCT),
     "latency_p50": NUM("p50 latency", format="%.0f ms"),
     "latency_p95": NUM("p95 latency", format="%.0f ms"),
     "latency_p99": NUM("p99 latency", format="%.0f ms"),
     "cost_usd": NUM("cost", format="$%.2f"),
     "cost_per_request": NUM("cost per request", format="$%.5f"),
-    "pass_rate": NUM("pass rate", **PCT),
+    "pass_rate": NUM("pass rate", format=PCT),
     "cost_per_success": NUM("cost per success", format="$%.5f"),
     "thumbs_up_share": NUM("thumbs up", format="%.1f%%"),
     "n_thumbs": NUM("thumbs", format="localized"), "n_rating": NUM("ratings",
@@ -246,26 +246,27 @@ HEALTH_COLUMNS = {
 leave_pages_directory_mode()
 st.title("Online")
 wh, f = warehouse(), filters()
-if not wh.has_online or f.start is None:
+if not wh.has_online or f.days is None:
     get_started(wh.root, "online traffic")
     st.stop()
+days = f.days
 
 first_day = query(Q.online_date_range)["first_day"][0]
 m = query(Q.online_metrics)
 metric_names, metric_kinds = m["metric"].to_list(), m["kind"].to_list()
 if not metric_names:
     st.info("Traces are recorded but none is scored yet (`evallib score-online`).")
-alerts, tests = analysis(detect, f.start, f.end)
-recorded = query(Q.alerts, f.start)
-ui.verdict(online_verdict(alerts, f.start, f.end))
+alerts, tests = analysis(detect, days.start, days.end)
+recorded = query(Q.alerts, days.start)
+ui.verdict(online_verdict(alerts, days.start, days.end))
 health_view, canary_view, drift_view, alerts_view = st.tabs(
     ["Health", "Canary", "Drift", "Alerts"], key="view", bind="query-params")
 with health_view:
-    health_tab(f, metric_names, metric_kinds, query(Q.online_strata_keys)["key"].to_list(),
+    health_tab(days, metric_names, metric_kinds, query(Q.online_strata_keys)["key"].to_list(),
                alerts)
 with canary_view:
-    canary_tab(f)
+    canary_tab(days)
 with drift_view:
-    drift_tab(f, first_day)
+    drift_tab(days, first_day)
 with alerts_view:
     alerts_tab(alerts, tests, recorded)

@@ -5,7 +5,8 @@ per slice, against a baseline), down to the cases and a CSV. Definitions: `evall
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import cast
 
 import polars as pl
 import streamlit as st
@@ -20,6 +21,8 @@ from pages import _tables as tables
 from pages import _ui as ui
 from pages._common import (
     ONLINE,
+    Filters,
+    WarehouseView,
     filters,
     get_started,
     leave_pages_directory_mode,
@@ -238,7 +241,7 @@ def cases(items: pl.DataFrame, key: str | None, what: str, details: Details,
                        file_name=f"failures-{cls}-{stratum}.csv".replace(" ", "_"))
 
 
-def offline(f) -> None:  # pages._common.Filters
+def offline(f: Filters) -> None:
     runs = query(Q.runs_overview, f.dataset)
     if runs.height == 0:
         get_started(warehouse().root, "offline runs")
@@ -247,7 +250,7 @@ def offline(f) -> None:  # pages._common.Filters
     ids = list(labels)
     newest, approved = tables.default_pair(runs)
     left, right = st.columns(2)
-    run = left.selectbox("Run", ids, format_func=labels.get, key="rag_run",
+    run = left.selectbox("Run", ids, format_func=labels.__getitem__, key="rag_run",
                          index=ids.index(url_choice(ids, "run", newest)))
     bases = [NONE, *[i for i in ids if i != run]]
     default = approved if approved in bases else NONE
@@ -283,44 +286,47 @@ def offline(f) -> None:  # pages._common.Filters
     attribution(items, base_items, key, "case", labels.get(baseline, ""), details, listing)
 
 
-def online(wh, f) -> None:
-    if not wh.has_online or f.start is None:
+def online(wh: WarehouseView, f: Filters) -> None:
+    sidebar_days = f.days
+    if not wh.has_online or sidebar_days is None:
         get_started(wh.root, "online traffic")
         return
     window = st.segmented_control(
         "Window", list(WINDOWS), default="the sidebar's days", key="rag_window",
         bind="query-params", required=True, help="The sidebar's days, or its newest ones.")
-    days = WINDOWS[window]
-    start = f.start if days is None else max(f.start, f.end - timedelta(days=days - 1))
+    newest = WINDOWS[window]
+    end = sidebar_days.end
+    start = sidebar_days.start if newest is None else max(
+        sidebar_days.start, end - timedelta(days=newest - 1))
     m = query(Q.online_metrics)
     answer, faith, k, key = _pickers(m["metric"].to_list(), m["kind"].to_list(),
                                      query(Q.online_strata_keys)["key"].to_list())
     pair = (k, answer, faith or "")
-    counts = query(Q.online_attribution_counts, start, f.end, *pair)
+    counts = query(Q.online_attribution_counts, start, end, *pair)
     ui.verdict(rag_verdict(rag.attribution_table(counts), None, "trace"))
-    st.caption(f"Production traces {start:%Y-%m-%d} → {f.end:%Y-%m-%d} (UTC days) that "
+    st.caption(f"Production traces {start:%Y-%m-%d} → {end:%Y-%m-%d} (UTC days) that "
                "logged their retrievals, and the scores of those days (each with its trace's "
                "retrievals of the week before). From the daily rollups: the failing traces "
                "listed are read from the newest days that hold them.")
-    retrieval(query(Q.online_retrieval_metrics, start, f.end, MAX_K), k, "trace")
-    generation(query(Q.online_generation_by_evidence, start, f.end, k), answer, faith,
+    retrieval(query(Q.online_retrieval_metrics, start, end, MAX_K), k, "trace")
+    generation(query(Q.online_generation_by_evidence, start, end, k), answer, faith,
                "trace")
 
     def details(listed: pl.DataFrame) -> pl.DataFrame:
         if listed.height == 0:
             return pl.DataFrame(schema={"trace_id": pl.String})
         # texts of the traces (of the week before their score) and the answer's reason
-        first = listed["date"].min() - timedelta(days=TRACE_DAYS_BACK)
-        return query(Q.online_attribution_details, first, listed["date"].max(), k, answer,
-                     tuple(listed["trace_id"]))
+        low, high = cast(date, listed["date"].min()), cast(date, listed["date"].max())
+        return query(Q.online_attribution_details, low - timedelta(days=TRACE_DAYS_BACK), high,
+                     k, answer, tuple(listed["trace_id"]))
 
     def listing(cls: str | None, key: str | None, stratum: str | None
                 ) -> tuple[pl.DataFrame, int]:
         classes = tuple(rag.CLASSES) if cls is None else (cls,)
         key = key if stratum is not None else None  # "All cases": every stratum
-        days = query(Q.online_failure_days, start, f.end, *pair, classes, key, stratum)
-        first = rag.newest_days(days, LIST_LIMIT) or f.end  # only the days that hold them
-        rows = query(Q.online_failures, first, f.end, *pair, classes, key, stratum,
+        days = query(Q.online_failure_days, start, end, *pair, classes, key, stratum)
+        first = rag.newest_days(days, LIST_LIMIT) or end  # only the days that hold them
+        rows = query(Q.online_failures, first, end, *pair, classes, key, stratum,
                      LIST_LIMIT)
         return rtables.class_cases(rows, cls, key, stratum), int(days["n"].sum())
 

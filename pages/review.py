@@ -5,8 +5,11 @@ judge version, and which judge versions are calibrated."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
+import polars as pl
 import streamlit as st
 
 from evallib import queries as Q
@@ -15,6 +18,9 @@ from pages import _review_parts as R
 from pages._common import (
     OFFLINE,
     ONLINE,
+    Days,
+    Filters,
+    WarehouseView,
     analysis,
     filters,
     get_started,
@@ -27,7 +33,7 @@ from pages._common import (
 PLOT = {"displaylogo": False}
 
 
-def pick_queue(wh, f, columns) -> R.Choice:  # the page's frame objects
+def pick_queue(wh: WarehouseView, f: Filters, columns: Sequence[Any]) -> R.Choice:
     """Source, run, metric, and the queue's size, strata, batch and days (all in the URL)."""
     available = [s for s, ok in ((ONLINE, wh.has_online), (OFFLINE, wh.has_offline)) if ok]
     source_column, metric_column = columns
@@ -36,13 +42,16 @@ def pick_queue(wh, f, columns) -> R.Choice:  # the page's frame objects
             "Source", available, key="source", bind="query-params", default=available[0],
             required=True, help="Judged production traces of the sidebar's days, or the "
                                 "cases of a run of the sidebar's dataset.")
-    run = None
+    run, days = None, f.days
     if source == ONLINE:
-        if f.start is None:
+        if days is None:
             get_started(wh.root, "online traffic")
             st.stop()
-        metrics = query(Q.online_review_metrics, f.start, f.end)
+        metrics = query(Q.online_review_metrics, days.start, days.end)
     else:
+        if f.dataset is None:
+            get_started(wh.root, "offline runs")
+            st.stop()
         runs = query(Q.runs_overview, f.dataset)
         ids = runs["run_id"].to_list()
         run_names = dict(zip(ids, runs["name"].to_list(), strict=True))
@@ -51,6 +60,7 @@ def pick_queue(wh, f, columns) -> R.Choice:  # the page's frame objects
                            index=0,
                            help="Label this run's cases (of the sidebar's dataset).")
         metrics = query(Q.run_metric_summary, [run])
+        days = None
     names = metrics["metric"].to_list()
     if not names:
         st.info("Nothing scored here yet: no metric to label.", icon=":material/info:")
@@ -60,8 +70,8 @@ def pick_queue(wh, f, columns) -> R.Choice:  # the page's frame objects
                                      index=names.index(url_choice(names, "metric", default)),
                                      help="Give your own value on this metric's scale.")
     kind = dict(zip(names, metrics["kind"].to_list(), strict=True))[metric]
-    keys = (query(Q.online_review_keys, f.start, f.end) if source == ONLINE else
-            query(Q.run_review_keys, run))["key"].to_list()
+    keys = (query(Q.online_review_keys, days.start, days.end) if days is not None else
+            query(Q.run_review_keys, run or ""))["key"].to_list()
     n = st.session_state.get("n") or st.query_params.get("n", 20)  # before its widget
     by = st.session_state.get("by") or st.query_params.get_all("by")
     with st.expander(f":material/tune: Queue: {n} items, stratified by "
@@ -74,8 +84,7 @@ def pick_queue(wh, f, columns) -> R.Choice:  # the page's frame objects
         seed = int(right.number_input("Batch", 0, 10_000, 0, key="batch",
                                       bind="query-params",
                                       help="Another batch: another draw of the same pool."))
-        start, end = f.start, f.end
-        if source == ONLINE:
+        if days is not None:
             recent = f"the last {R.RECENT_DAYS} days"
             window = st.segmented_control(
                 "Traces of", [recent, "the sidebar's days"], key="window",
@@ -83,26 +92,29 @@ def pick_queue(wh, f, columns) -> R.Choice:  # the page's frame objects
                 help="Recent traffic (the sidebar's last day and the days before it), or "
                      "every day the sidebar picks.")
             if window == recent:
-                start = max(f.start, f.end - timedelta(days=R.RECENT_DAYS - 1))
-    return R.Choice(source, run, metric, kind, n, tuple(by), seed, start, end)
+                days = Days(max(days.start, days.end - timedelta(days=R.RECENT_DAYS - 1)),
+                            days.end)
+    return R.Choice(source, run, metric, kind, n, tuple(by), seed, days)
 
 
-def pool_readers(c: R.Choice, rater: str):
+def pool_readers(c: R.Choice, rater: str
+                 ) -> tuple[Callable[[], pl.DataFrame], Callable[[], dict[str, Any]]]:
     """The queue's pool and the metric's scale, read when a queue is first drawn."""
-    if c.source == ONLINE:
-        return (lambda: query(Q.online_review_pool, c.metric, c.start, c.end, rater, c.by,
-                              c.n, c.seed),
-                lambda: query(Q.online_metric_scale, c.metric, c.start, c.end)
+    days, run = c.days, c.run or ""
+    if days is not None:  # production traces of these days
+        return (lambda: query(Q.online_review_pool, c.metric, days.start, days.end, rater,
+                              c.by, c.n, c.seed),
+                lambda: query(Q.online_metric_scale, c.metric, days.start, days.end)
                 .row(0, named=True))
-    return (lambda: query(Q.run_review_pool, c.run, c.metric, rater, c.by, c.n, c.seed),
-            lambda: query(Q.run_metric_scale, c.run, c.metric).row(0, named=True))
+    return (lambda: query(Q.run_review_pool, run, c.metric, rater, c.by, c.n, c.seed),
+            lambda: query(Q.run_metric_scale, run, c.metric).row(0, named=True))
 
 
 def labelling(root: str, rater: str, c: R.Choice) -> None:
     draw, scale_of = pool_readers(c, rater)
     items = R.queue((c, rater), draw, c.n, c.seed)
     scale = {"lo": 0.0, "hi": 1.0} if c.kind == "binary" else R.once(
-        (c.source, c.run, c.metric, c.start, c.end), scale_of)
+        (c.source, c.run, c.metric, c.days), scale_of)
     if not items:
         what = "trace of these days" if c.source == ONLINE else "case of this run"
         st.info(f"No {what} scored on {c.metric} is left for you to label: widen the days "
@@ -121,10 +133,12 @@ def labelling(root: str, rater: str, c: R.Choice) -> None:
                    "widen the days in the sidebar.", icon=":material/task_alt:")
         undo_button(root)
         return
-    if item.trace_id:
+    if item.trace_id and item.day:
         rows = query(Q.review_trace, item.trace_id, item.day, metric)
-    else:
+    elif item.run_id and item.case_id:
         rows = query(Q.review_case, item.run_id, item.case_id, metric)
+    else:
+        raise ValueError(f"a review item names neither a trace nor a case: {item}")
     if not rows.height:
         st.warning(f"`{item.key}` is no longer in the warehouse; skip it.",
                    icon=":material/warning:")

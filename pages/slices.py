@@ -17,6 +17,8 @@ from pages import _tables as tables
 from pages import _ui as ui
 from pages._common import (
     ONLINE,
+    Filters,
+    WarehouseView,
     comparison,
     filters,
     get_started,
@@ -105,7 +107,7 @@ def _cell_picker(options: list[str], default: str = stables.ALL) -> str:
                         help="Or click a cell of the heatmap, or select a row of the table.")
 
 
-def offline(f) -> None:  # pages._common.Filters
+def offline(f: Filters) -> None:
     runs = query(Q.runs_overview, f.dataset)
     if runs.height == 0:
         get_started(warehouse().root, "offline runs")
@@ -113,7 +115,7 @@ def offline(f) -> None:  # pages._common.Filters
     labels = tables.run_labels(runs)
     ids = list(labels)
     left, right = st.columns(2)
-    run = left.selectbox("Run", ids, format_func=labels.get, key="slices_run",
+    run = left.selectbox("Run", ids, format_func=labels.__getitem__, key="slices_run",
                          index=ids.index(url_choice(ids, "run", ids[0])),
                          help="Default: the newest run.")
     bases = [stables.NONE, *[i for i in ids if i != run]]
@@ -180,9 +182,9 @@ def offline(f) -> None:  # pages._common.Filters
                             "n": NUM("cases", width="small"), "small n": SMALL})
         every.plotly_chart(charts.slice_heatmap(slices, tables.metric_order(
             slices.select("metric", "kind"))), key="every_metric", config=ui.PLOT)
-        labels = list(dict.fromkeys(rows["slice"].to_list()))
+        cells = list(dict.fromkeys(rows["slice"].to_list()))
         worst = rows.row(0, named=True) if rows.height else None
-        chosen = _cell_picker(labels, worst["slice"] if worst and
+        chosen = _cell_picker(cells, worst["slice"] if worst and
                               worst["verdict"] == tables.WORSE else stables.ALL)
         where = values.get(chosen)
         cases = tables.case_table(query(Q.case_scores, run, baseline, metric), metric, where,
@@ -211,15 +213,16 @@ def offline(f) -> None:  # pages._common.Filters
     coverage_section(run, key, key2, f)
 
 
-def coverage_section(run: str, key: str, key2: str | None, f) -> None:
+def coverage_section(run: str, key: str, key2: str | None, f: Filters) -> None:
     st.subheader("Coverage: golden set vs production")
-    if f.start is None:
+    days = f.days
+    if days is None:
         st.info("No production traffic in this warehouse: coverage compares the golden set "
                 "with the strata of online traces.", icon=":material/public:")
         return
-    traffic = query(Q.online_strata_mix, f.start, f.end, key, key2)
+    traffic = query(Q.online_strata_mix, days.start, days.end, key, key2)
     if traffic["n"].sum() == 0:
-        st.info(f"No production trace between {f.start} and {f.end}.",
+        st.info(f"No production trace between {days.start} and {days.end}.",
                 icon=":material/public:")
         return
     mixes = coverage.strata_mixes(query(Q.strata_mix, run, key, key2), traffic)
@@ -227,7 +230,7 @@ def coverage_section(run: str, key: str, key2: str | None, f) -> None:
     lacking = mixes.filter(mixes["golden_n"] == 0)
     uncovered = float(lacking["traffic_share"].sum())
     st.caption(f"Share of the run's cases per stratum beside the share of production traces "
-               f"{f.start:%Y-%m-%d} → {f.end:%Y-%m-%d} (sidebar). "
+               f"{days.start:%Y-%m-%d} → {days.end:%Y-%m-%d} (sidebar). "
                + (f"**{uncovered:.1%} of traffic** is in {lacking.height} strata the golden "
                   "set lacks." if lacking.height else "Every stratum of the traffic is in "
                   "the golden set."))
@@ -257,8 +260,9 @@ def coverage_section(run: str, key: str, key2: str | None, f) -> None:
         "traffic covered": NUM("traffic covered", format="%.0f%%")})
 
 
-def online(wh, f) -> None:
-    if not wh.has_online or f.start is None:
+def online(wh: WarehouseView, f: Filters) -> None:
+    days = f.days
+    if not wh.has_online or days is None:
         get_started(wh.root, "online traffic")
         return
     m = query(Q.online_metrics)
@@ -266,13 +270,13 @@ def online(wh, f) -> None:
     metric = st.selectbox("Metric", names, key="online_metric", bind="query-params",
                           index=kinds.index("binary") if "binary" in kinds else 0)
     key, key2 = _keys(query(Q.online_strata_keys)["key"].to_list())
-    grid = stables.cell_grid(query(Q.online_slice_summary, f.start, f.end, key, key2), metric,
+    grid = stables.cell_grid(query(Q.online_slice_summary, days.start, days.end, key, key2), metric,
                              key, key2)
     ui.verdict(cell_verdict(grid, metric, "trace"))
     st.subheader("Per cell")
     if grid.height == 0:
         return
-    st.caption(f"Production traces scored {f.start:%Y-%m-%d} → {f.end:%Y-%m-%d} (UTC days; "
+    st.caption(f"Production traces scored {days.start:%Y-%m-%d} → {days.end:%Y-%m-%d} (UTC days; "
                "change in the sidebar).")
     values = _grid(grid, metric, key, key2, "trace")
     chosen = _cell_picker(list(values))
@@ -281,7 +285,7 @@ def online(wh, f) -> None:
     if where is None:
         st.info("Pick a cell (click it, or a row of the table) to read its traces.")
         return
-    traces = query(Q.online_slice_traces, metric, f.start, f.end, key, where[key], key2,
+    traces = query(Q.online_slice_traces, metric, days.start, days.end, key, where[key], key2,
                    where.get(key2) if key2 else None, TRACE_LIMIT)
     st.caption(f"**{tables.human(metric)}**, {chosen}: the {traces.height} lowest-scored "
                f"traces{f' (at most {TRACE_LIMIT})' if traces.height == TRACE_LIMIT else ''};"

@@ -40,7 +40,7 @@ def _pickers(metrics: list[str], kinds: list[str], keys: list[str], prefix: str
 
 
 def offline(wh: WarehouseView, f: Filters) -> None:
-    if not wh.has_offline:
+    if not wh.has_offline or f.dataset is None:
         get_started(wh.root, "offline runs")
         return
     m = query(Q.metrics, f.dataset)
@@ -58,18 +58,19 @@ def offline(wh: WarehouseView, f: Filters) -> None:
 
 
 def online(wh: WarehouseView, f: Filters) -> None:
-    if not wh.has_online or f.start is None:
+    days = f.days
+    if not wh.has_online or days is None:
         get_started(wh.root, "online traffic")
         return
     m = query(Q.online_metrics)
     keys = query(Q.online_strata_keys)["key"].to_list()
     metric, key = _pickers(m["metric"].to_list(), m["kind"].to_list(), keys, "online_")
-    daily = query(Q.online_daily, metric, f.start, f.end, key)
-    releases = query(Q.online_releases, f.start, f.end)
+    daily = query(Q.online_daily, metric, days.start, days.end, key)
+    releases = query(Q.online_releases, days.start, days.end)
     ui.verdict(online_trend_verdict(daily, metric, key), key="verdict_online")
     st.plotly_chart(charts.online_daily(daily, releases, metric, key), key="online_chart",
                     config=ui.PLOT)
-    st.caption(f"{f.start:%Y-%m-%d} → {f.end:%Y-%m-%d} (UTC days; change in the sidebar): "
+    st.caption(f"{days.start:%Y-%m-%d} → {days.end:%Y-%m-%d} (UTC days; change in the sidebar): "
                f"daily mean of **{human(metric)}** on sampled production traces with a 95% "
                "band, and below it the number of traces scored that day "
                f"({daily['n'].sum():,} in all). Dotted lines = a release starts serving.")

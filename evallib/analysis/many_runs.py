@@ -144,11 +144,9 @@ def default_runs(runs: pl.DataFrame, releases: int = DEFAULT_RELEASES) -> list[s
     return [r for r in reversed(runs["run_id"].to_list()) if r in chosen]
 
 
-def default_reference(runs: pl.DataFrame, chosen: Sequence[str]) -> str | None:
-    """The newest approved run of ``chosen`` other than the newest one (the release the
-    newest run would replace), else the oldest of ``chosen``."""
-    if not chosen:
-        return None
+def default_reference(runs: pl.DataFrame, chosen: Sequence[str]) -> str:
+    """The newest approved run of ``chosen`` (not empty) other than the newest one (the
+    release the newest run would replace), else the oldest of ``chosen``."""
     order = [r for r in runs["run_id"].to_list() if r in set(chosen)]  # newest first
     approved = set(runs.filter(pl.col("approved"))["run_id"].to_list())
     older = [r for r in order[1:] if r in approved]
