@@ -13,7 +13,8 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from evallib.analysis.many_runs import ManyRuns, slice_label
+from evallib.analysis.many_runs import ManyRuns
+from evallib.vocabulary import slice_label, strata_text
 
 WORSE, BETTER, SAME, REFERENCE = "worse", "better", "no significant change", "reference"
 Z_LIMIT = 4.0
@@ -68,7 +69,7 @@ def flaky_table(result: ManyRuns) -> pl.DataFrame:
     first comes first."""
     labels = {r.run_id: r.label for r in result.runs}
     f = result.flaky
-    strata = [_strata_text(s) for s in f["strata"].to_list()]
+    strata = [strata_text(json.loads(s) if s else None) for s in f["strata"].to_list()]
     return f.select(
         pl.col("case_id").alias("Case"),
         pl.format("{} of {}", "passed", "n_runs").alias("Passes"),
@@ -79,9 +80,6 @@ def flaky_table(result: ManyRuns) -> pl.DataFrame:
     )
 
 
-def _strata_text(text: str | None) -> str:
-    values = json.loads(text) if text else {}
-    return ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
 
 
 def _signed_z(p: float, delta: float) -> float | None:

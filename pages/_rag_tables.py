@@ -9,7 +9,8 @@ from typing import Any
 import polars as pl
 
 from evallib.analysis.rag import CLASSES, id_column, with_stratum
-from pages._tables import _strata_text, interval_text
+from evallib.vocabulary import strata_text
+from pages._tables import interval_text
 
 EVIDENCE = ("relevant in top k", "no relevant in top k", "no gold document")
 
@@ -97,4 +98,4 @@ def with_details(cases: pl.DataFrame, details: pl.DataFrame) -> pl.DataFrame:
 
 
 def _json_strata_text(text: str | None) -> str:
-    return _strata_text(json.loads(text) if text else {})
+    return strata_text(json.loads(text) if text else None)

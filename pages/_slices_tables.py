@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from evallib.vocabulary import MISSING
-from pages._tables import SMALL_N, interval_text, slice_label
+from evallib.vocabulary import MISSING, slice_label
+from pages._tables import SMALL_N, interval_text
 
 NONE = "(none)"  # "no second key" / "no baseline" in the pickers
 ALL = "All cases"
@@ -14,7 +14,7 @@ ALL = "All cases"
 
 def cell_label(key: str, value: str | None, key2: str | None = None,
                value2: str | None = None) -> str:
-    """``query_type=billing · difficulty=hard`` (a missing value reads ``(missing)``)."""
+    """``query_type=billing × difficulty=hard`` (a missing value reads ``(missing)``)."""
     values = {key: value if value is not None else MISSING}
     if key2 is not None:
         values[key2] = value2 if value2 is not None else MISSING

@@ -6,17 +6,14 @@ from typing import Any
 
 import polars as pl
 
+from evallib.vocabulary import slice_label, strata_text
+
 SCALE = {"ordinal": 4.0}  # a 1–5 scale spans 4 points; pass rates and 0–1 scores span 1
 
 
 def human(name: str) -> str:
     """``answer_relevance`` → ``answer relevance``: names as a reader says them."""
     return name.replace("_", " ")
-
-
-def slice_name(values: dict[str, str]) -> str:
-    """``billing × hard``: a slice by its values, as a sentence names it."""
-    return " × ".join(str(v) for v in values.values())
 
 
 def interval_text(mean: float | None, low: float | None, high: float | None,
@@ -155,11 +152,6 @@ def verdict(delta: float | None, significant: bool) -> str:
     return WORSE if delta < 0 else BETTER
 
 
-def slice_label(values: dict[str, str]) -> str:
-    """``query_type=billing · difficulty=hard``"""
-    return " · ".join(f"{k}={v}" for k, v in values.items())
-
-
 def metric_headline(comparison: Any) -> pl.DataFrame:
     """Per metric: both means, the delta with its 95% interval, p, the badge, how many cases
     went down / stayed / went up, and the smallest drop this n could detect."""
@@ -243,7 +235,7 @@ def case_table(case_scores: pl.DataFrame, metric: str, where: dict[str, str] | N
     )
     if status is not None:
         rows = rows.filter(pl.col("status") == status)
-    strata_text = pl.col("strata").map_elements(_strata_text, return_dtype=pl.String)
+    strata = pl.col("strata").map_elements(_strata_text, return_dtype=pl.String)
     return rows.sort("delta", "case_id", nulls_last=True).select(
         "case_id", "status", pl.col("baseline_value").alias("baseline"),
         pl.col("value").alias("candidate"), "delta", "input",
@@ -251,13 +243,13 @@ def case_table(case_scores: pl.DataFrame, metric: str, where: dict[str, str] | N
         pl.col("output").alias("candidate output"), "expected",
         pl.col("baseline_rationale").alias("baseline rationale"),
         pl.col("rationale").alias("candidate rationale"),
-        strata_text.alias("strata"), "error")
+        strata.alias("strata"), "error")
 
 
 def _strata_text(strata: Any) -> str:
-    pairs = strata.items() if isinstance(strata, dict) else (
-        (kv["key"], kv["value"]) for kv in strata or [])
-    return ", ".join(f"{k}={v}" for k, v in sorted(pairs))
+    """A case's strata: a dict, or a MAP's list of ``{"key", "value"}``."""
+    return strata_text(strata if isinstance(strata, dict) else {
+        kv["key"]: kv["value"] for kv in strata or []})
 
 
 def gate_failures(gate: pl.DataFrame) -> pl.DataFrame:
@@ -267,7 +259,7 @@ def gate_failures(gate: pl.DataFrame) -> pl.DataFrame:
 
     order = ["fail", "inconclusive", "waived"]
     rows = gate.filter(pl.col("status").is_in(order))
-    slices = [slice_label(json.loads(s)) if s else "all cases" for s in rows["slice"].to_list()]
+    slices = [slice_label(json.loads(s) if s else None) for s in rows["slice"].to_list()]
     return rows.with_columns(pl.Series("slice", slices, dtype=pl.String)).sort(
         pl.col("status").replace_strict(order, range(3)), maintain_order=True).select(
         "status", "rule", "slice", "observed", "threshold", "n", "p_adjusted", "message",

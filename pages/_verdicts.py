@@ -14,7 +14,8 @@ from typing import Any, cast
 
 import polars as pl
 
-from pages._tables import SAME, SMALL_N, WORSE, human, slice_name
+from evallib.vocabulary import slice_name
+from pages._tables import SAME, SMALL_N, WORSE, human
 
 MAX_NAMED = 3  # a sentence names at most this many findings, then "and N more"
 
@@ -197,7 +198,8 @@ def _gate_sentence(gate: pl.DataFrame | None) -> tuple[str, bool]:
 # --- Slices --------------------------------------------------------------------------------
 
 
-def cell_verdict(grid: pl.DataFrame, metric: str, what: str) -> Verdict:
+def cell_verdict(grid: pl.DataFrame, metric: str, key: str, key2: str | None, what: str
+                 ) -> Verdict:
     """The cell most surely low: the lowest upper end of a 95% interval (a tiny cell's low
     mean is not enough), with its mean, interval and n."""
     rows = grid.drop_nulls("mean")
@@ -209,7 +211,7 @@ def cell_verdict(grid: pl.DataFrame, metric: str, what: str) -> Verdict:
     ci = "" if low["ci_low"] is None else \
         f" [{_num(low['ci_low'], kind)}, {_num(low['ci_high'], kind)}]"
     small = f" — fewer than {SMALL_N} {what}s" if low["n"] < SMALL_N else ""
-    label = " × ".join(part.split("=", 1)[-1] for part in low["cell"].split(" · "))
+    label = slice_name({k: low[k] for k in (key, key2) if k})
     return Verdict("warn", f"Worst cell: **{label}**, "
                            f"{human(metric)} {_num(low['mean'], kind)}{ci} (n = {low['n']}"
                            f"{small}); its interval ends lowest of the {rows.height} cells.")

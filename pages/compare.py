@@ -13,6 +13,7 @@ import streamlit as st
 from evallib import queries as Q
 from evallib.analysis.compare import CASE_FIELDS, min_detectable, power_line
 from evallib.analysis.export import to_csv
+from evallib.vocabulary import slice_name
 from pages import _charts as charts
 from pages import _tables as tables
 from pages import _ui as ui
@@ -88,7 +89,7 @@ if worst is not None:
     n_cases = int(worst["n"])
     box.page_link(
         "pages/compare.py", icon=":material/arrow_downward:",
-        label=f"Read the {n_cases} cases of {tables.slice_name(options[worst['slice']])} "
+        label=f"Read the {n_cases} cases of {slice_name(options[worst['slice']])} "
               f"({tables.human(worst['metric'])}, worst first)",
         query_params={"candidate": candidate, "baseline": baseline, "by": by,
                       "case_slice": worst["slice"], "case_metric": worst["metric"],

@@ -134,7 +134,7 @@ def offline(f: Filters) -> None:
 
     if baseline == stables.NONE:
         grid = stables.cell_grid(query(Q.slice_summary, run, key, key2), metric, key, key2)
-        ui.verdict(cell_verdict(grid, metric, "case"))
+        ui.verdict(cell_verdict(grid, metric, key, key2, "case"))
         st.subheader("Per cell")
         if grid.height == 0:
             st.stop()
@@ -272,7 +272,7 @@ def online(wh: WarehouseView, f: Filters) -> None:
     key, key2 = _keys(query(Q.online_strata_keys)["key"].to_list())
     grid = stables.cell_grid(query(Q.online_slice_summary, days.start, days.end, key, key2), metric,
                              key, key2)
-    ui.verdict(cell_verdict(grid, metric, "trace"))
+    ui.verdict(cell_verdict(grid, metric, key, key2, "trace"))
     st.subheader("Per cell")
     if grid.height == 0:
         return

@@ -28,12 +28,12 @@ import polars as pl
 from .. import queries
 from ..errors import EvallibError
 from ..stats import TESTS, benjamini_hochberg, mean_interval, paired_test
+from ..vocabulary import slice_label
 from ..warehouse import Connection
 from .compare import resolve_run
-from .gate.policy import slice_label
 
 __all__ = ["MAX_RUNS", "Cell", "ManyRuns", "RunColumn", "compare_many", "default_reference",
-           "default_runs", "flaky_cases", "grid", "headline", "slice_label"]
+           "default_runs", "flaky_cases", "grid", "headline"]
 
 MAX_RUNS = 10
 DEFAULT_RELEASES = 5

@@ -26,6 +26,7 @@ from .. import queries
 from ..errors import EvallibError
 from ..stats.agreement import agreement_table
 from ..stats.correlation import STATUS, THRESHOLD, correlation_table, release_table
+from ..vocabulary import slice_label
 from ..warehouse import Connection
 from .drift import DriftResult, drift_report
 from .monitor import Alert, detect
@@ -136,7 +137,7 @@ def _regressions(con: Connection, start: date, end: date) -> list[dict[str, Any]
             if s.significant and s.delta < 0:
                 out.append({"run": run["name"], "run_id": run["run_id"],
                             "baseline": base["name"][0], "metric": s.metric,
-                            "slice": " × ".join(f"{k}={v}" for k, v in s.slice.items()),
+                            "slice": slice_label(s.slice),
                             "n": s.n, "before": s.baseline, "after": s.candidate,
                             "p_adjusted": s.p_adjusted})
     return sorted(out, key=lambda r: (r["p_adjusted"], r["after"] - r["before"]))

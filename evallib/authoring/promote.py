@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..online import DEFAULT_REDACTOR, Redactor, strata_dict
+from ..vocabulary import strata_text
 from .datasets import Case, Dataset, load_dataset, write_atomic
 
 __all__ = ["PromoteResult", "normalise_input", "promote_failing"]
@@ -62,7 +63,7 @@ class PromoteResult:
         if self.new_version:
             lines.append(f"{self.path}: version {self.old_version} -> {self.new_version}")
         for c in self.added:
-            strata = ", ".join(f"{k}={v}" for k, v in c.strata.items())
+            strata = strata_text(c.strata)
             failed = ",".join(c.metadata.get("failed_metrics", []))
             text = c.input if isinstance(c.input, str) else json.dumps(c.input)
             lines.append(f"  + {c.case_id}  [{strata}]  failed {failed}: {_short(text)}")

@@ -38,6 +38,7 @@ import polars as pl
 import pyarrow as pa
 
 from ..errors import DataError, EvallibError
+from ..vocabulary import strata_text
 from ..warehouse import Connection
 from .datasets import unquote_cell
 
@@ -125,8 +126,7 @@ def _round_robin(ids: list[str], keys: list[str], n: int, rng: np.random.Generat
 
 
 def _strata_text(strata_json: str | None) -> str:
-    strata = json.loads(strata_json) if strata_json else {}
-    return "; ".join(f"{k}={v}" for k, v in strata.items())
+    return strata_text(json.loads(strata_json) if strata_json else None)
 
 
 def write_sheet(df: pl.DataFrame, out: str | os.PathLike[str], *, force: bool = False) -> None:

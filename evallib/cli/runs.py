@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from ..vocabulary import slice_label
 from ._common import json_default, nan_last, num, print_table
 
 
@@ -73,7 +74,7 @@ def compare(args: argparse.Namespace) -> int:
         print()
         order = sorted(result.slices, key=lambda s: (not s.significant, not s.testable,
                                                      nan_last(s.p_adjusted), s.delta))
-        print_table([{"slice": ", ".join(f"{k}={v}" for k, v in s.slice.items()),
+        print_table([{"slice": slice_label(s.slice),
                        "metric": s.metric, "n": s.n, "baseline": num(s.baseline),
                        "candidate": num(s.candidate), "delta": num(s.delta, sign=True),
                        "p": num(s.p_value), "p_adjusted": num(s.p_adjusted),

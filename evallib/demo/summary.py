@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from ..vocabulary import slice_name
+
 
 @dataclass(frozen=True)
 class DemoSummary:
@@ -58,7 +60,7 @@ class DemoSummary:
         bounds where a number moves with the day): the README's demo section quotes these
         lines, and a test checks that they agree."""
         c, a, r = self.correctness, self.failure_attribution, self.feedback_r
-        sl = " × ".join(self.regression_slice.values())
+        sl = slice_name(self.regression_slice)
         out = [
             f"- {self.runs} runs over {(self.today - self.first_day).days} days, releases "
             f"{self.releases[0]} … {self.releases[-1]}; the newest run is the unapproved "

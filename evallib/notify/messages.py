@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..analysis.monitor import SIGNALS, Alert, format_value
+from ..vocabulary import slice_label
 
 __all__ = ["SCHEMA", "Notice", "alert_notice", "gate_notice", "json_body", "slack_body"]
 
@@ -143,8 +144,6 @@ def gate_notice(result: Any, dashboard: str | None) -> Notice | None:
     ("waived:…"); None for a clean pass. The digest after the colon changes when other
     rows fail or are waived, so a changed verdict is told again. ``result``: a
     `evallib.analysis.gate.GateResult`."""
-    from ..analysis.gate.policy import slice_label
-
     bad = [o for o in result.outcomes if o.status in ("fail", "waived")]
     if not bad:
         return None

@@ -61,7 +61,7 @@ def test_review_sample_writes_a_safe_labelling_sheet(tmp_path, capsys):
     assert all(r["value"] == "" and r["rater"] == "" for r in rows)
     t04 = next(r for r in rows if r["trace_id"] == "t04")
     assert t04["input"] == "'=HYPERLINK(\"http://evil\", \"click\")"  # shown as text
-    assert t04["strata"] == "query_type=billing; segment=smb"
+    assert t04["strata"] == "query_type=billing × segment=smb"
     assert main(args) == 2  # never over a sheet someone may be filling in
     assert "exists" in capsys.readouterr().err
 

@@ -217,7 +217,7 @@ def test_a_heatmap_cell_opens_its_cases(server: str, browser_page) -> None:
     box = chart.evaluate("""gd => {
         const t = gd.data.findIndex(d => d.meta && d.meta.role === 'cells');
         const i = gd.data[t].customdata.findIndex(
-            c => c[0] === 'query_type=billing · difficulty=hard' && c[1] === 'correctness');
+            c => c[0] === 'query_type=billing × difficulty=hard' && c[1] === 'correctness');
         const pt = gd.querySelectorAll('.scatterlayer .trace')[0].querySelectorAll('.point')[i];
         const r = pt.getBoundingClientRect();
         return {x: r.x + r.width / 2, y: r.y + r.height / 2};
@@ -227,7 +227,7 @@ def test_a_heatmap_cell_opens_its_cases(server: str, browser_page) -> None:
                            ".some(e => e.value === 'correctness')")
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
     assert page.locator('input[aria-label="Slice"]').input_value() == \
-        "query_type=billing · difficulty=hard"
+        "query_type=billing × difficulty=hard"
     page.locator('[class*="st-key-case_detail"]').wait_for()
     _assert_no_exception(page)
 
@@ -239,7 +239,7 @@ def test_the_verdicts_link_opens_the_worst_slices_cases(server: str, browser_pag
     assert "case_slice=query_type%3Dbilling" in link.get_attribute("href")
     link.click()
     page.wait_for_function("() => [...document.querySelectorAll('input[aria-label=\"Slice\"]')]"
-                           ".some(e => e.value === 'query_type=billing · difficulty=hard')")
+                           ".some(e => e.value === 'query_type=billing × difficulty=hard')")
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
     page.get_by_role("button", name=re.compile(r"These \d+ cases")).last.wait_for()
     _assert_no_exception(page)
@@ -320,11 +320,11 @@ def test_compare_flow_pick_runs_slice_cases_download(server: str, browser_page,
 
     picker = page.get_by_role("combobox", name="Slice", exact=True)
     picker.click()
-    picker.fill("billing · difficulty=hard")  # the list is long and virtualised: filter it
-    page.get_by_role("option", name="query_type=billing · difficulty=hard").click()
+    picker.fill("billing × difficulty=hard")  # the list is long and virtualised: filter it
+    page.get_by_role("option", name="query_type=billing × difficulty=hard").click()
     # (the URL keeps case_slice only when it differs from the default, the worst slice)
     page.wait_for_function("() => [...document.querySelectorAll('input[aria-label=\"Slice\"]')]"
-                           ".some(e => e.value === 'query_type=billing · difficulty=hard')")
+                           ".some(e => e.value === 'query_type=billing × difficulty=hard')")
     button = page.get_by_role("button", name=re.compile(r"These \d+ cases")).last
     regressed = button.inner_text()
     page.locator(".st-key-case_status").get_by_text("all", exact=True).click()
@@ -365,11 +365,11 @@ def test_slices_flow_baseline_cell_cases(server: str, browser_page) -> None:
     page.get_by_text("cells significantly worse").last.wait_for()
     cell = page.get_by_role("combobox", name="Cell", exact=True)
     cell.click()
-    cell.fill("billing · difficulty=hard")
-    page.get_by_role("option", name="query_type=billing · difficulty=hard").click()
+    cell.fill("billing × difficulty=hard")
+    page.get_by_role("option", name="query_type=billing × difficulty=hard").click()
     page.wait_for_function("location.search.includes('cell=')")
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
-    page.get_by_text(re.compile(r"query_type=billing · difficulty=hard: \d+ cases")).last \
+    page.get_by_text(re.compile(r"query_type=billing × difficulty=hard: \d+ cases")).last \
         .wait_for()
     _assert_no_exception(page)
 

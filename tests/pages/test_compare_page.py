@@ -115,7 +115,7 @@ def test_the_slice_table_is_worst_first_and_flags_small_slices(demo_app) -> None
     at = _open(by="query_type,difficulty")
     slices = at.dataframe[1].value
     assert len(slices) == 10 * slices["slice"].nunique()  # every slice × metric
-    assert slices["slice"].str.contains("query_type=.* · difficulty=").all()
+    assert slices["slice"].str.contains("query_type=.* × difficulty=").all()
     worse = slices["verdict"] == "worse"
     assert worse.any() and worse.is_monotonic_decreasing  # significant drops first…
     scale = slices["kind"].map({"ordinal": 4.0}).fillna(1.0)

@@ -17,7 +17,7 @@ from evallib.analysis.compare import compare_runs
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "pages/slices.py"
-BILLING_HARD = "query_type=billing · difficulty=hard"
+BILLING_HARD = "query_type=billing × difficulty=hard"
 
 
 def _open(**params: str) -> AppTest:
@@ -100,7 +100,7 @@ def test_against_the_baseline_each_cell_is_the_compare_test(demo_app) -> None:
             if s.metric == "correctness"}
     assert shown.height == len(want) == 15
     for row in shown.iter_rows(named=True):
-        qt, diff = (part.split("=")[1] for part in row["slice"].split(" · "))
+        qt, diff = (part.split("=")[1] for part in row["slice"].split(" × "))
         s = want[(qt, diff)]
         assert (row["n"], row["delta"]) == (s.n, pytest.approx(s.delta))
         if s.testable:

@@ -100,7 +100,7 @@ def test_compare_names_the_planted_slice_first(demo_app: str) -> None:
     assert "case_slice=query_type%3Dbilling" in link.query_string
     assert "case_status=regressed" in link.query_string
     # the cases below open on that slice, its worst metric, regressions first
-    assert at.selectbox(key="case_slice").value == "query_type=billing · difficulty=hard"
+    assert at.selectbox(key="case_slice").value == "query_type=billing × difficulty=hard"
     assert at.selectbox(key="case_metric").value in ("correctness", "faithfulness")
 
 
@@ -121,18 +121,18 @@ def test_a_picked_slice_opens_its_cases_without_a_state_warning(
 
     policies._shown_default_value_warning = False  # once per process otherwise
     at = _open("pages/compare.py")
-    at.session_state["case_slice"] = "query_type=technical · difficulty=easy"
+    at.session_state["case_slice"] = "query_type=technical × difficulty=easy"
     at.session_state["case_metric"] = "tone"
     with caplog.at_level(logging.WARNING):
         at.run()
     assert not at.exception
-    assert at.selectbox(key="case_slice").value == "query_type=technical · difficulty=easy"
+    assert at.selectbox(key="case_slice").value == "query_type=technical × difficulty=easy"
     assert at.selectbox(key="case_metric").value == "tone"
     assert not [r for r in caplog.records if "default value" in r.getMessage()]
     assert at.get("plotly_chart")[0].proto.spec  # the heatmap is drawn with its cells
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     cells = next(t for t in spec["data"] if (t.get("meta") or {}).get("role") == "cells")
-    assert ["query_type=billing · difficulty=hard", "correctness"] in cells["customdata"]
+    assert ["query_type=billing × difficulty=hard", "correctness"] in cells["customdata"]
 
 
 def test_slices_rag_online_and_correlation_answer_first(demo_app: str) -> None:

@@ -11,11 +11,10 @@ from .policy import (
     Rule,
     load_policy,
     parse_policy,
-    slice_label,
 )
 from .render import junit, markdown, terminal
 from .verdict import GateData, GateResult, Outcome, RunRef, drop_verdict, run_gate
 
 __all__ = ["CASE_METRICS", "CHECKS", "ON_INCONCLUSIVE", "Acceptance", "GateData", "GateResult",
            "Outcome", "Policy", "PolicyError", "Rule", "RunRef", "drop_verdict", "junit",
-           "load_policy", "markdown", "parse_policy", "run_gate", "slice_label", "terminal"]
+           "load_policy", "markdown", "parse_policy", "run_gate", "terminal"]

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import EvallibError
+from ...vocabulary import slice_label
 
 __all__ = ["CASE_METRICS", "CHECKS", "ON_INCONCLUSIVE", "STATS", "Acceptance", "Policy",
-           "PolicyError", "Rule", "load_policy", "parse_policy", "slice_label"]
+           "PolicyError", "Rule", "load_policy", "parse_policy"]
 
 CASE_METRICS = ("latency_ms", "cost_usd", "tokens_in", "tokens_out")
 CHECKS = ("min_pass_rate", "max_drop", "max_increase_pct", "max", "judge_calibrated")
@@ -309,6 +310,3 @@ def _type(v: Any) -> str:
     return "nothing" if v is None else f"{names.get(type(v), type(v).__name__)} ({v!r})"
 
 
-def slice_label(s: Mapping[str, str] | None) -> str:
-    """``query_type=billing × difficulty=hard``, or "all cases"."""
-    return "all cases" if not s else " × ".join(f"{k}={v}" for k, v in s.items())

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 
-from .policy import Rule, slice_label
+from ...vocabulary import slice_label
+from .policy import Rule
 from .verdict import GateResult, Outcome, fmt, rule_status
 
 __all__ = ["junit", "markdown", "terminal"]
