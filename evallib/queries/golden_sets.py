@@ -21,11 +21,22 @@ __all__ = [
     "version_strata_mix",
 ]
 
-_TEXT = ("CASE WHEN {c} = 'null' THEN NULL WHEN left({c}, 1) = '\"' "
-         "THEN json_extract_string({c}, '$') ELSE {c} END")
-# no strata, tags or documents: empty, whether stored as empty or as null
-_STRATA = "coalesce({c}, MAP {{}}::MAP(VARCHAR, VARCHAR))"
-_LIST = "coalesce({c}, []::VARCHAR[])"
+
+def _text(c: str) -> str:
+    """Column ``c`` as text: a stored JSON string unquoted."""
+    return (f"CASE WHEN {c} = 'null' THEN NULL WHEN left({c}, 1) = '\"' "
+            f"THEN json_extract_string({c}, '$') ELSE {c} END")
+
+
+def _strata(c: str) -> str:
+    """No strata (tags, documents: `_list`): empty, whether stored as empty or as null."""
+    return f"coalesce({c}, MAP {{}}::MAP(VARCHAR, VARCHAR))"
+
+
+def _list(c: str) -> str:
+    return f"coalesce({c}, []::VARCHAR[])"
+
+
 # Every version's cases (see the module docstring), restricted to $dataset unless null.
 _VERSION_CASES = f"""
     stored AS (SELECT dataset_version, any_value(dataset) AS dataset FROM dataset_cases
@@ -36,17 +47,17 @@ _VERSION_CASES = f"""
                     AND dataset_version NOT IN (SELECT dataset_version FROM stored)
                   GROUP BY dataset_version),
     vc AS (
-        SELECT d.dataset_version, s.dataset, d.case_id, {_STRATA.format(c="d.strata")} AS strata,
-               {_LIST.format(c="d.tags")} AS tags, {_TEXT.format(c="d.input")} AS input,
-               {_TEXT.format(c="d.expected")} AS expected,
-               {_LIST.format(c="d.relevant_docs")} AS relevant_docs, d.metadata,
+        SELECT d.dataset_version, s.dataset, d.case_id, {_strata("d.strata")} AS strata,
+               {_list("d.tags")} AS tags, {_text("d.input")} AS input,
+               {_text("d.expected")} AS expected,
+               {_list("d.relevant_docs")} AS relevant_docs, d.metadata,
                true AS stored
         FROM dataset_cases d JOIN stored s USING (dataset_version)
         WHERE $dataset IS NULL OR s.dataset = $dataset
         QUALIFY row_number() OVER (PARTITION BY d.dataset_version, d.case_id) = 1
         UNION ALL
-        SELECT f.dataset_version, f.dataset, c.case_id, {_STRATA.format(c="c.strata")},
-               {_LIST.format(c="c.tags")}, c.input, c.expected, []::VARCHAR[], NULL::VARCHAR,
+        SELECT f.dataset_version, f.dataset, c.case_id, {_strata("c.strata")},
+               {_list("c.tags")}, c.input, c.expected, []::VARCHAR[], NULL::VARCHAR,
                false
         FROM first_run f JOIN cases c ON c.run_id = f.run_id
         WHERE $dataset IS NULL OR f.dataset = $dataset)"""

@@ -82,8 +82,13 @@ def online_releases(con: Connection, start: date, end: date) -> pl.DataFrame:
 # Everything below aggregates in DuckDB (per day or hour × group, per bin, per contingency
 # cell), so a window of a 50M-row warehouse returns at most a few thousand rows.
 
-_BUCKET = ("CASE WHEN $hourly THEN date_trunc('hour', {a}.timestamp) "
-           "ELSE CAST({a}.date AS TIMESTAMPTZ) END")
+
+def _bucket(a: str) -> str:
+    """The day or, when $hourly, the hour of the rows of alias ``a``."""
+    return (f"CASE WHEN $hourly THEN date_trunc('hour', {a}.timestamp) "
+            f"ELSE CAST({a}.date AS TIMESTAMPTZ) END")
+
+
 # The split of a health view: one group (null), or a trace column, or a stratum's value.
 _SPLIT = ("CASE $by WHEN 'release' THEN t.release WHEN 'variant' THEN t.variant "
           "WHEN 'stratum' THEN t.strata[$key] END")
@@ -139,11 +144,15 @@ def _split_params(by: str | None, key: str | None) -> dict[str, Any]:
 # day × release × variant × strata, pooled here into the chosen split. Unsplit or by release
 # or variant: one aggregation. By a stratum: the key's value is read once per distinct strata
 # JSON (see _STRATUM) and joined on before aggregating (grouping by strata first costs 2×).
-_PLAIN = """m AS (SELECT CAST(date AS TIMESTAMPTZ) AS bucket,
+def _plain(view: str, pooled: str) -> str:
+    return f"""m AS (SELECT CAST(date AS TIMESTAMPTZ) AS bucket,
                           CASE $by WHEN 'release' THEN release WHEN 'variant' THEN variant
                           END AS grp, {pooled}
                    FROM {view} WHERE date BETWEEN $start AND $end GROUP BY ALL)"""
-_BY_STRATUM = """k AS (SELECT g.strata_json AS strata_key, """ + _STRATUM + """ AS v
+
+
+def _by_stratum(view: str, pooled: str) -> str:
+    return f"""k AS (SELECT g.strata_json AS strata_key, {_STRATUM} AS v
                    FROM (SELECT DISTINCT coalesce(strata_json, '{{}}') AS strata_json
                          FROM {view} WHERE date BETWEEN $start AND $end) g),
              m AS (SELECT CAST(r.date AS TIMESTAMPTZ) AS bucket, k.v AS grp, {pooled}
@@ -160,9 +169,8 @@ def _sd(n: str, s: str, ss: str) -> str:
 def _daily(view: str, pooled: str, order: str) -> dict[bool, str]:
     """The daily SQL of a traffic view, unsplit or split by release or variant (False) and
     by a stratum (True)."""
-    return {by_stratum: "WITH " + template.format(view=view, pooled=pooled)
-            + f"\n        SELECT * FROM m ORDER BY {order}"
-            for by_stratum, template in ((False, _PLAIN), (True, _BY_STRATUM))}
+    return {by_stratum: f"WITH {cte(view, pooled)}\n        SELECT * FROM m ORDER BY {order}"
+            for by_stratum, cte in ((False, _plain), (True, _by_stratum))}
 
 
 _DAILY_HEALTH = _daily("online_trace_moments", f"""
@@ -224,7 +232,7 @@ def online_health(con: Connection, start: date, end: date, hourly: bool = False,
             .select(_HEALTH_ORDER).sort("bucket", "grp", nulls_last=True)
     return _frame(con, f"""
         SELECT {_HEALTH_COLUMNS} FROM (
-            SELECT {_BUCKET.format(a="t")} AS bucket, {_SPLIT} AS grp, {_HEALTH}
+            SELECT {_bucket("t")} AS bucket, {_SPLIT} AS grp, {_HEALTH}
             FROM online_traces t WHERE t.date BETWEEN $start AND $end GROUP BY ALL)
         ORDER BY bucket, grp NULLS LAST""",
                   start=start, end=end, hourly=hourly, **_split_params(by, key))
@@ -240,13 +248,13 @@ def online_quality(con: Connection, start: date, end: date, hourly: bool = False
         return _daily_frame(con, _DAILY_QUALITY, start, end, by, key)
     if by is None:
         return _frame(con, f"""
-            SELECT {_BUCKET.format(a="s")} AS bucket, CAST(NULL AS VARCHAR) AS grp,
+            SELECT {_bucket("s")} AS bucket, CAST(NULL AS VARCHAR) AS grp,
                    s.metric, {_QUALITY}
             FROM online_scores s WHERE s.date BETWEEN $start AND $end
             GROUP BY ALL ORDER BY bucket, s.metric""", start=start, end=end, hourly=hourly)
     if by == "stratum":  # scores carry their trace's strata: no join (see _MOMENTS)
         return _frame(con, f"""
-            WITH g AS (SELECT {_BUCKET.format(a="s")} AS bucket, s.strata_json, s.metric,
+            WITH g AS (SELECT {_bucket("s")} AS bucket, s.strata_json, s.metric,
                               {_MOMENTS}, count_if(s.passed) AS np, count(s.passed) AS npk
                        FROM online_scores s WHERE s.date BETWEEN $start AND $end
                        GROUP BY ALL)
@@ -255,7 +263,7 @@ def online_quality(con: Connection, start: date, end: date, hourly: bool = False
             FROM g GROUP BY ALL ORDER BY g.bucket, grp NULLS LAST, g.metric""",
                       start=start, end=end, hourly=hourly, key=key or "")
     return _frame(con, f"""
-        SELECT {_BUCKET.format(a="s")} AS bucket, {_SPLIT} AS grp, s.metric, {_QUALITY}
+        SELECT {_bucket("s")} AS bucket, {_SPLIT} AS grp, s.metric, {_QUALITY}
         FROM online_scores s JOIN {_TRACES_OF} t USING (trace_id)
         WHERE s.date BETWEEN $start AND $end
         GROUP BY ALL ORDER BY bucket, grp NULLS LAST, s.metric""",
@@ -270,11 +278,11 @@ def online_feedback(con: Connection, start: date, end: date, hourly: bool = Fals
         return _daily_frame(con, _DAILY_FEEDBACK, start, end, by, key)
     if by is None:
         return _frame(con, f"""
-            SELECT {_BUCKET.format(a="f")} AS bucket, CAST(NULL AS VARCHAR) AS grp, {_FEEDBACK}
+            SELECT {_bucket("f")} AS bucket, CAST(NULL AS VARCHAR) AS grp, {_FEEDBACK}
             FROM feedback f WHERE f.date BETWEEN $start AND $end
             GROUP BY ALL ORDER BY bucket""", start=start, end=end, hourly=hourly)
     return _frame(con, f"""
-        SELECT {_BUCKET.format(a="f")} AS bucket, {_SPLIT} AS grp, {_FEEDBACK}
+        SELECT {_bucket("f")} AS bucket, {_SPLIT} AS grp, {_FEEDBACK}
         FROM feedback f JOIN {_TRACES_OF} t USING (trace_id)
         WHERE f.date BETWEEN $start AND $end
         GROUP BY ALL ORDER BY bucket, grp NULLS LAST""",

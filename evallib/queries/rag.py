@@ -65,8 +65,15 @@ _RAG_SOURCES = {
 # few hundred) and weighted by how many items share it (``w``). Offline the patterns come
 # from the run's documents; online from the daily rollup `online_rag_items` (what each
 # trace's retrievals of a day found). Definitions as evallib.scorers.retrieval.
-_RETRIEVAL_PATTERNS = {
-    "offline": """docs AS ({docs}), gold AS ({gold}),
+def _retrieval_patterns(src: str) -> str:
+    if src == "online":
+        return """patterns AS (
+        SELECT list_filter(found, lambda r: r <= $max_k) AS found, n_rel, n_cited,
+               n_cited_rel, sum(n) AS w
+        FROM online_rag_items WHERE judged AND date BETWEEN $start AND $end
+        GROUP BY ALL)"""
+    s = _RAG_SOURCES[src]
+    return f"""docs AS ({s["docs"]}), gold AS ({s["gold"]}),
     items AS (
         SELECT d.item,
                coalesce(list(d.rank ORDER BY d.rank)
@@ -76,14 +83,11 @@ _RETRIEVAL_PATTERNS = {
         FROM docs d LEFT JOIN gold g USING (item)
         GROUP BY d.item HAVING count(d.relevant) > 0),
     patterns AS (SELECT found, n_rel, n_cited, n_cited_rel, count(*) AS w FROM items
-                 GROUP BY ALL)""",
-    "online": """patterns AS (
-        SELECT list_filter(found, lambda r: r <= $max_k) AS found, n_rel, n_cited,
-               n_cited_rel, sum(n) AS w
-        FROM online_rag_items WHERE judged AND date BETWEEN $start AND $end
-        GROUP BY ALL)""",
-}
-_RETRIEVAL_METRICS = """WITH {patterns},
+                 GROUP BY ALL)"""
+
+
+def _retrieval_metrics(src: str) -> str:
+    return f"""WITH {_retrieval_patterns(src)},
     ks AS (SELECT k FROM range(1, $max_k + 1) t(k)),
     ideal AS (SELECT k AS m, sum(1.0 / log2(k + 1)) OVER (ORDER BY k) AS idcg FROM ks),
     per AS (SELECT p.w, ks.k, p.n_rel, list_filter(p.found, lambda r: r <= ks.k) AS hit
@@ -113,6 +117,7 @@ SELECT NULL, 'citation_hit_rate', 'continuous', 0, NULL, NULL
 WHERE NOT EXISTS (SELECT 1 FROM patterns WHERE n_cited > 0)
 ORDER BY k NULLS LAST, metric"""
 
+
 # What the generator had, per item: documents retrieved, how many judged (0: no gold
 # document), a relevant one in the top k, the first relevant rank, a relevant one cited.
 _EVIDENCE = """SELECT item, count(*) AS n_docs, count(relevant) AS n_judged,
@@ -121,22 +126,25 @@ _EVIDENCE = """SELECT item, count(*) AS n_docs, count(relevant) AS n_judged,
                coalesce(bool_or(relevant AND cited), false) AS cited_relevant
         FROM docs"""
 
-_ATTRIBUTION_ITEMS = """WITH s AS (
-        SELECT item, metric, kind, value, passed, strata_json, date FROM ({scores})
+
+def _attribution_items(src: str) -> str:
+    s = _RAG_SOURCES[src]
+    return f"""WITH s AS (
+        SELECT item, metric, kind, value, passed, strata_json, date FROM ({s["scores"]})
         WHERE metric = $answer OR metric = $faithfulness),
     answer AS (SELECT item, date, value, strata_json,
                       coalesce(NOT passed, kind = 'binary' AND value = 0) AS failed
                FROM s WHERE metric = $answer),
-    subjects AS (SELECT * FROM ({subjects}) WHERE item IN (SELECT item FROM answer)),
+    subjects AS (SELECT * FROM ({s["subjects"]}) WHERE item IN (SELECT item FROM answer)),
     chosen AS (SELECT a.*, s.error, s.refusal FROM answer a JOIN subjects s USING (item)
                WHERE NOT $failing_only OR (a.failed AND s.error IS NULL)),
     faith AS (SELECT item, CASE WHEN passed IS NOT NULL THEN passed
                                 WHEN kind = 'binary' THEN value = 1 END AS faithful,
                      value AS faithfulness
               FROM s WHERE metric = $faithfulness),
-    docs AS ({docs}),
-    evidence AS (""" + _EVIDENCE + """ WHERE item IN (SELECT item FROM chosen) GROUP BY item)
-SELECT c.item AS {id}, c.date, c.strata_json, c.value AS answer, c.failed,
+    docs AS ({s["docs"]}),
+    evidence AS ({_EVIDENCE} WHERE item IN (SELECT item FROM chosen) GROUP BY item)
+SELECT c.item AS {s["id"]}, c.date, c.strata_json, c.value AS answer, c.failed,
        c.error IS NOT NULL AS errored, f.faithful, f.faithfulness,
        coalesce(e.n_docs, 0) AS n_docs, coalesce(e.n_judged, 0) AS n_judged,
        coalesce(e.relevant_in_k, false) AS relevant_in_k, e.first_relevant,
@@ -144,16 +152,19 @@ SELECT c.item AS {id}, c.date, c.strata_json, c.value AS answer, c.failed,
 FROM chosen c LEFT JOIN faith f USING (item) LEFT JOIN evidence e USING (item)
 ORDER BY c.item"""
 
+
 # A run's metrics, each split by the evidence the generator had (a rollup row: evidence
 # null), plus ``cites_relevant`` (binary, of the items citing something: a cited document is
 # relevant). Online: `_ONLINE_GENERATION`.
-_GENERATION = """WITH docs AS ({docs}),
+def _generation(src: str) -> str:
+    s = _RAG_SOURCES[src]
+    return f"""WITH docs AS ({s["docs"]}),
     evidence AS (
         SELECT item, CASE WHEN count(relevant) = 0 THEN 'no gold document'
                           WHEN bool_or(relevant AND rank <= $k) THEN 'relevant in top k'
                           ELSE 'no relevant in top k' END AS evidence
         FROM docs GROUP BY item),
-    s AS (SELECT item, metric, kind, value FROM ({scores})
+    s AS (SELECT item, metric, kind, value FROM ({s["scores"]})
           UNION ALL
           SELECT item, 'cites_relevant', 'binary', bool_or(relevant AND cited)::DOUBLE
           FROM docs GROUP BY item HAVING count(relevant) > 0 AND bool_or(cited))
@@ -163,10 +174,11 @@ FROM s JOIN evidence e USING (item)
 GROUP BY GROUPING SETS ((e.evidence, s.metric), (s.metric))
 ORDER BY s.metric, e.evidence NULLS LAST"""
 
+
 # Online, from the daily rollups: scores of the window's days by the evidence their trace
 # had (its retrievals of the week up to the score), and each trace with retrievals of the
 # window's days for refusal and cites_relevant. first_relevant is capped past RAG_MAX_K.
-_ONLINE_GENERATION = """WITH m AS (
+_ONLINE_GENERATION = f"""WITH m AS (
         SELECT judged, first_relevant, metric, kind, n, sx, sxx FROM online_rag_scores
         WHERE date BETWEEN $start AND $end
         UNION ALL
@@ -185,7 +197,7 @@ _ONLINE_GENERATION = """WITH m AS (
     e AS (SELECT CASE WHEN NOT judged THEN 'no gold document'
                       WHEN first_relevant <= $k THEN 'relevant in top k'
                       ELSE 'no relevant in top k' END AS evidence, * FROM m)
-SELECT evidence, metric, """ + _POOLED + """
+SELECT evidence, metric, {_POOLED}
 FROM e g GROUP BY GROUPING SETS ((evidence, metric), (metric))
 ORDER BY metric, evidence NULLS LAST"""
 
@@ -202,7 +214,7 @@ _FAILURE_ROWS = """WITH r AS (
     has AS (SELECT DISTINCT date FROM r WHERE faith = $faith AND $faith <> ''),
     g AS (SELECT * FROM r WHERE faith = $faith
                                 OR (faith = '' AND date NOT IN (SELECT date FROM has)))"""
-_IN_STRATUM = ("($key IS NULL OR coalesce(" + _STRATUM + f", '{MISSING}') = $stratum)")
+_IN_STRATUM = f"($key IS NULL OR coalesce({_STRATUM}, '{MISSING}') = $stratum)"
 # The same failing answers one by one, as the rollup counts them: the trace, its error and
 # retrievals of the week up to the score's day, the faithfulness verdict of that day.
 _ONLINE_FAILURES = f"""WITH a AS (
@@ -240,23 +252,12 @@ _ONLINE_FAILURES = f"""WITH a AS (
 SELECT trace_id, date, strata_json, answer, true AS failed, false AS errored, faithful,
        faithfulness, n_docs, n_judged, coalesce(first_relevant <= $k, false) AS relevant_in_k,
        first_relevant, cited_relevant, refusal, NULL::VARCHAR AS error,
-       """ + _FAILURE_OUTCOME + """ AS outcome
-FROM g WHERE list_contains($classes, """ + _FAILURE_OUTCOME + """) AND """ + _IN_STRATUM + """
+       {_FAILURE_OUTCOME} AS outcome
+FROM g WHERE list_contains($classes, {_FAILURE_OUTCOME}) AND {_IN_STRATUM}
 ORDER BY date DESC, trace_id DESC LIMIT $limit"""
 
 # The texts behind listed items, the judge's reason for the answer metric and the top k
 # documents each generator read (✓ relevant).
-_DETAILS = """WITH ids AS (SELECT unnest($ids) AS item),
-    docs AS ({docs}),
-    top AS (SELECT item, string_agg(doc_id || CASE WHEN relevant THEN ' ✓' ELSE '' END
-                                    || CASE WHEN cited THEN ' (cited)' ELSE '' END, ', '
-                                    ORDER BY rank) AS top_k
-            FROM docs WHERE rank <= $k AND item IN (SELECT item FROM ids) GROUP BY item),
-    why AS (SELECT item, any_value(rationale) AS rationale FROM ({scores})
-            WHERE metric = $answer AND item IN (SELECT item FROM ids) GROUP BY item)
-SELECT t.item AS {id}, t.input, t.output, t.expected, top.top_k, why.rationale
-FROM ({texts}) t LEFT JOIN top USING (item) LEFT JOIN why USING (item)
-WHERE t.item IN (SELECT item FROM ids) ORDER BY t.item"""
 _TEXTS = {
     "offline": "SELECT case_id AS item, input, output, expected FROM cases WHERE run_id = $run",
     "online": "SELECT trace_id AS item, input, output, NULL::VARCHAR AS expected "
@@ -264,16 +265,25 @@ _TEXTS = {
 }
 
 
-def _source(template: str, src: str) -> str:
-    """``template`` filled with the fragments of one source (offline or online)."""
-    return template.format(texts=_TEXTS[src], **_RAG_SOURCES[src])
+def _details(src: str) -> str:
+    s = _RAG_SOURCES[src]
+    return f"""WITH ids AS (SELECT unnest($ids) AS item),
+    docs AS ({s["docs"]}),
+    top AS (SELECT item, string_agg(doc_id || CASE WHEN relevant THEN ' ✓' ELSE '' END
+                                    || CASE WHEN cited THEN ' (cited)' ELSE '' END, ', '
+                                    ORDER BY rank) AS top_k
+            FROM docs WHERE rank <= $k AND item IN (SELECT item FROM ids) GROUP BY item),
+    why AS (SELECT item, any_value(rationale) AS rationale FROM ({s["scores"]})
+            WHERE metric = $answer AND item IN (SELECT item FROM ids) GROUP BY item)
+SELECT t.item AS {s["id"]}, t.input, t.output, t.expected, top.top_k, why.rationale
+FROM ({_TEXTS[src]}) t LEFT JOIN top USING (item) LEFT JOIN why USING (item)
+WHERE t.item IN (SELECT item FROM ids) ORDER BY t.item"""
 
 
-_RETRIEVAL_SQL = {src: _RETRIEVAL_METRICS.format(
-    patterns=_source(_RETRIEVAL_PATTERNS[src], src)) for src in _RAG_SOURCES}
-_ATTRIBUTION_SQL = _source(_ATTRIBUTION_ITEMS, "offline")  # online: `_ONLINE_FAILURES`
-_GENERATION_SQL = _source(_GENERATION, "offline")  # online: `_ONLINE_GENERATION`
-_DETAILS_SQL = {src: _source(_DETAILS, src) for src in _RAG_SOURCES}
+_RETRIEVAL_SQL = {src: _retrieval_metrics(src) for src in _RAG_SOURCES}
+_ATTRIBUTION_SQL = _attribution_items("offline")  # online: `_ONLINE_FAILURES`
+_GENERATION_SQL = _generation("offline")  # online: `_ONLINE_GENERATION`
+_DETAILS_SQL = {src: _details(src) for src in _RAG_SOURCES}
 
 
 def retrieval_metrics(con: Connection, run_id: str, max_k: int = 10) -> pl.DataFrame:

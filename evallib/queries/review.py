@@ -16,7 +16,7 @@ from datetime import date
 import polars as pl
 
 from ..vocabulary import TRACE_DAYS_BACK
-from ._sql import Connection, _frame
+from ._sql import Connection, _frame, _stratum_value
 
 __all__ = [
     "label_pairs",
@@ -37,18 +37,41 @@ __all__ = [
 
 # The group key a queue is stratified by: the whole strata (as JSON), or the values of the
 # keys in $by (JSON pointers, as in _sql._STRATUM) as a JSON list.
-_GROUP = """CASE WHEN len($by::VARCHAR[]) = 0 THEN coalesce(strata_json, '') ELSE
-    to_json(list_transform($by::VARCHAR[], lambda k: json_extract_string(strata_json,
-        '/' || replace(replace(k, '~', '~0'), '/', '~1'))))::VARCHAR END"""
-# Per stratum, the $per items first in a seeded hash order (a uniform sample of each
-# stratum; min_by keeps a small heap per stratum instead of sorting every score), in that
-# order stratum by stratum; an item scored twice is kept once.
-_POOL_TAIL = """,
-    g AS (SELECT {group} AS stratum, min_by({{{fields}}}, hash(item, $seed), $per) AS picked
+_GROUP = f"""CASE WHEN len($by::VARCHAR[]) = 0 THEN coalesce(strata_json, '') ELSE
+    to_json(list_transform($by::VARCHAR[],
+        lambda k: {_stratum_value("k", "strata_json")}))::VARCHAR END"""
+
+
+def _pool(items: str, fields: str, columns: str) -> str:
+    """Per stratum, the $per of ``items`` (a SELECT of item, strata_json and ``fields``)
+    first in a seeded hash order (a uniform sample of each stratum; min_by keeps a small
+    heap per stratum instead of sorting every score), in that order stratum by stratum; an
+    item scored twice is kept once. Each row: ``columns`` (of the struct p), stratum."""
+    return f"""
+        WITH j AS ({items}),
+    g AS (SELECT {_GROUP} AS stratum, min_by({{{fields}}}, hash(item, $seed), $per) AS picked
           FROM j GROUP BY stratum)
     SELECT {columns}, stratum FROM g, unnest(picked) AS t(p)
     QUALIFY row_number() OVER (PARTITION BY p.item ORDER BY stratum) = 1
     ORDER BY stratum, hash(p.item, $seed)"""
+
+
+# Production traces scored on $metric (a value, not "could not score") in the window that
+# $rater has not labelled for it; the cases of $run likewise.
+_ONLINE_ITEMS = """
+            SELECT trace_id AS item, date, strata_json FROM online_scores
+            WHERE metric = $metric AND date BETWEEN $start AND $end AND value IS NOT NULL
+              AND trace_id NOT IN (SELECT trace_id FROM human_labels
+                                   WHERE metric = $metric AND labeler = $rater
+                                     AND trace_id IS NOT NULL)"""
+_RUN_ITEMS = """
+            SELECT case_id AS item, strata_json FROM scores
+            WHERE run_id = $run AND metric = $metric AND value IS NOT NULL
+              AND case_id NOT IN (SELECT case_id FROM human_labels
+                                  WHERE metric = $metric AND labeler = $rater
+                                    AND run_id = $run AND case_id IS NOT NULL)"""
+_ONLINE_POOL = _pool(_ONLINE_ITEMS, "'item': item, 'date': date", "p.item, p.date")
+_RUN_POOL = _pool(_RUN_ITEMS, "'item': item", "p.item")
 _UNVERSIONED = "'(unversioned)'"
 
 
@@ -99,31 +122,15 @@ def online_review_pool(con: Connection, metric: str, start: date, end: date, rat
     (whole strata, or the values of the keys ``by``), drawn with ``seed``: item (the
     trace_id), date (of its score), stratum. A year of a large warehouse's scores is read
     once per queue: the page draws a queue once per session."""
-    return _frame(con, """
-        WITH j AS (
-            SELECT trace_id AS item, date, strata_json FROM online_scores
-            WHERE metric = $metric AND date BETWEEN $start AND $end AND value IS NOT NULL
-              AND trace_id NOT IN (SELECT trace_id FROM human_labels
-                                   WHERE metric = $metric AND labeler = $rater
-                                     AND trace_id IS NOT NULL))""" + _POOL_TAIL.format(
-            group=_GROUP, fields="'item': item, 'date': date",
-            columns="p.item, p.date"),
-                  metric=metric, start=start, end=end, rater=rater, by=list(by), per=per,
-                  seed=seed)
+    return _frame(con, _ONLINE_POOL, metric=metric, start=start, end=end, rater=rater,
+                  by=list(by), per=per, seed=seed)
 
 
 def run_review_pool(con: Connection, run_id: str, metric: str, rater: str,
                     by: Sequence[str] = (), per: int = 50, seed: int = 0) -> pl.DataFrame:
     """`online_review_pool` over the cases of one run: item (the case_id), stratum."""
-    return _frame(con, """
-        WITH j AS (
-            SELECT case_id AS item, strata_json FROM scores
-            WHERE run_id = $run AND metric = $metric AND value IS NOT NULL
-              AND case_id NOT IN (SELECT case_id FROM human_labels
-                                  WHERE metric = $metric AND labeler = $rater
-                                    AND run_id = $run AND case_id IS NOT NULL))""" + \
-        _POOL_TAIL.format(group=_GROUP, fields="'item': item", columns="p.item"),
-                  run=run_id, metric=metric, rater=rater, by=list(by), per=per, seed=seed)
+    return _frame(con, _RUN_POOL, run=run_id, metric=metric, rater=rater, by=list(by),
+                  per=per, seed=seed)
 
 
 # One item as the rater sees it: its text, strata, what retrieval gave the generator, and

@@ -84,8 +84,9 @@ def _read(paths: str | list[str], table: S.Table, *, raw: bool = False) -> str:
     if single:
         reads.append(f"SELECT * FROM read_parquet({_sql_list(single)}, {opts})")
     if several:
-        reads.append("SELECT * FROM (" + keys.latest_rows(
-            f"SELECT * FROM read_parquet({_sql_list(several)}, {opts})", table) + ")")
+        latest = keys.latest_rows(f"SELECT * FROM read_parquet({_sql_list(several)}, {opts})",
+                                  table)
+        reads.append(f"SELECT * FROM ({latest})")
     rows = " UNION ALL BY NAME ".join(reads)
     if table.name == "feedback":  # files written before event_id existed: its derived value
         rows = (f"SELECT * REPLACE (coalesce(event_id, {keys.DERIVED_EVENT_ID}) AS event_id) "

@@ -32,11 +32,20 @@ from . import schema as S
 LATEST_WINS = frozenset({"online_traces", "online_scores", "online_retrievals", "feedback",
                          "human_labels", "dataset_cases"})
 
-# A feedback event's id when its sender gave none: what makes two events the same one.
-# DuckDB computes it for the writer and for files written before the column existed, so
-# both agree to the bit (epoch microseconds: no time zone or format in between).
-DERIVED_EVENT_ID = ("md5(concat_ws('|', trace_id, kind, CAST(epoch_us(timestamp) AS STRING), "
-                    "coalesce(user_id, '')))")
+# Epoch microseconds of a timestamp, per SQL engine (`evallib rollup --engine`).
+_EPOCH_US = {"duckdb": "epoch_us", "spark": "unix_micros"}
+
+
+def derived_event_id(engine: str = "duckdb") -> str:
+    """A feedback event's id when its sender gave none: what makes two events the same one.
+    DuckDB computes it for the writer and for files written before the column existed (Spark
+    for its rollups), so all agree to the bit (epoch microseconds: no time zone or format in
+    between)."""
+    return (f"md5(concat_ws('|', trace_id, kind, CAST({_EPOCH_US[engine]}(timestamp) AS STRING), "
+            "coalesce(user_id, '')))")
+
+
+DERIVED_EVENT_ID = derived_event_id("duckdb")
 
 
 def is_keyed(table: S.Table) -> bool:

@@ -2,10 +2,12 @@
 pages' health, quality, feedback, drift and attribution over months read a few hundred or
 thousand rows per day instead of tens of thousands of traces.
 
-Each rollup is one aggregate, written once here as SQL that DuckDB and Spark both run
-(`evallib rollup --engine duckdb|spark`), over ``{src}`` (one day's rows of its source
-table or several) and, where it needs them, ``{traces}`` (the traces scores and feedback
-belong to: release, variant and strata are the trace's) or ``{docs}`` (the retrievals).
+Each rollup is one aggregate, written once here as a function that returns the SQL DuckDB
+and Spark both run (`evallib rollup --engine duckdb|spark`; the few lines their dialects
+differ on are chosen by the engine), over ``src`` (one day's rows of its source table or
+several) and, where it needs them, ``traces`` (the traces scores and feedback belong to:
+release, variant and strata are the trace's) or ``docs`` (the retrievals): relations, a
+view's name or a parenthesised SELECT.
 `evallib.warehouse.db` unites each rollup's fresh days with the same aggregate over the raw rows of
 the other days, so a query answers the same with rollups, without or with some days gone
 stale.
@@ -21,6 +23,7 @@ per release, per variant and per value of each stratum: the splits the Online pa
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -34,18 +37,19 @@ class Spec:
     table: S.Table  # the rollup
     source: S.Table  # the rows it summarises, one day at a time
     view: str  # `evallib.warehouse.db`'s view: fresh rollup rows + the raw days, aggregated alike
-    duckdb: str  # the aggregate over {src} (and the JOINABLE tables it names: {traces}, …)
-    spark: str | None = None  # when Spark's dialect differs
+    # (engine, src, **joined) → the aggregate over the relation src and, by name, those of
+    # the `JOINABLE` tables in `reads`
+    build: Callable[..., str]
+    reads: tuple[str, ...] = ()
 
     @property
     def joins(self) -> dict[str, S.Table]:
-        """The `JOINABLE` tables the SQL names: it reads their rows of the days in
-        `WINDOWS` around each of its days."""
-        return {name: t for name, t in JOINABLE.items() if "{" + name + "}" in self.duckdb}
+        """The `JOINABLE` tables the SQL reads: their rows of the days in `WINDOWS` around
+        each of its days."""
+        return {name: t for name, t in JOINABLE.items() if name in self.reads}
 
     def sql(self, engine: str, src: str, joined: dict[str, str]) -> str:
-        text = self.spark if engine == "spark" and self.spark else self.duckdb
-        return text.format(src=src, **joined)
+        return self.build(engine, src, **joined)
 
 
 JOINABLE = {"traces": S.ONLINE_TRACES, "docs": S.ONLINE_RETRIEVALS, "feedback": S.FEEDBACK,
@@ -58,7 +62,8 @@ WINDOWS: dict[str, tuple[int, int] | None] = {
     "feedback": (TRACE_DAYS_BACK, TRACE_DAYS_BACK), "labels": None}
 
 
-_TRACES = """SELECT date, release, variant, to_json(strata) AS strata_json, count(*) AS n,
+def _traces(engine: str, src: str) -> str:
+    return f"""SELECT date, release, variant, to_json(strata) AS strata_json, count(*) AS n,
        count(error) AS n_error,
        count(CASE WHEN refusal THEN 1 END) AS n_refusal,
        count(CASE WHEN tool_error THEN 1 END) AS n_tool_error,
@@ -71,42 +76,52 @@ _TRACES = """SELECT date, release, variant, to_json(strata) AS strata_json, coun
        count(tokens_out) AS n_tokens_out, CAST(sum(tokens_out) AS BIGINT) AS s_tokens_out
 FROM {src} GROUP BY date, release, variant, to_json(strata)"""
 
-# Quantiles do not pool: one row per day and per split the Online page offers. {explode}:
-# each trace's strata as rows (skey, svalue), the one line the dialects differ on.
-_Q = ("count(latency_ms) AS n, {q}(latency_ms, 0.5) AS latency_p50, "
-      "{q}(latency_ms, 0.95) AS latency_p95, {q}(latency_ms, 0.99) AS latency_p99")
-_LATENCY = """WITH t AS (SELECT date, release, variant, strata, latency_ms FROM {src}
-           WHERE latency_ms IS NOT NULL)
-SELECT date, 'all' AS dim, CAST(NULL AS STRING) AS grp, %(q)s FROM t GROUP BY date
-UNION ALL
-SELECT date, 'release' AS dim, release AS grp, %(q)s FROM t GROUP BY date, release
-UNION ALL
-SELECT date, 'variant' AS dim, variant AS grp, %(q)s FROM t GROUP BY date, variant
-UNION ALL
-SELECT date, concat('strata.', skey) AS dim, svalue AS grp, %(q)s
-FROM ({explode}) e GROUP BY date, skey, svalue"""
-_EXPLODE = {
-    "duckdb": "SELECT date, latency_ms, unnest(map_keys(strata)) AS skey, "
-              "unnest(map_values(strata)) AS svalue FROM t",
-    "spark": "SELECT date, latency_ms, explode(strata) AS (skey, svalue) FROM t",
-}
+
+def _strata_rows(engine: str, columns: str, rows: str) -> str:
+    """``columns`` of ``rows`` with each row's strata as rows (skey, svalue): the one line
+    the dialects differ on."""
+    if engine == "spark":
+        return f"SELECT {columns}, explode(strata) AS (skey, svalue) FROM {rows}"
+    return (f"SELECT {columns}, unnest(map_keys(strata)) AS skey, "
+            f"unnest(map_values(strata)) AS svalue FROM {rows}")
+
+
 # the same interpolated quantile: DuckDB's quantile_cont is Spark's (exact) percentile
 _QUANTILE = {"duckdb": "quantile_cont", "spark": "percentile"}
 
 
-def _latency(engine: str) -> str:
-    return (_LATENCY % {"q": _Q.format(q=_QUANTILE[engine])}).replace(
-        "{explode}", _EXPLODE[engine])
+def _quantiles(engine: str) -> str:
+    q = _QUANTILE[engine]
+    return (f"count(latency_ms) AS n, {q}(latency_ms, 0.5) AS latency_p50, "
+            f"{q}(latency_ms, 0.95) AS latency_p95, {q}(latency_ms, 0.99) AS latency_p99")
 
 
-_QUALITY = """SELECT s.date, t.release, t.variant, s.metric, s.strata_json,
+# Quantiles do not pool: one row per day and per split the Online page offers.
+def _latency(engine: str, src: str) -> str:
+    q = _quantiles(engine)
+    return f"""WITH t AS (SELECT date, release, variant, strata, latency_ms FROM {src}
+           WHERE latency_ms IS NOT NULL)
+SELECT date, 'all' AS dim, CAST(NULL AS STRING) AS grp, {q} FROM t GROUP BY date
+UNION ALL
+SELECT date, 'release' AS dim, release AS grp, {q} FROM t GROUP BY date, release
+UNION ALL
+SELECT date, 'variant' AS dim, variant AS grp, {q} FROM t GROUP BY date, variant
+UNION ALL
+SELECT date, concat('strata.', skey) AS dim, svalue AS grp, {q}
+FROM ({_strata_rows(engine, "date, latency_ms", "t")}) e GROUP BY date, skey, svalue"""
+
+
+def _quality(engine: str, src: str, traces: str) -> str:
+    return f"""SELECT s.date, t.release, t.variant, s.metric, s.strata_json,
        any_value(s.kind) AS kind, count(s.value) AS n, sum(s.value) AS sx,
        sum(s.value * s.value) AS sxx, count(CASE WHEN s.passed THEN 1 END) AS n_passed,
        count(s.passed) AS n_pass_known
 FROM {src} s LEFT JOIN {traces} t ON s.trace_id = t.trace_id
 GROUP BY s.date, t.release, t.variant, s.metric, s.strata_json"""
 
-_FEEDBACK = """SELECT f.date, t.release, t.variant, to_json(t.strata) AS strata_json,
+
+def _feedback(engine: str, src: str, traces: str) -> str:
+    return f"""SELECT f.date, t.release, t.variant, to_json(t.strata) AS strata_json,
        count(CASE WHEN f.kind = 'thumbs' AND f.value IS NOT NULL THEN 1 END) AS n_thumbs,
        count(CASE WHEN f.kind = 'thumbs' AND f.value = 1 THEN 1 END) AS n_thumbs_up,
        count(CASE WHEN f.kind = 'rating' AND f.value IS NOT NULL THEN 1 END) AS n_rating,
@@ -117,30 +132,35 @@ _FEEDBACK = """SELECT f.date, t.release, t.variant, to_json(t.strata) AS strata_
 FROM {src} f LEFT JOIN {traces} t ON f.trace_id = t.trace_id
 GROUP BY f.date, t.release, t.variant, to_json(t.strata)"""
 
+
 # Drift (`queries.online_drift_counts`): per day, how many traces fall in each 2%-wide log
 # bin of input length (characters) and output length (tokens), and each stratum value; how
 # many scores take each value (continuous ones to 0.01, floor(100 v + 0.5) so both engines
 # bin alike). Reference and window are sums of days.
-_LOG_BIN = "round(exp(floor(ln(1 + {v}) * 50) / 50) - 1, 1)"
-_TRACE_DRIFT = """SELECT date, 'input length (characters)' AS feature, 'continuous' AS kind,
-       CAST(NULL AS STRING) AS value, <input> AS x, count(*) AS n
-FROM {src} WHERE input IS NOT NULL GROUP BY date, <input>
+def _log_bin(v: str) -> str:
+    return f"round(exp(floor(ln(1 + {v}) * 50) / 50) - 1, 1)"
+
+
+_INPUT_BIN = _log_bin("length(input)")
+_OUTPUT_BIN = _log_bin("tokens_out")
+
+
+def _trace_drift(engine: str, src: str) -> str:
+    return f"""SELECT date, 'input length (characters)' AS feature, 'continuous' AS kind,
+       CAST(NULL AS STRING) AS value, {_INPUT_BIN} AS x, count(*) AS n
+FROM {src} WHERE input IS NOT NULL GROUP BY date, {_INPUT_BIN}
 UNION ALL
 SELECT date, 'output length (tokens)' AS feature, 'continuous' AS kind,
-       CAST(NULL AS STRING) AS value, <output> AS x, count(*) AS n
-FROM {src} WHERE tokens_out IS NOT NULL GROUP BY date, <output>
+       CAST(NULL AS STRING) AS value, {_OUTPUT_BIN} AS x, count(*) AS n
+FROM {src} WHERE tokens_out IS NOT NULL GROUP BY date, {_OUTPUT_BIN}
 UNION ALL
 SELECT date, concat('stratum ', skey) AS feature, 'categorical' AS kind, svalue AS value,
        CAST(NULL AS DOUBLE) AS x, count(*) AS n
-FROM ({explode}) e GROUP BY date, skey, svalue""".replace(
-    "<input>", _LOG_BIN.format(v="length(input)")).replace(
-    "<output>", _LOG_BIN.format(v="tokens_out"))
-_STRATA_ROWS = {
-    "duckdb": "SELECT date, unnest(map_keys(strata)) AS skey, "
-              "unnest(map_values(strata)) AS svalue FROM {src}",
-    "spark": "SELECT date, explode(strata) AS (skey, svalue) FROM {src}",
-}
-_SCORE_DRIFT = """SELECT date, concat('score ', metric) AS feature,
+FROM ({_strata_rows(engine, "date", src)}) e GROUP BY date, skey, svalue"""
+
+
+def _score_drift(engine: str, src: str) -> str:
+    return f"""SELECT date, concat('score ', metric) AS feature,
        CASE WHEN kind = 'continuous' THEN 'continuous' ELSE 'categorical' END AS kind,
        CASE WHEN kind <> 'continuous' THEN CAST(value AS STRING) END AS value,
        CASE WHEN kind = 'continuous' THEN floor(value * 100 + 0.5) / 100 END AS x,
@@ -148,6 +168,7 @@ _SCORE_DRIFT = """SELECT date, concat('score ', metric) AS feature,
 FROM {src} WHERE value IS NOT NULL
 GROUP BY date, metric, kind, CASE WHEN kind <> 'continuous' THEN CAST(value AS STRING) END,
          CASE WHEN kind = 'continuous' THEN floor(value * 100 + 0.5) / 100 END"""
+
 
 # RAG (`queries.online_retrieval_metrics`, `online_generation_by_evidence`). Per trace, from
 # its retrieved documents of one day: the ranks (≤ RAG_MAX_K) of the relevant ones, how many
@@ -161,61 +182,75 @@ _FOUND = {
     "spark": f"sort_array(collect_list(CASE WHEN relevant AND rank <= {S.RAG_MAX_K} "
              f"THEN rank END))",
 }
-_RAG_ITEMS = """WITH i AS (
-    SELECT date, trace_id, <found> AS found,
+
+
+def _rag_items(engine: str, src: str, traces: str) -> str:
+    return f"""WITH i AS (
+    SELECT date, trace_id, {_FOUND[engine]} AS found,
            greatest(count(CASE WHEN relevant THEN 1 END), 1) AS n_rel,
            count(CASE WHEN cited THEN 1 END) AS n_cited,
            count(CASE WHEN cited AND relevant THEN 1 END) AS n_cited_rel,
-           count(relevant) > 0 AS judged, <first> AS first_relevant
+           count(relevant) > 0 AS judged, {_FIRST} AS first_relevant
     FROM {src} GROUP BY date, trace_id),
   t AS (SELECT trace_id, max(refusal) AS refusal FROM {traces} GROUP BY trace_id)
 SELECT i.date, i.found, i.n_rel, i.n_cited, i.n_cited_rel, i.judged, i.first_relevant,
        t.refusal, count(*) AS n
 FROM i LEFT JOIN t ON i.trace_id = t.trace_id
 GROUP BY i.date, i.found, i.n_rel, i.n_cited, i.n_cited_rel, i.judged, i.first_relevant,
-         t.refusal""".replace("<first>", _FIRST)
+         t.refusal"""
+
 
 # Scores by the evidence their trace's generator had (its retrievals of the week up to the
 # score's day).
-_RAG_SCORES = """WITH e AS (
-    SELECT trace_id, count(relevant) > 0 AS judged, <first> AS first_relevant
+def _rag_scores(engine: str, src: str, docs: str) -> str:
+    return f"""WITH e AS (
+    SELECT trace_id, count(relevant) > 0 AS judged, {_FIRST} AS first_relevant
     FROM {docs} GROUP BY trace_id)
 SELECT s.date, e.judged, e.first_relevant, s.metric, any_value(s.kind) AS kind,
        count(s.value) AS n, sum(s.value) AS sx, sum(s.value * s.value) AS sxx
 FROM {src} s JOIN e ON s.trace_id = e.trace_id
-GROUP BY s.date, e.judged, e.first_relevant, s.metric""".replace("<first>", _FIRST)
+GROUP BY s.date, e.judged, e.first_relevant, s.metric"""
+
 
 # Failing answers (`queries.online_attribution_counts`), by what `evallib.rag` attributes
 # them with, for each answer metric × each faithfulness metric of the day (or '' = none):
 # the trace's retrievals of the week up to the score, its error, and the faithfulness verdict
 # scored the same day. Errored traces and scores without their trace are left out.
 _FAILED = "coalesce(NOT passed, kind = 'binary' AND value = 0)"
-_RAG_FAILURES = """WITH a AS (
-    SELECT date, trace_id, metric, strata_json FROM {src} WHERE <failed>),
+
+
+def _rag_failures(engine: str, src: str, docs: str, traces: str) -> str:
+    return f"""WITH a AS (
+    SELECT date, trace_id, metric, strata_json FROM {src} WHERE {_FAILED}),
   faiths AS (SELECT DISTINCT metric AS faith FROM {src} UNION ALL SELECT '' AS faith),
   f AS (SELECT trace_id, metric AS faith,
                bool_or(CASE WHEN passed IS NOT NULL THEN passed
                             WHEN kind = 'binary' THEN value = 1 END) AS faithful
         FROM {src} GROUP BY trace_id, metric),
-  e AS (SELECT trace_id, count(relevant) > 0 AS judged, <first> AS first_relevant
+  e AS (SELECT trace_id, count(relevant) > 0 AS judged, {_FIRST} AS first_relevant
         FROM {docs} GROUP BY trace_id),
   t AS (SELECT trace_id, bool_or(error IS NOT NULL) AS errored FROM {traces}
         GROUP BY trace_id)
 SELECT a.date, a.metric, x.faith, a.strata_json, e.trace_id IS NOT NULL AS has_docs,
-       coalesce(e.judged, false) AS judged, coalesce(e.first_relevant, <cap>) AS first_relevant,
+       coalesce(e.judged, false) AS judged, coalesce(e.first_relevant, {_CAP}) AS first_relevant,
        f.faithful, count(*) AS n
 FROM a JOIN t ON a.trace_id = t.trace_id CROSS JOIN faiths x
      LEFT JOIN f ON f.trace_id = a.trace_id AND f.faith = x.faith
      LEFT JOIN e ON e.trace_id = a.trace_id
 WHERE NOT t.errored
 GROUP BY a.date, a.metric, x.faith, a.strata_json, e.trace_id IS NOT NULL,
-         coalesce(e.judged, false), coalesce(e.first_relevant, <cap>), f.faithful""".replace(
-    "<failed>", _FAILED).replace("<first>", _FIRST).replace("<cap>", str(_CAP))
+         coalesce(e.judged, false), coalesce(e.first_relevant, {_CAP}), f.faithful"""
+
 
 # Trace-level score × feedback pairs (`queries.score_feedback_counts`, the Correlation
 # page): each score against its trace's latest thumbs and rating among the feedback of a
 # week either side of its day (the greater value on a tie); continuous scores to 0.01.
-_SCORE_FEEDBACK = """WITH f AS (
+_SCORE_BIN = ("CASE WHEN s.kind = 'continuous' THEN floor(s.value * 100 + 0.5) / 100 "
+              "ELSE s.value END")
+
+
+def _score_feedback(engine: str, src: str, feedback: str) -> str:
+    return f"""WITH f AS (
     SELECT trace_id, kind, value, timestamp FROM {feedback}
     WHERE kind IN ('thumbs', 'rating') AND value IS NOT NULL),
   latest AS (SELECT trace_id, kind, max(timestamp) AS ts FROM f GROUP BY trace_id, kind),
@@ -223,39 +258,40 @@ _SCORE_FEEDBACK = """WITH f AS (
          FROM f JOIN latest l
            ON f.trace_id = l.trace_id AND f.kind = l.kind AND f.timestamp = l.ts
          GROUP BY f.trace_id, f.kind)
-SELECT s.date, s.metric, any_value(s.kind) AS kind, <score> AS score, fb.kind AS feedback,
+SELECT s.date, s.metric, any_value(s.kind) AS kind, {_SCORE_BIN} AS score, fb.kind AS feedback,
        fb.value AS feedback_value, count(*) AS n
 FROM {src} s JOIN fb ON s.trace_id = fb.trace_id
 WHERE s.value IS NOT NULL
-GROUP BY s.date, s.metric, <score>, fb.kind, fb.value""".replace(
-    "<score>", "CASE WHEN s.kind = 'continuous' THEN floor(s.value * 100 + 0.5) / 100 "
-               "ELSE s.value END")
+GROUP BY s.date, s.metric, {_SCORE_BIN}, fb.kind, fb.value"""
+
 
 # The judge against human labels of the same trace and metric (`queries.judge_human_counts`).
-_SCORE_LABELS = """SELECT s.date, s.metric, any_value(s.kind) AS kind, s.value AS judge,
+def _score_labels(engine: str, src: str, labels: str) -> str:
+    return f"""SELECT s.date, s.metric, any_value(s.kind) AS kind, s.value AS judge,
        h.value AS human, count(*) AS n
 FROM {src} s JOIN {labels} h ON s.trace_id = h.trace_id AND s.metric = h.metric
 WHERE h.trace_id IS NOT NULL AND s.value IS NOT NULL
 GROUP BY s.date, s.metric, s.value, h.value"""
 
 SPECS = (
-    Spec(S.ONLINE_TRACE_ROLLUP, S.ONLINE_TRACES, "online_trace_moments", _TRACES),
-    Spec(S.ONLINE_LATENCY_ROLLUP, S.ONLINE_TRACES, "online_latency_quantiles",
-         _latency("duckdb"), _latency("spark")),
-    Spec(S.ONLINE_QUALITY_ROLLUP, S.ONLINE_SCORES, "online_quality_moments", _QUALITY),
-    Spec(S.ONLINE_FEEDBACK_ROLLUP, S.FEEDBACK, "online_feedback_moments", _FEEDBACK),
-    Spec(S.ONLINE_TRACE_DRIFT_ROLLUP, S.ONLINE_TRACES, "online_trace_drift",
-         _TRACE_DRIFT.replace("{explode}", _STRATA_ROWS["duckdb"]),
-         _TRACE_DRIFT.replace("{explode}", _STRATA_ROWS["spark"])),
-    Spec(S.ONLINE_SCORE_DRIFT_ROLLUP, S.ONLINE_SCORES, "online_score_drift", _SCORE_DRIFT),
-    Spec(S.ONLINE_RAG_ITEM_ROLLUP, S.ONLINE_RETRIEVALS, "online_rag_items",
-         _RAG_ITEMS.replace("<found>", _FOUND["duckdb"]),
-         _RAG_ITEMS.replace("<found>", _FOUND["spark"])),
-    Spec(S.ONLINE_RAG_SCORE_ROLLUP, S.ONLINE_SCORES, "online_rag_scores", _RAG_SCORES),
-    Spec(S.ONLINE_RAG_FAILURE_ROLLUP, S.ONLINE_SCORES, "online_rag_failures", _RAG_FAILURES),
+    Spec(S.ONLINE_TRACE_ROLLUP, S.ONLINE_TRACES, "online_trace_moments", _traces),
+    Spec(S.ONLINE_LATENCY_ROLLUP, S.ONLINE_TRACES, "online_latency_quantiles", _latency),
+    Spec(S.ONLINE_QUALITY_ROLLUP, S.ONLINE_SCORES, "online_quality_moments", _quality,
+         ("traces",)),
+    Spec(S.ONLINE_FEEDBACK_ROLLUP, S.FEEDBACK, "online_feedback_moments", _feedback,
+         ("traces",)),
+    Spec(S.ONLINE_TRACE_DRIFT_ROLLUP, S.ONLINE_TRACES, "online_trace_drift", _trace_drift),
+    Spec(S.ONLINE_SCORE_DRIFT_ROLLUP, S.ONLINE_SCORES, "online_score_drift", _score_drift),
+    Spec(S.ONLINE_RAG_ITEM_ROLLUP, S.ONLINE_RETRIEVALS, "online_rag_items", _rag_items,
+         ("traces",)),
+    Spec(S.ONLINE_RAG_SCORE_ROLLUP, S.ONLINE_SCORES, "online_rag_scores", _rag_scores,
+         ("docs",)),
+    Spec(S.ONLINE_RAG_FAILURE_ROLLUP, S.ONLINE_SCORES, "online_rag_failures", _rag_failures,
+         ("traces", "docs")),
     Spec(S.ONLINE_SCORE_FEEDBACK_ROLLUP, S.ONLINE_SCORES, "online_score_feedback",
-         _SCORE_FEEDBACK),
-    Spec(S.ONLINE_SCORE_LABEL_ROLLUP, S.ONLINE_SCORES, "online_score_labels", _SCORE_LABELS),
+         _score_feedback, ("feedback",)),
+    Spec(S.ONLINE_SCORE_LABEL_ROLLUP, S.ONLINE_SCORES, "online_score_labels", _score_labels,
+         ("labels",)),
 )
 
 

@@ -110,8 +110,8 @@ def _read(spark: Any, base: str, paths: list[str], table: Any) -> Any:
     if table.partition == "date":
         df = df.withColumn("date", F.to_date("date"))
     if table.name == "feedback":
-        derived = keys.DERIVED_EVENT_ID.replace("epoch_us", "unix_micros")
-        df = df.withColumn("event_id", F.expr(f"coalesce(event_id, {derived})"))
+        df = df.withColumn("event_id",
+                           F.expr(f"coalesce(event_id, {keys.derived_event_id('spark')})"))
     if not keys.is_keyed(table):
         return df
     latest = Window.partitionBy(*keys.key_columns(table)).orderBy(F.col("_file").desc())

@@ -160,9 +160,9 @@ def test_whole_lengths_are_the_rollups_bins_read_back() -> None:
     import duckdb
 
     from evallib.analysis.drift import _whole_lengths
-    from evallib.warehouse.online_rollups import _LOG_BIN
+    from evallib.warehouse.online_rollups import _log_bin
 
-    bins = duckdb.sql(f"SELECT {_LOG_BIN.format(v='v')} AS x, min(v) AS lo "
+    bins = duckdb.sql(f"SELECT {_log_bin('v')} AS x, min(v) AS lo "
                       "FROM range(0, 200000) t(v) GROUP BY x ORDER BY x").pl()
     assert (_whole_lengths(bins["x"].to_numpy()) == bins["lo"].to_numpy()).all()
 
