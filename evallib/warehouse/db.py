@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -42,7 +43,8 @@ _DUCK_TYPES = {
 }
 
 
-Files = Callable[[list[Part]], list[str]]  # parts → the paths DuckDB reads them at
+Read = Callable[[list[Part], S.Table], str]  # parts of a table → the SQL of their rows
+Sharing = Callable[[S.Table, list[list[str]], str], set[str]]  # see `_sharing`
 
 
 def duck_type(t: pa.DataType) -> str:
@@ -53,11 +55,13 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _read(paths: str | list[str], table: S.Table, *, raw: bool = False) -> str:
+def _read(paths: str | list[str], table: S.Table, *, raw: bool = False,
+          sharing: Sharing | None = None) -> str:
     """SQL for the rows of these part files (a list, or one glob), or an empty relation of
     the table's columns. A keyed table (`keys.LATEST_WINS`) keeps one row per key in each
-    partition that holds more than one file (a single file is unique already); ``raw``:
-    every row of every file."""
+    partition that holds more than one file (a single file is unique already): among the
+    files ``sharing`` finds to share a key with another file of their partition, or among
+    all of them without it. ``raw``: every row of every file."""
     if not paths:
         cols = [c for c in table.columns if c.name != table.partition]
         part = [table.column(table.partition)] if table.partition else []
@@ -76,10 +80,13 @@ def _read(paths: str | list[str], table: S.Table, *, raw: bool = False) -> str:
     by_dir: dict[str, list[str]] = {}  # by partition: a remote warehouse's files may be
     for p in paths:  # read from the cache and through it, in two trees
         by_dir.setdefault(p.rsplit("/", 2)[-2], []).append(p)
-    single = [ps[0] for ps in by_dir.values() if len(ps) == 1]
     # several files: listed oldest first (names start with the writer's clock), the newest wins
-    several = [p for d in sorted(by_dir) if len(by_dir[d]) > 1
-               for p in sorted(by_dir[d], key=lambda p: p.rsplit("/", 1)[1])]
+    groups = [sorted(ps, key=lambda p: p.rsplit("/", 1)[1]) for _, ps in sorted(by_dir.items())
+              if len(ps) > 1]
+    shared = (sharing(table, groups, opts) if sharing else
+              {p for g in groups for p in g})  # without it: every file of those partitions
+    single = [p for ps in by_dir.values() for p in ps if len(ps) == 1 or p not in shared]
+    several = [p for g in groups for p in g if p in shared]
     reads = []
     if single:
         reads.append(f"SELECT * FROM read_parquet({_sql_list(single)}, {opts})")
@@ -96,6 +103,37 @@ def _read(paths: str | list[str], table: S.Table, *, raw: bool = False) -> str:
 
 def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+
+
+# A partition's files (oldest first) → those that share a key with another of them. Part
+# files never change (a name is never reused), so this holds for as long as those files
+# are the partition's: a dashboard renewing its snapshot reads only the keys of partitions
+# that gained or lost a file.
+_SHARED: dict[tuple[str, ...], frozenset[str]] = {}
+_SHARED_LOCK = threading.Lock()
+_SHARED_MAX = 4096
+
+
+def _sharing(con: Connection, table: S.Table, groups: list[list[str]], opts: str
+             ) -> set[str]:
+    """The files of these partitions (each several files) that share a key with another
+    file of their partition: only their rows need the latest-wins rule, the others are
+    unique. Reads the key columns of partitions not seen before, once."""
+    with _SHARED_LOCK:
+        todo = [g for g in groups if tuple(g) not in _SHARED]
+    if todo:
+        files = [p for g in todo for p in g]
+        found = {files[i] for (i,) in con.sql(
+            f"SELECT DISTINCT unnest(f) FROM (SELECT list(file_index) AS f FROM read_parquet("
+            f"{_sql_list(files)}, {opts}) GROUP BY {keys.key_sql(table)} HAVING count(*) > 1)"
+        ).fetchall()}
+        with _SHARED_LOCK:
+            for g in todo:
+                _SHARED[tuple(g)] = frozenset(found.intersection(g))
+            while len(_SHARED) > _SHARED_MAX:
+                del _SHARED[next(iter(_SHARED))]
+    with _SHARED_LOCK:
+        return {p for g in groups for p in _SHARED.get(tuple(g), g)}
 
 
 def connect(root: str | os.PathLike[str] | Store | Snapshot | None = None, *,
@@ -172,20 +210,23 @@ def open_snapshot(snap: Snapshot, paths: dict[Part, str], *, threads: int | None
     def files(parts: list[Part]) -> list[str]:
         return [paths[p] for p in parts]
 
+    def read(parts: list[Part], table: S.Table) -> str:
+        return _read(files(parts), table, sharing=lambda *a: _sharing(con, *a))
+
     for table in S.TABLES.values():
         offline = table.name == "runs" or table.name in S.OFFLINE_DATA
         con.execute(f"CREATE VIEW {'_all_' if offline else ''}{table.name} AS "
-                    f"{_read(files(listings[table.name].parts), table)}")
+                    f"{read(listings[table.name].parts, table)}")
     _runs_table(con, tuple(files(listings["runs"].parts) + files(listings["approvals"].parts)))
     committed = {w for (w,) in con.sql("SELECT write_id FROM runs").fetchall()}
     for name in S.OFFLINE_DATA:
         table = S.TABLES[name]
         parts = [p for p in listings[name].parts if write_id(p) in committed]
         con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (write_id) FROM "
-                    f"({_read(files(parts), table)})")
+                    f"({read(parts, table)})")
     writes = dict(con.sql("SELECT run_id, write_id FROM runs").fetchall())
-    raw = _moment_views(con, listings, writes, files)
-    raw.update(_traffic_views(con, listings, files))
+    raw = _moment_views(con, listings, writes, read)
+    raw.update(_traffic_views(con, listings, read))
     _unrolled_table(con, raw)
     _unreadable_table(con, listings)
     if read_only:
@@ -219,7 +260,7 @@ def _runs_table(con: Connection, source: tuple[str, ...]) -> None:
 
 
 def _moment_views(con: Connection, listings: dict[str, Listing],
-                  writes: dict[str, str], files: Files) -> dict[str, set[str]]:
+                  writes: dict[str, str], read: Read) -> dict[str, set[str]]:
     """Score moments: the fresh rows of the current rollups, plus the raw rows of the days
     and runs they miss (see `evallib.warehouse.rollup`). Returns, per rollup, the days
     (runs) read raw."""
@@ -229,13 +270,13 @@ def _moment_views(con: Connection, listings: dict[str, Listing],
     raw_runs = [p for p in listings["scores"].parts
                 if p.partition not in per_run.fresh and writes.get(p.partition) == write_id(p)]
     con.execute(f"CREATE VIEW online_daily_rollup AS "
-                f"{_fresh_rows(daily, S.ONLINE_DAILY_ROLLUP, 'date', files)}")
+                f"{_fresh_rows(daily, S.ONLINE_DAILY_ROLLUP, 'date', read)}")
     con.execute(f"CREATE VIEW run_metric_rollup AS "
-                f"{_fresh_rows(per_run, S.RUN_METRIC_ROLLUP, 'run_id', files)}")
+                f"{_fresh_rows(per_run, S.RUN_METRIC_ROLLUP, 'run_id', read)}")
     con.execute(f"CREATE VIEW online_scores_unrolled AS "
-                f"{_read(files(raw_online), S.ONLINE_SCORES)}")
+                f"{read(raw_online, S.ONLINE_SCORES)}")
     con.execute(f"CREATE VIEW scores_unrolled AS SELECT * EXCLUDE (write_id) FROM "
-                f"({_read(files(raw_runs), S.SCORES)})")
+                f"({read(raw_runs, S.SCORES)})")
     columns = ", ".join(MOMENT_COLUMNS)
     pooled = ", ".join(["any_value(kind) AS kind", *(f"sum({c})::BIGINT AS {c}" for c in
                                                      ("n_rows", "n")),
@@ -258,7 +299,7 @@ def _moment_views(con: Connection, listings: dict[str, Listing],
 
 
 def _traffic_views(con: Connection, listings: dict[str, Listing],
-                   files: Files) -> dict[str, set[str]]:
+                   read: Read) -> dict[str, set[str]]:
     """Per traffic rollup (`evallib.warehouse.online_rollups`): its fresh days, plus the same
     aggregate over the raw rows of the days it misses (returned, per rollup)."""
     missed = {}
@@ -266,11 +307,11 @@ def _traffic_views(con: Connection, listings: dict[str, Listing],
         cur = current(listings[spec.table.name], traffic.fingerprints(spec, listings))
         raw = [p for p in listings[spec.source.name].parts if p.partition not in cur.fresh]
         days = {p.partition for p in raw if p.partition}
-        joined = {name: f"({_read(files(parts), spec.joins[name])})"
+        joined = {name: f"({read(parts, spec.joins[name])})"
                   for name, parts in traffic.joined_parts(spec, listings, days).items()}
-        aggregate = spec.sql("duckdb", f"({_read(files(raw), spec.source)})", joined)
+        aggregate = spec.sql("duckdb", f"({read(raw, spec.source)})", joined)
         con.execute(f"CREATE VIEW {spec.view} AS "
-                    f"SELECT * FROM ({_fresh_rows(cur, spec.table, 'date', files)}) "
+                    f"SELECT * FROM ({_fresh_rows(cur, spec.table, 'date', read)}) "
                     f"UNION ALL BY NAME SELECT * FROM ({aggregate})")
         missed[spec.table.name] = days
     return missed
@@ -284,9 +325,9 @@ def _unrolled_table(con: Connection, raw: dict[str, set[str]]) -> None:
         con.executemany("INSERT INTO unrolled VALUES (?, ?)", rows)
 
 
-def _fresh_rows(cur: Current, table: S.Table, key: str, files: Files) -> str:
+def _fresh_rows(cur: Current, table: S.Table, key: str, read: Read) -> str:
     """The current rollup file's rows, but those of days (runs) gone stale."""
-    rows = _read(files([cur.part] if cur.part else []), table)
+    rows = read([cur.part] if cur.part else [], table)
     if not cur.stale:
         return rows
     cast = "DATE" if key == "date" else "VARCHAR"

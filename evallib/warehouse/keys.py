@@ -12,10 +12,12 @@ identical row changes nothing; a newer version of a row (a re-score, an edited l
 replaces the older one. The partition is the UTC day of the row's ``timestamp``: a re-send
 carries the same timestamp, and `evallib score-online` writes scores at their trace's.
 
-Where the rule costs: `evallib.warehouse.db` applies it only to partitions that hold more
-than one file (a single file is unique by construction: a batch with a repeated key is
-refused). `evallib compact` merges a partition into one deduplicated file, so after the
-nightly compaction only the newest days pay. Imports read the keys their rows touch and
+Where the rule costs: `evallib.warehouse.db` applies it only to the files of a partition
+that share a key with another of its files (a single file is unique by construction: a
+batch with a repeated key is refused). It finds them by reading the key columns of each
+partition with several files once, when the partition's files change; a recorder's flushes
+share no key, so only a retried flush or a re-score pays. `evallib compact` merges a
+partition into one deduplicated file. Imports read the keys their rows touch and
 write only new or changed rows (`Warehouse.merge_online`), so a retried import adds no file.
 """
 

@@ -495,3 +495,48 @@ def _shown(at) -> list[str]:
     """What the page shows: its charts' figures and its tables."""
     return [*(c.proto.spec for c in at.get("plotly_chart")),
             *(d.value.to_csv() for d in at.dataframe)]
+
+
+def test_only_files_that_share_a_key_pay_the_rule_and_the_newest_still_wins(
+        tmp_path: Path) -> None:
+    """Readers apply the rule only to the files of a partition that share a key with another
+    of its files; the rest are unique and read plain. On random batches (a recorder's
+    flushes, some retried, some re-scoring a few traces) the view is still exactly "the
+    newest file's row of each key", and the files read under the rule are exactly those
+    that share a key."""
+    import random
+
+    from evallib.warehouse import db
+
+    rng = random.Random(7)
+    wh = Warehouse(tmp_path)
+    ts = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    newest: dict[str, float] = {}
+    batches: list[list[str]] = []
+    for i in range(30):
+        if i and rng.random() < 0.2:  # a retried flush: an earlier batch again
+            ids = rng.choice(batches)
+        elif i and rng.random() < 0.2:  # a re-score of a few traces of earlier batches
+            ids = rng.sample(sorted(newest), 3)
+        else:  # new traces
+            ids = [f"t{i}-{j}" for j in range(5)]
+        batches.append(ids)
+        value = float(i)
+        wh.record_online(scores=[{"trace_id": t, "timestamp": ts, "metric": "m",
+                                  "value": value, "kind": "continuous"} for t in ids])
+        newest.update(dict.fromkeys(ids, value))
+    files = sorted((tmp_path / "online_scores" / "date=2026-03-01").glob("*.parquet"))
+    assert len(files) == 30
+    shared = {str(f) for f, ids in zip(files, batches, strict=True)
+              if any(set(ids) & set(other) for g, other in zip(files, batches, strict=True)
+                     if g != f)}
+    assert 0 < len(shared) < len(files)  # some files unique, some not: both paths taken
+    db._SHARED.clear()
+    with connect(tmp_path) as con:
+        got = dict(con.sql("SELECT trace_id, value FROM online_scores").fetchall())
+        view = con.sql("SELECT sql FROM duckdb_views() WHERE view_name = 'online_scores'"
+                       ).fetchall()[0][0]
+    assert got == newest
+    assert {p for g in db._SHARED.values() for p in g} == shared
+    ruled = view.split("QUALIFY")[0].rsplit("read_parquet(", 1)[1]
+    assert {str(f) for f in files if f"'{f}'" in ruled} == shared  # the rule reads no other
