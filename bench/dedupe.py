@@ -1,7 +1,8 @@
 """What the readers' rule costs: one row per key where a key may repeat (`evallib.warehouse.keys`).
 
-The views apply the rule only to partitions that hold more than one part file. A warehouse
-built in one batch per day has none; a production warehouse has today's (a recorder
+The dashboard's views apply the rule only to the files of a partition that share a key
+with another of its files (`evallib.warehouse.db._sharing`). A warehouse built in one batch
+per day has no partition of several files; a production warehouse has today's (a recorder
 flushes every few seconds) and, until `evallib compact` runs, the last days'. This script
 copies the bench warehouse (hard links), splits its newest ``--days`` days of every online
 table into ``--files`` part files each, as a recorder would have written them, adds a
@@ -31,9 +32,10 @@ sys.path.insert(0, str(HERE))
 
 import run as bench  # noqa: E402  (bench/run.py)
 
-from evallib import connect  # noqa: E402
-from evallib.warehouse import keys  # noqa: E402
+from evallib.warehouse import Connection, keys  # noqa: E402
 from evallib.warehouse import schema as S  # noqa: E402
+from evallib.warehouse.db import open_snapshot, read_paths  # noqa: E402
+from evallib.warehouse.snapshot import snapshot  # noqa: E402
 from evallib.warehouse.store import Store  # noqa: E402
 
 ONLINE = ("online_traces", "online_scores", "online_retrievals", "feedback")
@@ -67,10 +69,10 @@ def timings(root: Path, repeat: int) -> dict[str, tuple[float, float]]:
     """Per query, p95 ms with the rule and without it: two snapshots of the same files (one
     built with the rule turned off), timed in turns so both see the same machine."""
     keyed = keys.LATEST_WINS
-    with_rule = connect(str(root), read_only=True)
+    with_rule = _dashboards(root)
     keys.LATEST_WINS = frozenset()
     try:
-        without = connect(str(root), read_only=True)
+        without = _dashboards(root)
     finally:
         keys.LATEST_WINS = keyed
     pairs = zip(bench.query_cases(with_rule), bench.query_cases(without), strict=True)
@@ -85,6 +87,13 @@ def timings(root: Path, repeat: int) -> dict[str, tuple[float, float]]:
                 samples[rule].append((time.perf_counter() - t0) * 1e3)
         out[label] = (_p95(samples[True]), _p95(samples[False]))
     return out
+
+
+def _dashboards(root: Path) -> Connection:
+    """A connection as the dashboard opens it (`evallib.warehouse.Live`): it finds the files
+    that share a key once, then applies the rule to those alone."""
+    snap = snapshot(str(root))
+    return open_snapshot(snap, read_paths(snap), read_only=True, shared_keys=True)
 
 
 def _p95(samples: list[float]) -> float:

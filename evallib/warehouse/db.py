@@ -192,9 +192,14 @@ def fetched(store: Store, parts: list[Part]) -> list[str]:
 
 
 def open_snapshot(snap: Snapshot, paths: dict[Part, str], *, threads: int | None = None,
-                  memory_limit: str | None = None, read_only: bool = False
-                  ) -> Connection:
-    """`connect()` over a snapshot whose parts DuckDB reads at ``paths``."""
+                  memory_limit: str | None = None, read_only: bool = False,
+                  shared_keys: bool = False) -> Connection:
+    """`connect()` over a snapshot whose parts DuckDB reads at ``paths``. ``shared_keys``
+    (a long-lived reader's, the dashboard's): first find the files of each partition that
+    share a key with another of its files (`_sharing`: reading the key columns of the
+    partitions whose files changed), so its many queries apply the latest-wins rule to
+    those files alone; a one-shot connection skips that read, and its queries apply the
+    rule to every file of a partition with several."""
     config: dict[str, str | int] = {}
     if threads:
         config["threads"] = threads
@@ -211,7 +216,8 @@ def open_snapshot(snap: Snapshot, paths: dict[Part, str], *, threads: int | None
         return [paths[p] for p in parts]
 
     def read(parts: list[Part], table: S.Table) -> str:
-        return _read(files(parts), table, sharing=lambda *a: _sharing(con, *a))
+        return _read(files(parts), table,
+                     sharing=(lambda *a: _sharing(con, *a)) if shared_keys else None)
 
     for table in S.TABLES.values():
         offline = table.name == "runs" or table.name in S.OFFLINE_DATA

@@ -69,7 +69,8 @@ class Live:
                 if kept is not None and kept[0] == read:
                     break
                 try:
-                    self._cons[snap.key] = (read, open_snapshot(snap, paths, read_only=True))
+                    self._cons[snap.key] = (read, open_snapshot(snap, paths, read_only=True,
+                                                                shared_keys=True))
                     break
                 except duckdb.Error as e:  # compaction deleted a listed file: list all
                     if attempt == 2 or not lost_file(e):

@@ -499,14 +499,15 @@ def _shown(at) -> list[str]:
 
 def test_only_files_that_share_a_key_pay_the_rule_and_the_newest_still_wins(
         tmp_path: Path) -> None:
-    """Readers apply the rule only to the files of a partition that share a key with another
-    of its files; the rest are unique and read plain. On random batches (a recorder's
+    """The dashboard applies the rule only to the files of a partition that share a key
+    with another of its files; the rest are unique and read plain. On random batches (a recorder's
     flushes, some retried, some re-scoring a few traces) the view is still exactly "the
     newest file's row of each key", and the files read under the rule are exactly those
     that share a key."""
     import random
 
     from evallib.warehouse import db
+    from evallib.warehouse.snapshot import snapshot
 
     rng = random.Random(7)
     wh = Warehouse(tmp_path)
@@ -532,11 +533,14 @@ def test_only_files_that_share_a_key_pay_the_rule_and_the_newest_still_wins(
                      if g != f)}
     assert 0 < len(shared) < len(files)  # some files unique, some not: both paths taken
     db._SHARED.clear()
-    with connect(tmp_path) as con:
+    snap = snapshot(str(tmp_path))  # as the dashboard opens it: it keeps its connection
+    with db.open_snapshot(snap, db.read_paths(snap), shared_keys=True) as con:
         got = dict(con.sql("SELECT trace_id, value FROM online_scores").fetchall())
         view = con.sql("SELECT sql FROM duckdb_views() WHERE view_name = 'online_scores'"
                        ).fetchall()[0][0]
     assert got == newest
     assert {p for g in db._SHARED.values() for p in g} == shared
+    with connect(tmp_path) as con:  # a one-shot connection: the rule over every file
+        assert dict(con.sql("SELECT trace_id, value FROM online_scores").fetchall()) == newest
     ruled = view.split("QUALIFY")[0].rsplit("read_parquet(", 1)[1]
     assert {str(f) for f in files if f"'{f}'" in ruled} == shared  # the rule reads no other
