@@ -96,6 +96,38 @@ def _dashboards(root: Path) -> Connection:
     return open_snapshot(snap, read_paths(snap), read_only=True, shared_keys=True)
 
 
+def connection_costs(root: Path, rounds: int = 5) -> dict[bool, tuple[float, float]]:
+    """Seconds to open the dashboard's first connection, and the median renewal after 50
+    new traces (a new snapshot listing only what changed, and its connection), without
+    looking for shared keys and with it (`evallib.warehouse.db._sharing`)."""
+    from datetime import UTC, datetime
+
+    from evallib import Warehouse
+    from evallib.warehouse import db
+
+    out = {}
+    for shared in (False, True):
+        db._SHARED.clear()
+        t0 = time.perf_counter()
+        snap = snapshot(str(root))
+        db.open_snapshot(snap, read_paths(snap), read_only=True, shared_keys=shared).close()
+        first = time.perf_counter() - t0
+        renewals = []
+        for _ in range(rounds):
+            now = datetime.now(UTC)
+            traces = [{"trace_id": f"renew-{now.timestamp()}-{i}", "timestamp": now}
+                      for i in range(50)]
+            Warehouse(root).record_online(traces, [{**t, "metric": "m", "value": 1.0,
+                                                    "kind": "binary"} for t in traces])
+            t0 = time.perf_counter()
+            snap = snapshot(str(root), snap)
+            db.open_snapshot(snap, read_paths(snap), read_only=True,
+                             shared_keys=shared).close()
+            renewals.append(time.perf_counter() - t0)
+        out[shared] = (first, sorted(renewals)[len(renewals) // 2])
+    return out
+
+
 def _p95(samples: list[float]) -> float:
     samples = sorted(samples)
     return samples[min(len(samples) - 1, round(0.95 * (len(samples) - 1)))]
@@ -113,6 +145,9 @@ def main() -> None:
     print(f"{copy}: newest {args.days} days of {', '.join(ONLINE)} as {args.files} files "
           f"a day, plus a retried flush a day ({repeated:,} rows stored twice)")
     print(f"load average at the start: {os.getloadavg()[0]:.1f}")
+    for shared, (first, renewal) in connection_costs(copy).items():
+        print(f"dashboard connection {'finding' if shared else 'not finding'} shared keys: "
+              f"first {first:.2f} s, renewal after 50 new traces {renewal:.2f} s (median)")
     for where in (Path(args.root), copy):
         t = timings(where, args.repeat)
         worst = max(t, key=lambda k: t[k][0] / t[k][1])

@@ -21,7 +21,7 @@ from evallib.cli import main
 from evallib.warehouse import Live, catalog, snapshot
 from evallib.warehouse import schema as S
 from evallib.warehouse.cache import STAMP, PartCache, parse_size, settings
-from evallib.warehouse.db import read_paths
+from evallib.warehouse.db import open_snapshot, read_paths
 from evallib.warehouse.store import Store
 from tests.warehouse.test_s3 import aws, bucket, s3_endpoint  # noqa: F401  (fixtures)
 
@@ -349,5 +349,9 @@ def test_the_newest_write_of_a_key_wins_across_cached_and_read_through_files(
     scored = [p for p in paths if "/online_scores/" in p]
     assert len(scored) == 2 and scored[0].startswith("/") != scored[1].startswith("/"), scored
     with connect(snap) as con:
+        assert con.sql("SELECT count(*), sum(value) FROM online_scores").fetchall() == \
+            [(100, 200.0)]
+    # the dashboard's connection finds the two files share keys (one file in each tree)
+    with open_snapshot(snap, read_paths(snap), shared_keys=True) as con:
         assert con.sql("SELECT count(*), sum(value) FROM online_scores").fetchall() == \
             [(100, 200.0)]
