@@ -269,6 +269,22 @@ def rag_verdict(overall: pl.DataFrame, shift: pl.DataFrame | None, what: str,
 # --- Online and Correlation ------------------------------------------------------------
 
 
+def dataset_verdict(dataset: str, history: pl.DataFrame, runs: pl.DataFrame) -> Verdict:
+    """The golden set's newest version (``history`` from `golden_sets.version_history`,
+    oldest first): its size, what changed since the version before, and whether a run has
+    used it yet (``runs``: `queries.version_runs`)."""
+    v = history.row(-1, named=True)
+    used = runs.filter(pl.col("dataset_version") == v["dataset_version"]).height
+    size = f"**{dataset}** is at version `{v['dataset_version']}`: {v['n_cases']:,} cases"
+    if history.height > 1:
+        size += (f", {v['added']} added ({v['added_promoted']} promoted from production), "
+                 f"{v['removed']} removed and {v['changed']} changed since the version "
+                 "before")
+    if not used:
+        return Verdict("warn", f"{size}. No run has used it yet: its scores are not known.")
+    return Verdict("info", f"{size}; {used} run{'s' if used != 1 else ''} used it.")
+
+
 def online_verdict(alerts: Sequence[Any], start: date, end: date) -> Verdict:
     """The open alerts by name; else that none is open (and the newest closed one)."""
     opened = [a for a in alerts if a.status == "open"]

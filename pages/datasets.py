@@ -15,6 +15,7 @@ from evallib.analysis.golden_sets import datasets_overview
 from pages import _datasets_charts as charts
 from pages import _slices_charts as scharts
 from pages import _slices_tables as stables
+from pages import _ui as ui
 from pages._common import (
     Filters,
     analysis,
@@ -24,6 +25,7 @@ from pages._common import (
     query,
     warehouse,
 )
+from pages._verdicts import dataset_verdict
 
 PLOT = {"displaylogo": False}
 
@@ -116,6 +118,7 @@ history, growth, runs = analysis(datasets_overview, f.dataset)
 if not history.height:
     st.info(f"No version of {f.dataset} is known.", icon=":material/info:")
     st.stop()
+ui.verdict(dataset_verdict(f.dataset, history, runs))
 st.caption(f"Golden set **{f.dataset}** (pick another in the sidebar). "
            "`evallib datasets` prints the same facts.")
 versions_section(history, growth)

@@ -17,6 +17,7 @@ from evallib.analysis.many_runs import (
     headline,
 )
 from pages import _many_runs_view as view
+from pages import _ui as ui
 from pages._common import (
     analysis,
     filters,
@@ -27,6 +28,7 @@ from pages._common import (
     warehouse,
 )
 from pages._tables import run_labels
+from pages._verdicts import Verdict
 
 PLOT = {"displaylogo": False}
 
@@ -82,10 +84,7 @@ by = right.multiselect("Slice by", keys, default=keys[:2], key="by", bind="query
 
 result = analysis(compare_many, tuple(chosen), reference, metric, tuple(by))
 worse = [c for c in result.cells if c.significant and c.delta < 0]
-if worse:
-    st.error(headline(result), icon=":material/trending_down:")
-else:
-    st.success(headline(result), icon=":material/check_circle:")
+ui.verdict(Verdict("bad" if worse else "good", headline(result)))
 st.caption(
     f"Each run against **{next(r.label for r in result.runs if r.reference)}** "
     f"(reference) on the cases both scored, with Compare's paired test ({result.test}). "

@@ -116,6 +116,14 @@ def test_the_datasets_page_on_the_demo(demo_app: str):
     assert metrics["Cases now"] == str(newest.height)
     promoted = newest.filter(pl.col("tags").list.contains("promoted")).height
     assert metrics["Promoted from production"] == str(promoted) and promoted > 0
+    # the answer first: the newest version, what it changed, and whether it has been run
+    before = set(stored.filter(pl.col("dataset_version") == versions[-2])["case_id"])
+    added = set(newest["case_id"]) - before
+    n_runs = runs.filter(pl.col("dataset_version") == versions[-1]).height
+    (verdict,) = at.info[:1]
+    assert verdict.value.startswith(f"**support-golden** is at version `{versions[-1]}`: "
+                                    f"{newest.height:,} cases, {len(added)} added (")
+    assert verdict.value.endswith(f"{n_runs} run{'s' if n_runs != 1 else ''} used it.")
     charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     growth = {t["name"]: sum(t["y"]) for t in charts["growth_chart"]["data"]}
     first = set(stored.filter(pl.col("dataset_version") == versions[0])["case_id"])
@@ -126,8 +134,6 @@ def test_the_datasets_page_on_the_demo(demo_app: str):
         stored.filter(pl.col("dataset_version") == v).height for v in versions]
     # the default diff: the newest version against the one before it
     diff = at.dataframe[1].value
-    before = set(stored.filter(pl.col("dataset_version") == versions[-2])["case_id"])
-    added = set(newest["case_id"]) - before
     assert set(diff.loc[diff["change"] == "added", "case_id"]) == added
     assert set(diff.loc[diff["change"] == "changed", "changed fields"]) <= {"expected"}
     assert "mix_chart" in charts
