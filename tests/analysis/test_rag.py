@@ -9,6 +9,7 @@ import csv
 import datetime as dt
 import io
 import math
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -27,8 +28,8 @@ from evallib.scorers import (
     precision_at_k,
     recall_at_k,
 )
+from tests.apptest import open_app
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 L3 = math.log2(3)
 
 # case: (correctness or None, faithfulness passed or None, error, [(doc, relevant, cited)])
@@ -381,14 +382,7 @@ def test_demo_candidate_hallucinates_in_the_regressed_slice(small_demo) -> None:
 # --- the page ---------------------------------------------------------------------------
 
 
-def _open(**params: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page("pages/rag.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+_open = partial(open_app, "pages/rag.py", timeout=90)
 
 
 def _raw_attribution(root: str, run: str, k: int = 5) -> dict[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -14,24 +15,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from evallib.analysis.export import to_csv
+from tests.apptest import APP, open_app
+from tests.apptest import runs_newest_first as _runs
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "pages/compare.py"
-
-
-def _open(**params: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _runs(root: str) -> pl.DataFrame:
-    return pl.read_parquet(f"{root}/runs/*.parquet").sort("committed_at") \
-        .group_by("run_id").last().sort("started_at", descending=True)
+_open = partial(open_app, PAGE, timeout=60)
 
 
 def _paired(root: str, cand: str, base: str, metric: str) -> pl.DataFrame:

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from evallib import Dataset, Warehouse
 from evallib.cli import main
+from tests.apptest import open_app
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 V1 = [{"case_id": "c1", "input": "Refund?", "expected": "30 days", "strata": {"t": "billing"}},
       {"case_id": "c2", "input": "Reset password", "expected": "Settings",
        "strata": {"t": "account"}},
@@ -93,14 +93,7 @@ def demo_app(monkeypatch: pytest.MonkeyPatch, demo_root: str) -> str:
     return demo_root
 
 
-def _open(**params: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page("pages/datasets.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+_open = partial(open_app, "pages/datasets.py", timeout=60)
 
 
 def test_the_datasets_page_on_the_demo(demo_app: str):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
+from functools import partial
 
 import polars as pl
 import pytest
@@ -18,25 +18,14 @@ from streamlit.testing.v1 import AppTest
 
 from evallib import Warehouse, connect
 from evallib.analysis.many_runs import compare_many
+from tests.apptest import open_app
+from tests.apptest import runs_newest_first as _runs
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "pages/many_runs.py"
 BILLING_HARD = "query_type=billing × difficulty=hard"
 
 
-def _open(**params: str | list[str]) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _runs(root: str) -> pl.DataFrame:
-    return pl.read_parquet(f"{root}/runs/*.parquet").sort("committed_at") \
-        .group_by("run_id").last().sort("started_at", descending=True)
+_open = partial(open_app, PAGE, timeout=60)
 
 
 def _heatmap(at: AppTest) -> dict:

@@ -4,24 +4,18 @@ empty warehouse and an offline-only one. Expected numbers come from the raw Parq
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from functools import partial
 
 import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+from tests.apptest import open_app
+
 ONLINE, CORRELATION = "pages/online.py", "pages/correlation.py"
 
 
-def _open(page: str, **params: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+_open = partial(open_app, timeout=180)
 
 
 def _figures(at: AppTest) -> list[dict]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -15,21 +16,13 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from evallib import Warehouse
+from tests.apptest import open_app
+from tests.apptest import runs_newest_first as _runs
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = ["pages/runs.py", "pages/trends.py", "pages/compare.py"]
 
 
-def _open(page: str | None = None, **params: str | list[str]) -> AppTest:
-    """Run the app (on ``page``), seeded with URL query parameters; fail on any exception."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    if page is not None:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+_open = partial(open_app, timeout=60)
 
 
 def _figures(at: AppTest) -> list[dict]:
@@ -38,11 +31,6 @@ def _figures(at: AppTest) -> list[dict]:
 
 def _series(fig: dict) -> list[str]:
     return [t["name"] for t in fig["data"] if (t.get("meta") or {}).get("role") == "series"]
-
-
-def _runs(root: str) -> pl.DataFrame:
-    return pl.read_parquet(f"{root}/runs/*.parquet").sort("committed_at") \
-        .group_by("run_id").last().sort("started_at", descending=True)
 
 
 def _text(at: AppTest) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -13,8 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from evallib.cli import main
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+from tests.apptest import open_app
 
 
 @pytest.fixture
@@ -26,16 +26,7 @@ def root(demo_root: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str
     return copy
 
 
-def _open(user: dict | None = None, **params: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    if user is not None:
-        at.user = user
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page("pages/review.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+_open = partial(open_app, "pages/review.py", timeout=60)
 
 
 def _labels(root: str) -> pl.DataFrame:

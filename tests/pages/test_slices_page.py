@@ -6,6 +6,7 @@ queries the page calls."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -14,25 +15,14 @@ from streamlit.testing.v1 import AppTest
 
 import evallib
 from evallib.analysis.compare import compare_runs
+from tests.apptest import APP, open_app
+from tests.apptest import runs_newest_first as _runs
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "pages/slices.py"
 BILLING_HARD = "query_type=billing × difficulty=hard"
 
 
-def _open(**params: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def _runs(root: str) -> pl.DataFrame:
-    return pl.read_parquet(f"{root}/runs/*.parquet").sort("committed_at") \
-        .group_by("run_id").last().sort("started_at", descending=True)
+_open = partial(open_app, PAGE, timeout=90)
 
 
 def _frame(at: AppTest, column: str) -> pl.DataFrame:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from pathlib import Path
 
 import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+from tests.apptest import open_app
+
 # Emoji need a font that servers and this machine's Chromium lack (they render as empty
 # boxes). Text symbols such as ✓ → × ● are fine: ordinary fonts carry them.
 EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2600-\u2712\u2714-\u27BF\u2B00-\u2BFF"
@@ -27,14 +27,7 @@ PAGES = [("pages/runs.py", {}), ("pages/compare.py", {}), ("pages/slices.py", {}
 
 
 def _open(page: str, **params: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    if page != "pages/runs.py":
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(None if page == "pages/runs.py" else page, timeout=90, **params)
 
 
 def _shown_text(at: AppTest) -> list[str]:
