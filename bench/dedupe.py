@@ -96,7 +96,8 @@ def _dashboards(root: Path) -> Connection:
     return open_snapshot(snap, read_paths(snap), read_only=True, shared_keys=True)
 
 
-def connection_costs(root: Path, rounds: int = 5) -> dict[bool, tuple[float, float]]:
+def connection_costs(root: str, rounds: int = 5, flags: tuple[bool, ...] = (False, True)
+                     ) -> dict[bool, tuple[float, float]]:
     """Seconds to open the dashboard's first connection, and the median renewal after 50
     new traces (a new snapshot listing only what changed, and its connection), without
     looking for shared keys and with it (`evallib.warehouse.db._sharing`)."""
@@ -106,10 +107,10 @@ def connection_costs(root: Path, rounds: int = 5) -> dict[bool, tuple[float, flo
     from evallib.warehouse import db
 
     out = {}
-    for shared in (False, True):
+    for shared in flags:
         db._SHARED.clear()
         t0 = time.perf_counter()
-        snap = snapshot(str(root))
+        snap = snapshot(root)
         db.open_snapshot(snap, read_paths(snap), read_only=True, shared_keys=shared).close()
         first = time.perf_counter() - t0
         renewals = []
@@ -120,12 +121,34 @@ def connection_costs(root: Path, rounds: int = 5) -> dict[bool, tuple[float, flo
             Warehouse(root).record_online(traces, [{**t, "metric": "m", "value": 1.0,
                                                     "kind": "binary"} for t in traces])
             t0 = time.perf_counter()
-            snap = snapshot(str(root), snap)
+            snap = snapshot(root, snap)
             db.open_snapshot(snap, read_paths(snap), read_only=True,
                              shared_keys=shared).close()
             renewals.append(time.perf_counter() - t0)
         out[shared] = (first, sorted(renewals)[len(renewals) // 2])
     return out
+
+
+def s3_costs(copy: Path, delay: float) -> None:
+    """`connection_costs` with the copy in a bucket (moto behind bench/latency_proxy.py,
+    ``delay`` seconds a request), each in a new process: cache cold, then warm."""
+    import json
+    import tempfile
+
+    import s3 as bench_s3  # bench/s3.py
+
+    with bench_s3.s3(delay) as (direct, delayed):
+        url, _ = bench_s3.upload(copy, direct)
+        for shared in (False, True):
+            with tempfile.TemporaryDirectory() as cache:
+                for state in ("cold", "warm"):
+                    _, out = bench_s3._run([sys.executable, __file__, "--costs-child", url,
+                                            str(int(shared))],
+                                           bench_s3._env(delayed, cache=cache))
+                    first, renewal = json.loads(out)
+                    print(f"S3 at {delay * 1000:.0f} ms a request, cache {state}, "
+                          f"{'finding' if shared else 'not finding'} shared keys: first "
+                          f"{first:.2f} s, renewal after 50 new traces {renewal:.2f} s")
 
 
 def _p95(samples: list[float]) -> float:
@@ -139,15 +162,26 @@ def main() -> None:
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--files", type=int, default=24)
     p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--s3", type=float, metavar="SECONDS",
+                   help="also the connection costs on S3 (moto behind the latency proxy)")
+    p.add_argument("--costs-child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.costs_child:
+        import json
+
+        url, shared = args.costs_child
+        print(json.dumps(connection_costs(url, flags=(shared == "1",))[shared == "1"]))
+        return
     copy = Path(args.root).with_name(Path(args.root).name + "-split")
     repeated = split_copy(Path(args.root), copy, args.days, args.files)
     print(f"{copy}: newest {args.days} days of {', '.join(ONLINE)} as {args.files} files "
           f"a day, plus a retried flush a day ({repeated:,} rows stored twice)")
     print(f"load average at the start: {os.getloadavg()[0]:.1f}")
-    for shared, (first, renewal) in connection_costs(copy).items():
+    for shared, (first, renewal) in connection_costs(str(copy)).items():
         print(f"dashboard connection {'finding' if shared else 'not finding'} shared keys: "
               f"first {first:.2f} s, renewal after 50 new traces {renewal:.2f} s (median)")
+    if args.s3:
+        s3_costs(copy, args.s3)
     for where in (Path(args.root), copy):
         t = timings(where, args.repeat)
         worst = max(t, key=lambda k: t[k][0] / t[k][1])
